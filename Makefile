@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each bootstraps .venv.
+# torch is installed first, pinned to the CPU wheel on this machine's disk, so that no
+# dependency pulls a multi-gigabyte CUDA build; the project install then keeps it.
+
+PY := .venv/bin/python
+STAMP := .venv/.effai-installed
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint bench docs venv clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[all,dev,docs]'
+	@$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'a dependency replaced torch: ' + v)"
+	@bash scripts/ensure-chromium.sh
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m effai.cli train lenet5 --dataset mnist5k --epochs 12 --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[bench]'
+	@$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'bench extra replaced torch: ' + v)"
+	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
+
+clean:
+	rm -rf .venv runs site

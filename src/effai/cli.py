@@ -1,0 +1,165 @@
+"""The `effai` command: a thin Typer shell over the Python API.
+
+Each command parses its options, calls one API function, and prints (a Rich table, or
+JSON with --json). Bad input raises `effai.errors.InputError`, which `main` turns into
+exit code 2 and one line on stderr; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from effai import __version__
+from effai.errors import CheckFailed, InputError
+
+app = typer.Typer(
+    name="effai",
+    help="Make neural networks efficient and prove it with measurements.\n\nExample: effai profile mobilenet_v2 --json",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+
+def print_json(obj) -> None:
+    """Print one JSON object on stdout (what --json promises to machines)."""
+    from effai.fileio import _json_default
+
+    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def _version(value: bool):
+    if value:
+        console.print(f"effai {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    _state["debug"] = debug
+
+
+# ---------------------------------------------------------------- zoo
+zoo_app = typer.Typer(help="The model zoo.\n\nExample: effai zoo list --json", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List the zoo's models with their default input and published counts.
+
+    Example: effai zoo list --json
+    """
+    from rich.table import Table
+
+    from effai import zoo
+
+    rows = [zoo.info(n) for n in zoo.names()]
+    if as_json:
+        print_json([r.to_dict() for r in rows])
+        return
+    t = Table(title="effai model zoo")
+    for col in ("name", "family", "default input", "paper"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.name, r.family, "x".join(map(str, r.input_shape)), r.paper)
+    console.print(t)
+
+
+# ---------------------------------------------------------------- train
+@app.command("train")
+def train_cmd(
+    model: str = typer.Argument(..., help="Zoo name, e.g. lenet5."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
+    epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
+    out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    batch_size: int = typer.Option(128, min=1),
+    optimizer: str = typer.Option("adamw", help="adamw | sgd"),
+    seed: int = typer.Option(0),
+    width_mult: Optional[float] = typer.Option(None, help="Width multiplier for the zoo model."),
+    resume: bool = typer.Option(True, help="Resume from DIR/last.pt if present."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Train a zoo model on a data set and write a checkpoint directory.
+
+    Example: effai train lenet5 --dataset mnist5k --epochs 10 --out runs/lenet5
+    """
+    from effai import data as data_mod
+    from effai import train, zoo
+
+    ds = data_mod.load(dataset, seed=seed)
+    opts = {"num_classes": ds.num_classes, "in_channels": ds.input_shape[0]}
+    if width_mult is not None:
+        opts["width_mult"] = width_mult
+    if ds.input_shape[-1] != zoo.info(model).input_shape[-1]:
+        opts["resolution"] = ds.input_shape[-1]
+    net = zoo.create(model, **opts)
+    cfg = train.TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed)
+    result = train.fit(net, ds, cfg, out_dir=out, resume=resume, progress=not as_json)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        console.print(
+            f"[bold]{model}[/] on {ds.name}: test accuracy {result.test_accuracy:.2%} "
+            f"({result.epochs_run} epochs, {result.train_seconds:.1f} s); checkpoint in {out}"
+        )
+
+
+# ---------------------------------------------------------------- capability commands
+# Each capability adds its commands below, importing lazily inside the function so that
+# `effai --help` stays fast and no optional dependency is imported at start-up.
+
+
+def main() -> None:
+    """Entry point: run the app, mapping InputError to exit 2 and CheckFailed to exit 1."""
+    try:
+        app(standalone_mode=False)
+    except InputError as e:
+        if _state["debug"]:
+            raise
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except CheckFailed as e:
+        if _state["debug"]:
+            raise
+        err_console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; finished results are saved, rerun the same command to resume")
+        sys.exit(130)
+    except Exception as e:  # click usage errors: bad option values, missing arguments
+        import click
+
+        if isinstance(e, click.exceptions.UsageError):
+            if _state["debug"]:
+                raise
+            msg = e.format_message().replace("\n", " ")
+            err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+            sys.exit(2)
+        if isinstance(e, click.exceptions.ClickException):
+            err_console.print(f"error: {e.format_message()}", markup=False, highlight=False)
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Loaders for the user's own data: IDX (MNIST / Fashion-MNIST format), .npz, image folders.
+
+Each returns (x float32 NCHW, y int64, class names) or raises InputError naming the file
+and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from effai.errors import InputError
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (raw or .gz): magic 0x0000 TT DD, DD big-endian dims, then data."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path}: corrupt gzip data ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise InputError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
+    ndim = raw[3]
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise InputError(f"{path}: IDX header truncated ({ndim} dimensions declared)")
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = raw[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise InputError(f"{path}: IDX header declares dims {list(dims)} ({expected} bytes) but holds {len(body)} bytes")
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images and labels from a folder of IDX files (e.g. train-images-idx3-ubyte.gz).
+
+    Training and test files, when both present, are pooled: effai makes its own seeded
+    stratified splits so every data set is treated alike.
+    """
+    files = sorted(p for p in folder.iterdir() if "idx" in p.name and p.is_file())
+    images = [p for p in files if "idx3" in p.name]
+    labels = [p for p in files if "idx1" in p.name]
+    if not images or len(images) != len(labels):
+        raise InputError(f"{folder}: expected matching *idx3* image and *idx1* label files, found {[p.name for p in files]}")
+    xs, ys = [], []
+    for img, lab in zip(images, labels):
+        x, y = read_idx(img), read_idx(lab)
+        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+            raise InputError(f"{img.name}/{lab.name}: {x.shape[0]} images of shape {x.shape[1:]} vs {y.shape} labels")
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate(xs).astype(np.float32)[:, None] / 255.0
+    y = np.concatenate(ys).astype(np.int64)
+    return x, y, [str(c) for c in range(int(y.max()) + 1)]
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Arrays `x` (N,H,W), (N,C,H,W) or (N,F) and integer labels `y` (N,) from an .npz file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f or "y" not in f:
+                raise InputError(f"{path}: .npz must hold arrays 'x' and 'y', found {sorted(f.files)}")
+            x, y = f["x"], f["y"]
+            names = [str(n) for n in f["class_names"]] if "class_names" in f else None
+    except InputError:
+        raise
+    except ValueError as e:
+        raise InputError(f"{path}: refused: {e}".splitlines()[0]) from None
+    except Exception as e:  # zipfile.BadZipFile, OSError, EOFError...
+        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})".splitlines()[0]) from None
+    if x.dtype.kind not in "fiu":
+        raise InputError(f"{path}: 'x' must be numeric, got dtype {x.dtype}")
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise InputError(f"{path}: 'y' must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
+    if len(x) != len(y):
+        raise InputError(f"{path}: 'x' has {len(x)} samples but 'y' has {len(y)}")
+    x = x.astype(np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+    if x.dtype.kind == "f" and x.size and x.max() > 1.5:
+        x = x / 255.0
+    return np.ascontiguousarray(x), y.astype(np.int64), names or [str(c) for c in range(int(y.max(initial=0)) + 1)]
+
+
+def load_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """An image folder with one subfolder per class (the ImageFolder convention)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        raise InputError("reading image folders needs Pillow: pip install pillow") from None
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise InputError(f"{folder}: no class subfolders (expected one folder of images per class)")
+    xs, ys, size, mode = [], [], None, None
+    for label, cls in enumerate(classes):
+        files = sorted(p for p in (folder / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"{folder / cls}: class {cls!r} has no images")
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im.load()
+                    mode = mode or ("L" if im.mode in ("L", "1", "I", "I;16") else "RGB")
+                    arr = np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+            except Exception as e:
+                raise InputError(f"{f}: unreadable image ({type(e).__name__})") from None
+            if size is None:
+                size = arr.shape
+            elif arr.shape != size:
+                raise InputError(f"{f}: image size {arr.shape[:2]} differs from the first image's {size[:2]}; resize them to one size")
+            xs.append(arr)
+            ys.append(label)
+    x = np.stack(xs)
+    x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
+    return x, np.asarray(ys, dtype=np.int64), classes

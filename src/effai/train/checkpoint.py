@@ -1,0 +1,91 @@
+"""Checkpoint directories: `model.pt` (a plain state dict) + `model.json` (how to rebuild it).
+
+A state dict holds only tensors, so it loads with `torch.load(weights_only=True)`; the
+architecture is rebuilt from the zoo by the name and options recorded in the JSON.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from effai import __version__
+from effai.errors import InputError
+from effai.fileio import load_torch_file, write_atomic, write_json
+
+
+def save_checkpoint(model: nn.Module, out_dir: str | Path, data=None, result=None, train_config=None, **extra) -> Path:
+    """Write `model.pt` and `model.json` into `out_dir` (atomically) and return the folder."""
+    out = Path(out_dir)
+    arch = getattr(model, "effai_arch", None)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    write_atomic(out / "model.pt", buf.getvalue())
+    meta = {
+        "effai_version": __version__,
+        "arch": arch["name"] if arch else None,
+        "options": arch["options"] if arch else {},
+        "input_shape": list(data.input_shape) if data is not None else None,
+        "class_names": list(data.class_names) if data is not None else None,
+        "dataset": data.name if data is not None else None,
+        "test_accuracy": result.test_accuracy if result is not None else None,
+        "train_config": train_config.__dict__ if train_config is not None else None,
+        **extra,
+    }
+    write_json(out / "model.json", meta)
+    return out
+
+
+def load_checkpoint(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved by `save_checkpoint` (a folder, or its model.pt) and its metadata."""
+    from effai import zoo
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    meta_path = folder / "model.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{folder}: not a checkpoint folder (no model.json)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{meta_path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not meta.get("arch"):
+        raise InputError(f"{meta_path}: missing field 'arch' (the zoo model name)")
+    model = zoo.create(meta["arch"], **(meta.get("options") or {}))
+    state = load_torch_file(folder / "model.pt", trust_pickle=trust_pickle)
+    load_state_dict_checked(model, state, folder / "model.pt")
+    return model, meta
+
+
+def load_state_dict_checked(model: nn.Module, state, where: Path) -> None:
+    """`load_state_dict`, with errors that name the first mismatching key and shapes."""
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{where}: expected a state dict (names to tensors), got {type(state).__name__}")
+    own = model.state_dict()
+    for k, v in own.items():
+        if k not in state:
+            raise InputError(f"{where}: missing key {k!r} (shape {tuple(v.shape)}); is this the right --arch?")
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise InputError(
+                f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the architecture expects {tuple(v.shape)}"
+            )
+    extra = [k for k in state if k not in own]
+    if extra:
+        raise InputError(f"{where}: unexpected key {extra[0]!r} ({len(extra)} extra); is this the right --arch?")
+    model.load_state_dict(state)
+    check_finite(model, where)
+
+
+def check_finite(model: nn.Module, where: str | Path = "model") -> None:
+    """Raise InputError naming the first parameter or buffer that holds NaN or Inf."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            n_nan = int(torch.isnan(t).sum())
+            n_inf = int(torch.isinf(t).sum())
+            raise InputError(f"{where}: tensor {name!r} holds {n_nan} NaN and {n_inf} Inf values")

@@ -1,0 +1,120 @@
+"""Resolve a CLI MODEL argument into a model: a zoo name, a checkpoint folder, a state dict
+plus --arch, a TorchScript file, or an ONNX file (kept as a path: ONNX runs in ONNX Runtime)."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch.nn as nn
+
+from effai.errors import InputError
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: nn.Module | None = None  # None for ONNX files
+    onnx_path: Path | None = None
+    input_shape: tuple[int, ...] | None = None  # (C, H, W) when known
+    meta: dict = field(default_factory=dict)
+
+
+def load_model(spec: str, arch: str | None = None, options: dict | None = None, trust_pickle: bool = False) -> LoadedModel:
+    """Load what the user named. Options (num_classes, width_mult, ...) apply to zoo models.
+
+    >>> lm = load_model("lenet5")
+    >>> lm.name, lm.input_shape
+    ('lenet5', (1, 28, 28))
+    """
+    from effai import zoo
+    from effai.train.checkpoint import check_finite, load_checkpoint, load_state_dict_checked
+
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    path = Path(spec)
+    if spec in zoo.names():
+        model = zoo.create(spec, **options)
+        return LoadedModel(spec, model, input_shape=zoo.input_shape(spec, **options))
+    if not path.exists():
+        if "/" not in spec and "." not in spec:
+            raise zoo_suggestion(spec)
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir() or (path.name == "model.pt" and (path.parent / "model.json").exists()):
+        model, meta = load_checkpoint(path, trust_pickle=trust_pickle)
+        shape = tuple(meta["input_shape"]) if meta.get("input_shape") else zoo.input_shape(meta["arch"], **meta["options"])
+        return LoadedModel(meta["arch"], model, input_shape=shape, meta=meta)
+    if path.suffix == ".onnx":
+        return LoadedModel(path.stem, onnx_path=check_onnx_file(path), input_shape=onnx_input_shape(path))
+    if _is_torchscript(path):
+        import torch
+
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except Exception as e:
+            raise InputError(f"{path}: unreadable TorchScript file ({str(e).splitlines()[0][:160]})") from None
+        check_finite(model, path)
+        return LoadedModel(path.stem, model)
+    # A bare state dict: the architecture must be named.
+    from effai.fileio import load_torch_file
+
+    state = load_torch_file(path, trust_pickle=trust_pickle)
+    if isinstance(state, nn.Module):  # only reachable with --trust-pickle
+        check_finite(state, path)
+        return LoadedModel(path.stem, state)
+    if arch is None:
+        raise InputError(f"{path}: a state dict holds no architecture; name it with --arch (see `effai zoo list`)")
+    model = zoo.create(arch, **options)
+    load_state_dict_checked(model, state, path)
+    return LoadedModel(arch, model, input_shape=zoo.input_shape(arch, **options))
+
+
+def zoo_suggestion(name: str) -> InputError:
+    from effai import zoo
+    from effai.errors import suggest
+
+    return suggest(name, zoo.names(), "model")
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def check_onnx_file(path: Path) -> Path:
+    """Validate an ONNX file without loading external data that points outside its folder."""
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+    except ImportError:
+        raise InputError("ONNX models need the onnx package: pip install 'effai[all]'") from None
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise InputError(f"{path}: not a readable ONNX file ({str(e).splitlines()[0][:160]})") from None
+    base = path.resolve().parent
+    for t in m.graph.initializer:
+        if uses_external_data(t):
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            target = (base / loc).resolve()
+            if base not in target.parents:
+                raise InputError(f"{path}: tensor {t.name!r} points to external data outside its folder ({loc!r}); refused")
+    return path
+
+
+def onnx_input_shape(path: Path) -> tuple[int, ...] | None:
+    """(C, H, W) of the first graph input when its dimensions are fixed, else None."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in m.graph.initializer}
+    for inp in m.graph.input:
+        if inp.name in inits:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        rest = dims[1:]
+        return tuple(rest) if rest and all(rest) else None
+    return None
