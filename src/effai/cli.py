@@ -123,6 +123,74 @@ def train_cmd(
 # Each capability adds its commands below, importing lazily inside the function so that
 # `effai --help` stays fast and no optional dependency is imported at start-up.
 
+# ---------------------------------------------------------------- numerics
+numerics_app = typer.Typer(help="Numeric formats and casting.\n\nExample: effai numerics table --json", no_args_is_help=True)
+app.add_typer(numerics_app, name="numerics")
+
+
+@numerics_app.command("table")
+def numerics_table(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Show every format: bits, range, smallest normal/subnormal, machine epsilon, hardware.
+
+    Example: effai numerics table --json
+    """
+    from rich.table import Table
+
+    from effai import numerics
+
+    rows = numerics.table()
+    if as_json:
+        print_json(rows)
+        return
+    t = Table(title="effai numeric formats")
+    for col in ("format", "bits", "min", "max", "smallest normal", "smallest subnormal", "eps", "hardware"):
+        t.add_column(col)
+    for r in rows:
+        sub = "-" if r["smallest_subnormal"] is None else f"{r['smallest_subnormal']:.4g}"
+        t.add_row(r["name"], str(r["bits"]), f"{r['min']:.4g}", f"{r['max']:.4g}", f"{r['smallest_normal']:.4g}",
+                  sub, f"{r['eps']:.4g}", r["hardware"])
+    console.print(t)
+
+
+@numerics_app.command("cast")
+def numerics_cast(
+    values: list[float] = typer.Argument(..., help="Values to round (floats; nan and inf accepted)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | fp4_e2m1 | int8 | int4 | int2 | ternary | binary"),
+    saturate: bool = typer.Option(False, help="Clamp overflow to the largest finite value."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Round values into a format (from float64) and show the result and the error.
+
+    Example: effai numerics cast --format bf16 1.00390625 3.14159 --json
+    """
+    import numpy as np
+
+    from effai import numerics
+
+    x = np.asarray(values, dtype=np.float64)
+    y = numerics.cast(x, fmt, saturate=saturate)
+    name = numerics.get(fmt).name
+    finite = np.isfinite(x) & np.isfinite(y)
+    err = (y - x)[finite] if finite.any() else np.zeros(0)
+    out = {
+        "format": name,
+        "input": x.tolist(),
+        "output": y.tolist(),
+        "abs_error": np.where(finite, np.abs(y - x), np.nan).tolist(),
+        "max_abs_error": float(np.abs(err).max()) if err.size else None,
+    }
+    if as_json:
+        print_json(out)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"cast to {name}")
+    for col in ("input", "output", "abs error"):
+        t.add_column(col, justify="right")
+    for a, b, e in zip(out["input"], out["output"], out["abs_error"], strict=True):
+        t.add_row(repr(a), repr(b), f"{e:.3g}")
+    console.print(t)
+
 
 def main() -> None:
     """Entry point: run the app, mapping InputError to exit 2 and CheckFailed to exit 1."""
