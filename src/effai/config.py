@@ -1,0 +1,135 @@
+"""YAML config files validated by pydantic, with errors that name the file, line and field.
+
+`load_yaml_model(path, Model)` reads a YAML file (duplicate keys are an error), validates it
+with a pydantic model and, on failure, raises one `InputError` per file such as
+``search.yaml:7: space.prune_ratio: Input should be a valid number (got 'half')``.
+Line numbers come from the YAML composer's node marks: the pydantic error location
+(a tuple of keys and list indices) is walked down the node tree to the deepest node found.
+
+>>> import tempfile, os
+>>> from pydantic import BaseModel, ConfigDict
+>>> class Cfg(BaseModel):
+...     model_config = ConfigDict(extra="forbid", frozen=True)
+...     name: str
+...     epochs: dict = {}
+>>> d = tempfile.mkdtemp()
+>>> p = os.path.join(d, "c.yaml")
+>>> _ = open(p, "w").write("name: a\\nepochs:\\n  n: 1\\nlr: 0.1\\n")
+>>> try:
+...     load_yaml_model(p, Cfg)
+... except InputError as e:
+...     print(str(e).replace(p, "c.yaml"))
+c.yaml:4: lr: unknown key
+>>> _ = open(p, "w").write("name: a\\nname: b\\n")
+>>> try:
+...     load_yaml_model(p, Cfg)
+... except InputError as e:
+...     print(str(e).replace(p, "c.yaml"))
+c.yaml:2: duplicate key 'name' (first at line 1)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+from effai.errors import InputError
+
+M = TypeVar("M")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys (PyYAML silently keeps the last one)."""
+
+    source = "<yaml>"
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)  # resolve `<<` merge keys first, as SafeLoader does
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise InputError(f"{loader.source}:{line}: duplicate key {key!r} (first at line {seen[key]})")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_yaml(path: str | os.PathLike) -> tuple[object, yaml.Node | None]:
+    """(data, root node) of a YAML file; syntax errors and duplicate keys raise InputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    loader = _Loader(text)
+    loader.source = str(path)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise InputError(f"{path}{line}: invalid YAML ({e.problem or e.context})") from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def node_line(root: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the deepest node reached by walking `loc` (keys / indices) from `root`."""
+    if root is None:
+        return None
+    node, line = root, root.start_mark.line + 1
+    for part in loc:
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    child, line = v, k.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break  # e.g. a missing required field: report the enclosing mapping's line
+        node = child
+    return line
+
+
+def load_yaml_model(path: str | os.PathLike, model: type[M]) -> M:
+    """Read `path` and validate it as pydantic `model`; errors name file, line and field."""
+    import pydantic
+
+    data, root = read_yaml(path)
+    if data is None:
+        data = {}
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise InputError(format_errors(path, e, root)) from None
+
+
+def format_errors(path, err, root: yaml.Node | None) -> str:
+    """One line for a pydantic ValidationError: `file:line: field: message (got value)`; several joined by '; '."""
+    parts = []
+    for item in err.errors(include_url=False):
+        loc = tuple(p for p in item["loc"] if isinstance(p, (str, int)))
+        # Drop pydantic's internal tags (union member names such as 'list[float]') not present in the YAML.
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = node_line(root, loc)
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif item["type"] != "missing":
+            got = item.get("input")
+            if not isinstance(got, (dict, list)):
+                msg += f" (got {got!r})"
+        parts.append(f"{path}{f':{line}' if line else ''}: {field}: {msg}")
+    return "; ".join(parts[:3]) + (f"; and {len(parts) - 3} more" if len(parts) > 3 else "")
