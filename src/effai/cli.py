@@ -86,7 +86,9 @@ def train_cmd(
     dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate."),
+    augment: bool = typer.Option(False, help="Random 2-pixel translations of training images."),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: torch's own setting)."),
     batch_size: int = typer.Option(128, min=1),
     optimizer: str = typer.Option("adamw", help="adamw | sgd"),
     seed: int = typer.Option(0),
@@ -108,7 +110,9 @@ def train_cmd(
     if ds.input_shape[-1] != zoo.info(model).input_shape[-1]:
         opts["resolution"] = ds.input_shape[-1]
     net = zoo.create(model, **opts)
-    cfg = train.TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed)
+    cfg = train.TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads
+    )
     result = train.fit(net, ds, cfg, out_dir=out, resume=resume, progress=not as_json)
     if as_json:
         print_json(result.to_dict())

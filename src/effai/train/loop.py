@@ -6,6 +6,7 @@ import io
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ class TrainConfig:
     """How to train. Validated on creation so a bad value fails before any work."""
 
     epochs: int = 10
-    lr: float = 2e-3
+    lr: float = 3e-3
     batch_size: int = 128
     optimizer: str = "adamw"  # adamw | sgd
     weight_decay: float = 1e-4
@@ -97,12 +98,14 @@ def fit(
         resumed = _resume(last, model, opt, sched, state)
 
     start = time.perf_counter()
-    bar = _progress(progress)
-    with bar:
+    bar = _progress() if progress else None
+    with bar or nullcontext():
         task = bar.add_task("training", total=cfg.epochs, completed=state["epoch"]) if bar else None
         for epoch in range(state["epoch"], cfg.epochs):
             model.train()
             total, seen = 0.0, 0
+            if train_loader.generator is not None:  # the epoch's order depends on (seed, epoch) only: resumable
+                train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
             for x, y in train_loader:
                 if cfg.augment:
                     x = _translate(x, 2)
@@ -210,11 +213,7 @@ def _clone(sd: dict) -> dict:
     return {k: v.detach().clone() for k, v in sd.items()}
 
 
-def _progress(enabled: bool):
-    from contextlib import nullcontext
-
-    if not enabled:
-        return nullcontext()
+def _progress():
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), transient=True)
