@@ -1,0 +1,214 @@
+"""effai.profile: what a model costs, in counts, memory, latency and energy.
+
+`effai.profile(model, input_shape=(1, 3, 224, 224))` (this package is callable) returns a
+`Profile`. Counts come from one eager pass under a dispatch-level counter (`counting`),
+peak activation memory from tensor liveness over that pass (`memory`), latency from
+`measure_latency` (torch eager or ONNX Runtime), energy from hardware counters where they
+exist and an op-level Horowitz 45 nm model otherwise (`energy`). ONNX files are counted
+from their graph (`onnx_graph`).
+
+>>> import torch, effai
+>>> p = effai.profile(torch.nn.Conv2d(3, 8, 3, padding=1), input_shape=(1, 3, 8, 8), latency=False)
+>>> p.total.params, p.total.macs, p.total.flops      # 8*3*9 + 8; 8*8*8 outputs x 27 MACs
+(224, 13824, 27648)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from effai.errors import InputError
+from effai.profile.counting import CountingMode, ModuleStack
+from effai.profile.energy import Energy, Meter, estimate, precision_for
+from effai.profile.latency import Latency, export_onnx, measure_latency
+from effai.profile.memory import allocator_peak, count_params, peak_from_events, weight_bytes
+from effai.profile.result import LayerProfile, Profile, Total
+
+__all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "measure_latency",
+           "export_onnx", "weight_bytes", "count_params"]
+
+
+def _inputs(model, input_shape, example_inputs, batch_size):
+    if example_inputs is not None:
+        args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        if batch_size is not None:
+            args = tuple(a[:1].expand(batch_size, *a.shape[1:]).contiguous() for a in args)
+        return args
+    if input_shape is None:
+        raise InputError("profile: pass input_shape=(N, C, H, W) or example_inputs")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or any(s < 1 for s in shape):
+        raise InputError(f"input_shape: expected positive dimensions, got {input_shape}")
+    if batch_size is not None:
+        shape = (batch_size, *shape[1:])
+    p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+    dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
+    device = p.device if p is not None else torch.device("cpu")
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype),)
+
+
+def _flat_tensors(tree):
+    from torch.utils._pytree import tree_flatten
+
+    return [x for x in tree_flatten(tree)[0] if isinstance(x, torch.Tensor)]
+
+
+def _count_pass(model, args, time_ops=False, exact=True):
+    exclude = set()
+    from torch.multiprocessing.reductions import StorageWeakRef
+
+    for t in list(model.parameters()) + list(model.buffers()):
+        try:
+            exclude.add(StorageWeakRef(t.untyped_storage()).cdata)
+        except (RuntimeError, NotImplementedError):
+            pass
+    tracker = ModuleStack(model)
+    mode = CountingMode(tracker, exclude, time_ops=time_ops, exact=exact)
+    try:
+        in_ids = [mode.storage_id(a) for a in args]
+        with torch.no_grad(), mode:
+            out = model(*args)
+        out_ids = [mode.storage_id(t) for t in _flat_tensors(out)]
+    finally:
+        tracker.remove()
+    return tracker, mode, [i for i in in_ids if i is not None], [i for i in out_ids if i is not None]
+
+
+def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | None = None,
+            latency: bool = True, runtime: str = "torch", threads: int | None = None, warmup: int = 10,
+            repeats: int = 30, min_seconds: float = 1.0, bits: float | None = None, energy: bool = True,
+            exact: bool = False, name: str | None = None) -> Profile:
+    """Profile `model` (an `nn.Module`, TorchScript module or path to an `.onnx` file).
+
+    - `input_shape` includes the batch, e.g. `(1, 3, 224, 224)`; or pass `example_inputs`.
+      `batch_size` overrides the batch dimension.
+    - `latency=False` skips timing (counts and memory only, fast). `runtime` is `"torch"`
+      (eager) or `"onnxruntime"`; `threads`, `warmup`, `repeats`, `min_seconds` as in
+      `measure_latency`.
+    - `exact=False` runs each op on the meta device during counting (shapes only, outputs
+      left uninitialised), so counting costs no arithmetic; if that pass fails it is rerun with
+      real arithmetic. Pass `exact=True` for a model whose control flow depends on values.
+    - `bits` sets the weight bit-width for `weight_bytes` and the energy model (None: as stored).
+
+    Ops that cannot be counted are listed in `Profile.uncounted` with their layer.
+
+    >>> import torch
+    >>> m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    >>> p = profile(m, input_shape=(2, 16), latency=False)
+    >>> p.total.params, p.total.macs, [lp.name for lp in p.layers]
+    (676, 1280, ['0', '1', '2'])
+    >>> p.energy.method
+    'estimated'
+    """
+    if isinstance(model, (str, os.PathLike)):
+        from effai.profile.onnx_graph import profile_onnx
+
+        return profile_onnx(model, input_shape=input_shape, batch_size=batch_size, latency=latency,
+                            threads=threads, warmup=warmup, repeats=repeats, min_seconds=min_seconds,
+                            bits=bits, energy=energy, name=name)
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"model: expected an nn.Module or a path to an .onnx file, got {type(model).__name__}")
+    if runtime not in ("torch", "onnxruntime"):
+        raise InputError(f"runtime: expected 'torch' or 'onnxruntime', got {runtime!r}")
+    args = _inputs(model, input_shape, example_inputs, batch_size)
+    was_training = model.training
+    model.eval()
+    try:
+        try:
+            try:
+                tracker, mode, in_ids, out_ids = _count_pass(model, args, exact=exact)
+            except Exception:  # noqa: BLE001 - shape-only pass failed: count with real arithmetic
+                if exact:
+                    raise
+                tracker, mode, in_ids, out_ids = _count_pass(model, args, exact=True)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            shapes = ", ".join("x".join(map(str, a.shape)) for a in args)
+            msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise InputError(f"input: the model's forward failed on input {shapes}: {msg}") from None
+        rows = list(tracker.rows.values())
+        peak, at = peak_from_events(mode.events, mode.sizes, in_ids, out_ids)
+        peak_at = mode.events[at][2] if mode.events else None
+        device = args[0].device
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+            with torch.no_grad():
+                model(*args)
+            alloc, note = allocator_peak(device)
+            alloc = alloc - base if alloc is not None else None
+        else:
+            alloc, note = allocator_peak(device)
+
+        lat = None
+        measured_energy = None
+        if latency:
+            meter = Meter(device.type)
+            with meter:
+                lat = measure_latency(model, args, runtime=runtime, threads=threads, warmup=warmup,
+                                      repeats=repeats, min_seconds=min_seconds)
+            if meter.joules is not None:
+                calls = lat.repeats + lat.warmup
+                measured_energy = Energy(joules=meter.joules / calls, method="measured",
+                                         detail=f"measured with {meter.source} over {calls} calls ({runtime}, "
+                                                f"{lat.threads} threads); counts the whole package incl. idle")
+            if runtime == "torch":  # per-layer time shares from one warm timed pass
+                timed, tmode, _, _ = _count_pass(model, args, time_ops=True)
+                for r in rows:
+                    tr = timed.rows.get(r.name)
+                    r.seconds = tr.seconds if tr else 0.0
+    finally:
+        model.train(was_training)
+
+    layers, seen = [], set()
+    for r in rows:
+        n_params = 0
+        if r.module is not None:
+            for p in r.module.parameters(recurse=False):
+                key = (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+                if key not in seen:
+                    seen.add(key)
+                    n_params += p.numel()
+        layers.append(LayerProfile(name=r.name, type=r.type, output_shape=list(r.output_shape or []) or None,
+                                   params=n_params, macs=r.macs, flops=2 * r.macs,
+                                   elementwise_flops=r.elementwise_flops, activation_bytes=r.activation_bytes,
+                                   calls=r.calls, latency_ms=r.seconds * 1e3 if latency and runtime == "torch"
+                                   else None, ops=dict(r.ops)))
+    macs = sum(lp.macs for lp in layers)
+    elem = sum(lp.elementwise_flops for lp in layers)
+    wbytes = weight_bytes(model, bits=bits)
+    total = Total(params=count_params(model), macs=macs, flops=2 * macs, elementwise_flops=elem,
+                  weight_bytes=wbytes, peak_activation_bytes=peak, peak_at=peak_at,
+                  allocator_peak_bytes=alloc, allocator_note=note)
+    p0 = next(iter(model.parameters()), None)
+    dtype = str(p0.dtype).replace("torch.", "") if p0 is not None else "float32"
+    en = measured_energy
+    if en is None and energy:
+        act = sum(mode.sizes.values())
+        floating = p0 is None or p0.is_floating_point()
+        prec = precision_for(bits if bits is not None else (p0.element_size() * 8 if p0 is not None else 32),
+                             floating)
+        en = estimate(macs, elem, wbytes, act, precision=prec)
+    uncounted = [{"layer": layer, "op": op, "calls": n} for (layer, op), n in mode.uncounted.items()]
+    return Profile(model=name or type(model).__name__, input_shape=list(args[0].shape), total=total,
+                   layers=layers, latency=lat, energy=en, uncounted=uncounted, dtype=dtype, source="torch",
+                   notes={"peak_activation": "liveness over the executed aten graph at this batch size; "
+                          "inputs and outputs included, weights and kernel workspaces excluded",
+                          "counting": "TorchDispatchMode over one eager no_grad pass; see docs/decisions.md"})
+
+
+class _CallableModule(types.ModuleType):
+    """Makes `effai.profile(model, ...)` work while `effai.profile.Profile` stays importable."""
+
+    def __call__(self, *args, **kwargs) -> Profile:
+        return profile(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+_ = (Path, time)

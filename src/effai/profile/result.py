@@ -1,0 +1,160 @@
+"""The Profile result: dataclasses, JSON (the DESIGN schema), CSV and the Rich table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import asdict, dataclass, field
+
+from effai.profile.energy import Energy
+from effai.profile.latency import Latency
+
+FLOPS_NOTE = ("flops = 2 x MACs of conv/linear/matmul/attention; elementwise_flops (bias, norm, activation, "
+              "pooling, softmax, residual adds) are reported separately; flops_all = flops + elementwise_flops")
+
+
+@dataclass
+class Total:
+    """Whole-model totals."""
+
+    params: int
+    macs: int
+    flops: int
+    elementwise_flops: int
+    weight_bytes: int
+    peak_activation_bytes: int
+    peak_at: str | None = None
+    allocator_peak_bytes: int | None = None
+    allocator_note: str = ""
+
+    @property
+    def flops_all(self) -> int:
+        return self.flops + self.elementwise_flops
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "flops_all": self.flops_all}
+
+
+@dataclass
+class LayerProfile:
+    """One executed leaf module, or one functional op run directly in a container (`path/op`)."""
+
+    name: str
+    type: str
+    output_shape: list | None
+    params: int
+    macs: int
+    flops: int
+    elementwise_flops: int = 0
+    activation_bytes: int = 0
+    calls: int = 1
+    latency_ms: float | None = None
+    ops: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Profile:
+    """What a model costs: counts, memory, latency and energy. See `effai.profile.profile`."""
+
+    model: str
+    input_shape: list
+    total: Total
+    layers: list[LayerProfile]
+    latency: Latency | None = None
+    energy: Energy | None = None
+    uncounted: list[dict] = field(default_factory=list)
+    dtype: str = "float32"
+    source: str = "torch"  # "torch" (dispatch-level count) | "onnx" (ONNX graph count)
+    notes: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The `effai profile --json` object (DESIGN schema, plus extra keys)."""
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "dtype": self.dtype,
+            "source": self.source,
+            "total": self.total.to_dict(),
+            "layers": [lp.to_dict() for lp in self.layers],
+            "latency": self.latency.to_dict() if self.latency else None,
+            "energy": self.energy.to_dict() if self.energy else None,
+            "uncounted": list(self.uncounted),
+            "notes": {"flops": FLOPS_NOTE, **self.notes},
+        }
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        cols = ["name", "type", "output_shape", "params", "macs", "flops", "elementwise_flops",
+                "activation_bytes", "calls", "latency_ms", "ops"]
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for lp in self.layers:
+            shape = "x".join(map(str, lp.output_shape)) if lp.output_shape else ""
+            ops = ";".join(f"{k}:{v}" for k, v in lp.ops.items())
+            lat = "" if lp.latency_ms is None else f"{lp.latency_ms:.6f}"
+            w.writerow([lp.name, lp.type, shape, lp.params, lp.macs, lp.flops, lp.elementwise_flops,
+                        lp.activation_bytes, lp.calls, lat, ops])
+        return buf.getvalue()
+
+    def to_csv(self, path: str | os.PathLike):
+        """Write the per-layer table as CSV (atomically) and return the path."""
+        from effai.fileio import write_atomic
+
+        return write_atomic(path, self.csv_text())
+
+    def table(self, top: int = 15):
+        """A Rich renderable: top layers by MACs with their memory and latency shares, and totals."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        t = self.total
+        tab = Table(title=f"{self.model}  input {'x'.join(map(str, self.input_shape))}  ({self.dtype})",
+                    show_lines=False)
+        for col, just in [("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"),
+                          ("MACs", "right"), ("% MACs", "right"), ("out bytes", "right"), ("% latency", "right")]:
+            tab.add_column(col, justify=just)
+        lat_total = sum(lp.latency_ms or 0 for lp in self.layers)
+        rows = sorted(self.layers, key=lambda lp: (lp.macs, lp.elementwise_flops), reverse=True)[:top]
+        for lp in rows:
+            share_lat = f"{100 * lp.latency_ms / lat_total:.1f}" if lat_total and lp.latency_ms is not None else "-"
+            tab.add_row(lp.name, lp.type, "x".join(map(str, lp.output_shape or [])), f"{lp.params:,}",
+                        human(lp.macs), f"{100 * lp.macs / t.macs:.1f}" if t.macs else "-",
+                        human(lp.activation_bytes, "B"), share_lat)
+        lines = [
+            f"params {t.params:,}   MACs {human(t.macs)}   FLOPs {human(t.flops)} (+ {human(t.elementwise_flops)} "
+            f"elementwise, counted separately)",
+            f"weights {human(t.weight_bytes, 'B')}   peak activations {human(t.peak_activation_bytes, 'B')} "
+            f"(liveness over the executed graph; peak at {t.peak_at}); allocator: "
+            + (human(t.allocator_peak_bytes, "B") if t.allocator_peak_bytes is not None else t.allocator_note),
+        ]
+        if self.latency:
+            la = self.latency
+            lines.append(f"latency ({la.runtime}, {la.threads} threads, batch {la.batch_size}, {la.repeats} repeats): "
+                         f"p50 {la.p50_ms:.3f} ms  p90 {la.p90_ms:.3f}  p99 {la.p99_ms:.3f}  IQR {la.iqr_ms:.3f}  "
+                         f"-> {la.throughput:,.1f} samples/s")
+        if self.energy:
+            lines.append(f"energy {self.energy.joules:.3g} J per inference ({self.energy.method}: "
+                         f"{self.energy.detail.split(';')[0]})")
+        if self.uncounted:
+            lines.append("uncounted ops (not zero, unknown): "
+                         + ", ".join(f"{u['op']} in {u['layer']}" for u in self.uncounted[:10]))
+        return Group(tab, *(Text(x) for x in lines))
+
+
+def human(n: float | None, unit: str = "") -> str:
+    """Short human form: 4.1G, 25.6M, 1.2KB.
+
+    >>> human(4_089_184_256), human(1536, "B"), human(12)
+    ('4.09G', '1.54KB', '12')
+    """
+    if n is None:
+        return "-"
+    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.3g}{suf}{unit}"
+    return f"{n:g}{unit}"
