@@ -1,0 +1,105 @@
+"""Measured latency for pruning decisions: interleaved ONNX Runtime timing and the
+latency-aware channel allocation.
+
+MACs are not latency: on a CPU a 1x1 conv with few channels, a depthwise conv or a layer
+whose channel count is not a multiple of the SIMD width saves far less time than its MACs
+promise. So the allocation measures, with ONNX Runtime at batch 1, how much time removing
+channels from each group saves in the whole model (fusions and memory effects included), and
+spends the channel budget where a removed channel saves the most time.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from effai.errors import InputError
+
+
+def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: int = 1):
+    """Export `model` to ONNX at `path` and open a CPU ONNX Runtime session on it."""
+    import onnxruntime as ort
+
+    from effai.profile.latency import export_onnx
+
+    export_onnx(model, example, path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def interleaved_ms(sessions: list, example: torch.Tensor, rounds: int = 5, runs: int = 10,
+                   warmup: int = 3) -> list[float]:
+    """Median latency (ms) of each session, timed in interleaved rounds.
+
+    Each round times every session `runs` times in turn; the result is the median over
+    rounds of each round's median, so a burst of load from another process hits all
+    candidates alike instead of biasing one.
+    """
+    feed = example.numpy()
+    names = [s.get_inputs()[0].name for s in sessions]
+    for s, n in zip(sessions, names, strict=False):
+        for _ in range(warmup):
+            s.run(None, {n: feed})
+    per_round: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds):
+        for i, (s, n) in enumerate(zip(sessions, names, strict=False)):
+            ts = []
+            for _ in range(runs):
+                t0 = time.perf_counter_ns()
+                s.run(None, {n: feed})
+                ts.append((time.perf_counter_ns() - t0) / 1e6)
+            per_round[i].append(statistics.median(ts))
+    return [statistics.median(r) for r in per_round]
+
+
+def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,
+                   runs: int = 10) -> list[float]:
+    """Interleaved ONNX Runtime median latency (ms, batch of `example`) of several models."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = [ort_session(m, example, Path(tmp) / f"m{i}.onnx", threads) for i, m in enumerate(models)]
+        return interleaved_ms(sessions, example, rounds, runs)
+
+
+def latency_allocation(model: nn.Module, dg, config) -> dict[int, int]:
+    """Channels to keep per group (root -> count) spending `config.ratio` of all prunable
+    channels where the measured time saved per removed channel is largest."""
+    from effai.prune.graph import analyse
+    from effai.prune.structured import apply_plan, example_input, keep_count
+
+    example = example_input(model, config.input_shape)
+    cap = max(config.max_ratio, config.ratio)
+    probes, removed = [], {}
+    for g in dg.groups:
+        k = keep_count(g.size, cap, config.round_to, g.name)
+        removed[g.root] = g.size - k
+        probe = copy.deepcopy(model).eval()
+        pdg = analyse(probe, example)
+        pdg.groups = [pg for pg in pdg.groups if pg.root == g.root]
+        if not pdg.groups:
+            raise InputError(f"layer {g.name!r}: the analysis is not deterministic; cannot measure it")
+        apply_plan(probe, pdg, {g.root: torch.arange(k)})
+        probes.append(probe)
+    ms = measure_models([copy.deepcopy(model).eval(), *probes], example, threads=config.threads)
+    base = ms[0]
+    per_channel = {g.root: (base - t) / max(1, removed[g.root]) for g, t in zip(dg.groups, ms[1:], strict=False)}
+
+    budget = config.ratio * sum(g.size for g in dg.groups)
+    keep = {g.root: g.size for g in dg.groups}
+    for g in sorted(dg.groups, key=lambda g: -per_channel[g.root]):
+        if budget <= 0:
+            break
+        want = min(removed[g.root], int(np.ceil(budget)))
+        k = keep_count(g.size, want / g.size, config.round_to, g.name) if want > 0 else g.size
+        keep[g.root] = k
+        budget -= g.size - k
+    return keep
