@@ -1,0 +1,274 @@
+"""The search driver: Optuna ask-and-tell over RDB storage, trials farmed out to a backend.
+
+Only this process writes the storage (SQLite by default): it asks the sampler for a variant,
+hands the variant to a worker, and tells the result when it comes back. Every finished trial is
+committed when it is told, so a search killed at any moment resumes from its storage:
+
+- trials left RUNNING by a killed driver are marked FAIL (with `interrupted` in their user
+  attributes) and their parameters queued again, so each is retried once;
+- `n_trials` counts COMPLETE trials, so none is lost and none is counted twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from effai.errors import InputError
+from effai.search.config import DIRECTIONS, SearchConfig
+from effai.search.space import describe, suggest
+
+
+@dataclasses.dataclass
+class TrialRecord:
+    """One finished trial: what was sampled, what was measured, and whether it met the budgets."""
+
+    number: int
+    name: str
+    variant: dict
+    values: dict  # objective -> value
+    metrics: dict
+    feasible: bool
+    violations: list[str]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """The finished search: every COMPLETE trial, the feasible Pareto front, and where files went."""
+
+    config: SearchConfig
+    objectives: list[str]
+    trials: list[TrialRecord]
+    front: list[TrialRecord]
+    n_failed: int
+    n_retried: int
+    storage: str
+    out: Path
+
+    def to_dict(self) -> dict:
+        return {
+            "study_name": self.config.study_name,
+            "storage": self.storage,
+            "objectives": self.objectives,
+            "directions": [DIRECTIONS[o] for o in self.objectives],
+            "n_complete": len(self.trials),
+            "n_failed": self.n_failed,
+            "n_retried": self.n_retried,
+            "budgets": budgets(self.config),
+            "front": [t.to_dict() for t in self.front],
+            "trials": [t.to_dict() for t in self.trials],
+            "config": self.config.model_dump(),
+        }
+
+
+# ---------------------------------------------------------------- budgets and constraints
+def budgets(cfg: SearchConfig) -> dict:
+    """RAM / flash / latency budgets: the config's, else the hardware target's (when it has them)."""
+    b = {"ram": cfg.constraints.max_ram, "size": cfg.constraints.max_flash, "latency": cfg.constraints.max_latency_ms}
+    if cfg.target:
+        from effai import hardware
+
+        t = hardware.get(cfg.target) if hasattr(hardware, "get") else None
+        for key, attr in (("ram", "ram_bytes"), ("size", "flash_bytes")):
+            if b[key] is None and t is not None and getattr(t, attr, None):
+                b[key] = int(getattr(t, attr))
+    return {k: v for k, v in b.items() if v is not None}
+
+
+def violations(metrics: dict, limits: dict) -> tuple[dict[str, float], list[str]]:
+    """(Optuna constraint values, <= 0 feasible; human-readable violations).
+
+    >>> violations({"ram": 100, "size": 50, "latency": None}, {"ram": 64, "size": 64})
+    ({'ram': 36.0, 'size': -14.0}, ['ram 100 > 64'])
+    """
+    values, bad = {}, []
+    for key, limit in limits.items():
+        got = metrics.get(key)
+        if got is None:
+            continue
+        values[key] = float(got) - float(limit)
+        if got > limit:
+            bad.append(f"{key} {got:g} > {limit:g}")
+    return values, bad
+
+
+# ---------------------------------------------------------------- Pareto front
+def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
+    """True if `a` is no worse than `b` in every objective and better in one.
+
+    >>> dominates([0.9, 100], [0.8, 200], ["maximize", "minimize"])
+    True
+    >>> dominates([0.9, 300], [0.8, 200], ["maximize", "minimize"])
+    False
+    """
+    sign = [1 if d == "maximize" else -1 for d in directions]
+    no_worse = all(s * x >= s * y for s, x, y in zip(sign, a, b, strict=False))
+    better = any(s * x > s * y for s, x, y in zip(sign, a, b, strict=False))
+    return no_worse and better
+
+
+def pareto_front(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:
+    """The feasible records no other feasible record dominates, sorted by the first cost."""
+    dirs = [DIRECTIONS[o] for o in objectives]
+    pts = [r for r in records if r.feasible]
+    vec = {r.number: [r.values[o] for o in objectives] for r in pts}
+    front = [r for r in pts if not any(dominates(vec[q.number], vec[r.number], dirs) for q in pts)]
+    key = objectives[1] if len(objectives) > 1 else objectives[0]
+    return sorted(front, key=lambda r: (r.values[key], r.number))
+
+
+# ---------------------------------------------------------------- the driver
+def _sampler(cfg: SearchConfig):
+    import optuna
+
+    if cfg.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True,
+                                          n_startup_trials=min(10, cfg.population))
+    return optuna.samplers.NSGAIISampler(seed=cfg.seed, population_size=cfg.population)
+
+
+def open_study(cfg: SearchConfig):
+    """Create or load the Optuna study in the config's storage; refuse one from a different config."""
+    import optuna
+
+    url = cfg.storage_url()
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
+                                             if url.startswith("sqlite") else None)
+    except Exception as e:
+        raise InputError(f"--storage {url}: cannot open ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    study = optuna.create_study(storage=storage, study_name=cfg.study_name, load_if_exists=True,
+                                directions=[DIRECTIONS[o] for o in cfg.objectives], sampler=_sampler(cfg))
+    have = study.user_attrs.get("effai_fingerprint")
+    if have is None:
+        study.set_user_attr("effai_fingerprint", cfg.fingerprint())
+        study.set_user_attr("objectives", list(cfg.objectives))
+    elif have != cfg.fingerprint():
+        raise InputError(f"{url}: study {cfg.study_name!r} was made with a different search config "
+                         "(space, objectives, data or training); use a new --storage or study_name")
+    return study
+
+
+def recover_interrupted(study) -> int:
+    """Mark trials a killed driver left RUNNING as FAIL and queue their parameters again; returns how many."""
+    from optuna.trial import TrialState
+
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    storage = study._storage
+    for t in stale:
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+def _record(t) -> TrialRecord:
+    ua = t.user_attrs
+    return TrialRecord(number=t.number, name=ua.get("name", ""), variant=ua.get("variant", {}),
+                       values=dict(zip(ua.get("objectives", []), t.values or [], strict=False)), metrics=ua.get("metrics", {}),
+                       feasible=not ua.get("violations"), violations=list(ua.get("violations", [])))
+
+
+def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = None, write: bool = True) -> SearchResult:
+    """Run (or resume) the search `cfg` describes until `n_trials` trials are COMPLETE.
+
+    `progress(done, total, message)` is called after each finished trial. With `write`,
+    `OUT/pareto.json` and `OUT/report.html` are written at the end.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    from effai.search.backends import make_backend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    study = open_study(cfg)
+    retried = recover_interrupted(study)
+    limits = budgets(cfg)
+    max_fail = cfg.max_failures if cfg.max_failures is not None else cfg.n_trials
+
+    def n_complete() -> int:
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    done, failed_now = n_complete(), 0
+    if progress:
+        progress(done, cfg.n_trials, f"resumed: {done} complete" if done else "starting")
+    backend = make_backend(cfg) if done < cfg.n_trials else None
+    pending: dict[int, tuple] = {}  # handle -> (optuna trial, variant)
+    try:
+        while done < cfg.n_trials or pending:
+            while backend and len(pending) < cfg.workers and done + len(pending) < cfg.n_trials:
+                trial = study.ask()
+                variant = suggest(trial, cfg.space)
+                trial.set_user_attr("variant", variant)
+                trial.set_user_attr("name", describe(variant))
+                pending[backend.submit(variant)] = (trial, variant)
+            if not pending:
+                break
+            for h, res in backend.wait(list(pending)):
+                trial, variant = pending.pop(h)
+                msg = _finish(study, trial, res, cfg, limits)
+                if msg.startswith("failed"):
+                    failed_now += 1
+                    if failed_now > max_fail:
+                        raise InputError(f"search stopped: {failed_now} trials failed; last: {msg}")
+                done = n_complete()
+                if progress:
+                    progress(done, cfg.n_trials, msg)
+    finally:
+        if backend:
+            backend.close()
+
+    trials = [_record(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    n_failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    result = SearchResult(cfg, list(cfg.objectives), trials, pareto_front(trials, list(cfg.objectives)),
+                          n_failed, retried, cfg.storage_url(), out)
+    if write:
+        write_outputs(result)
+    return result
+
+
+def _finish(study, trial, res: dict, cfg: SearchConfig, limits: dict) -> str:
+    """Tell the study how a trial ended; returns a one-line progress message."""
+    from optuna.trial import TrialState
+
+    name = trial.user_attrs.get("name", "")
+    if not res.get("ok"):
+        trial.set_user_attr("error", res.get("error", "unknown error"))
+        study.tell(trial, state=TrialState.FAIL)
+        return f"failed #{trial.number} {name}: {res.get('error', '')[:120]}"
+    m = res["metrics"]
+    values = [m.get(o) for o in cfg.objectives]
+    if any(v is None for v in values):
+        missing = [o for o, v in zip(cfg.objectives, values, strict=False) if v is None]
+        trial.set_user_attr("error", f"objective(s) {missing} not measured")
+        study.tell(trial, state=TrialState.FAIL)
+        return f"failed #{trial.number} {name}: objective(s) {missing} not measured"
+    cons, bad = violations(m, limits)
+    trial.set_user_attr("metrics", m)
+    trial.set_user_attr("objectives", list(cfg.objectives))
+    for key, value in cons.items():  # feasible when <= 0; the samplers prefer feasible trials
+        trial.set_constraint(key, value)
+    trial.set_user_attr("violations", bad)
+    study.tell(trial, [float(v) for v in values])
+    shown = ", ".join(f"{o}={v:.4g}" for o, v in zip(cfg.objectives, values, strict=False))
+    return f"#{trial.number} {name}: {shown}" + (" (over budget)" if bad else "")
+
+
+# ---------------------------------------------------------------- outputs
+def write_outputs(result: SearchResult) -> None:
+    """OUT/pareto.json (every trial and the front) and OUT/report.html (table + Pareto plot)."""
+    from effai.fileio import write_json
+    from effai.search.report import write_report
+
+    write_json(result.out / "pareto.json", result.to_dict())
+    write_report(result, result.out / "report.html")

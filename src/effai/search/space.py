@@ -1,0 +1,84 @@
+"""The search space, sampled define-by-run from an Optuna trial in the driver.
+
+Each dimension of `SpaceConfig` becomes one Optuna parameter; with `per_layer_bits` every
+Conv/Linear layer of the sampled family gets its own `bits:<family>:<layer>` parameter.
+The result is a plain `variant` dict that workers turn into a model (`effai.search.trial`).
+
+>>> import optuna
+>>> from effai.search.config import SpaceConfig
+>>> space = SpaceConfig(family=["lenet5"], bits=[8, 4], per_layer_bits=True)
+>>> t = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+>>> v = suggest(t, space)
+>>> v["family"], sorted(v["layer_bits"])[:2], set(v["layer_bits"].values()) <= {8, 4}
+('lenet5', ['classifier.0', 'classifier.2'], True)
+"""
+
+from __future__ import annotations
+
+import functools
+
+from effai.search.config import Dim, SpaceConfig
+
+
+def _suggest(trial, name: str, dim: Dim):
+    if dim.choices is not None:
+        return trial.suggest_categorical(name, list(dim.choices))
+    ints = all(float(x).is_integer() for x in (dim.low, dim.high)) and (dim.step or 1).is_integer() and dim.step
+    if ints:
+        return trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step), log=dim.log)
+    return trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
+
+
+@functools.lru_cache(maxsize=32)
+def _layers(family: str) -> tuple[str, ...]:
+    from effai import zoo
+    from effai.search.trial import quant_layers
+
+    return tuple(quant_layers(zoo.create(family)))
+
+
+def suggest(trial, space: SpaceConfig) -> dict:
+    """Sample one variant (a plain dict) from `space` through `trial`."""
+    family = _suggest(trial, "family", space.family)
+    v = {
+        "family": family,
+        "width_mult": float(_suggest(trial, "width_mult", space.width_mult)),
+        "resolution_mult": float(_suggest(trial, "resolution_mult", space.resolution_mult)),
+        "prune_ratio": float(_suggest(trial, "prune_ratio", space.prune_ratio)),
+        "kd": bool(_suggest(trial, "kd", space.kd)),
+        "qat": bool(_suggest(trial, "qat", space.qat)),
+        "bits": 32,
+        "layer_bits": None,
+    }
+    if space.per_layer_bits:
+        # Layer names of the unpruned model at width 1.0; channel pruning keeps the names.
+        v["layer_bits"] = {n: int(_suggest(trial, f"bits:{family}:{n}", space.bits)) for n in _layers(family)}
+        v["bits"] = max(v["layer_bits"].values())
+    else:
+        v["bits"] = int(_suggest(trial, "bits", space.bits))
+    if v["bits"] == 32 and not v["layer_bits"]:
+        v["qat"] = False  # nothing to quantize
+    return v
+
+
+def describe(v: dict) -> str:
+    """A short human name for a variant.
+
+    >>> describe({"family": "lenet5", "width_mult": 0.5, "resolution_mult": 1.0, "prune_ratio": 0.25,
+    ...           "bits": 4, "layer_bits": None, "kd": True, "qat": False})
+    'lenet5 w0.5 prune0.25 int4 kd'
+    """
+    parts = [v["family"], f"w{v['width_mult']:g}"]
+    if v["resolution_mult"] != 1.0:
+        parts.append(f"r{v['resolution_mult']:g}")
+    if v["prune_ratio"] > 0:
+        parts.append(f"prune{v['prune_ratio']:g}")
+    if v.get("layer_bits"):
+        parts.append("mixed(" + "/".join(str(b) for b in v["layer_bits"].values()) + ")")
+    elif v["bits"] != 32:
+        parts.append(f"int{v['bits']}" if v["bits"] < 16 else "fp16")
+    if v["kd"]:
+        parts.append("kd")
+    if v["qat"]:
+        parts.append("qat")
+    return " ".join(parts)
