@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
+
+try:  # typer >= 0.20 vendors its own click
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer on real click
+    from click.exceptions import ClickException, UsageError
 
 from effai import __version__
 from effai.errors import CheckFailed, InputError
@@ -47,7 +51,7 @@ def _version(value: bool):
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version."),
 ):
     _state["debug"] = debug
 
@@ -88,11 +92,11 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
     augment: bool = typer.Option(False, help="Random 2-pixel translations of training images."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: torch's own setting)."),
+    threads: int | None = typer.Option(None, min=1, help="torch threads (default: torch's own setting)."),
     batch_size: int = typer.Option(128, min=1),
     optimizer: str = typer.Option("adamw", help="adamw | sgd"),
     seed: int = typer.Option(0),
-    width_mult: Optional[float] = typer.Option(None, help="Width multiplier for the zoo model."),
+    width_mult: float | None = typer.Option(None, help="Width multiplier for the zoo model."),
     resume: bool = typer.Option(True, help="Resume from DIR/last.pt if present."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
@@ -126,6 +130,113 @@ def train_cmd(
 # ---------------------------------------------------------------- capability commands
 # Each capability adds its commands below, importing lazily inside the function so that
 # `effai --help` stays fast and no optional dependency is imported at start-up.
+
+# ---------------------------------------------------------------- search
+@app.command("search")
+def search_cmd(
+    config: Path = typer.Option(..., "--config", help="Search YAML: space, objectives, constraints, training."),
+    out: Path = typer.Option(..., "--out", help="Output directory: pareto.json, report.html (and search.db)."),
+    backend: str | None = typer.Option(None, help="local | ray (default: the config's, else local)."),
+    storage: str | None = typer.Option(None, help="Optuna storage URL (default sqlite:///OUT/search.db)."),
+    workers: int | None = typer.Option(None, min=1, help="Trials run at once (processes or Ray CPUs)."),
+    ray_address: str | None = typer.Option(None, help="Existing Ray cluster, e.g. 10.0.0.1:6379 (else a local one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
+):
+    """Search compressed variants for the Pareto front of accuracy vs. cost; rerun to resume.
+
+    Example: effai search --config search.yaml --backend ray --workers 2 --out runs/search
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from effai import search
+
+    cfg = search.load_config(config, out=str(out), backend=backend, storage=storage, workers=workers,
+                             ray_address=ray_address)
+    with Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=err_console, disable=as_json) as bar:
+        task = bar.add_task("", total=cfg.n_trials)
+
+        def progress(done, total, msg):
+            bar.update(task, completed=done, description=msg[:80])
+
+        result = search.run(cfg, progress=progress)
+    if as_json:
+        print_json(result.to_dict()["front"])
+        return
+    from rich.table import Table
+
+    t = Table(title=f"Pareto front ({len(result.trials)} trials, {len(result.front)} on the front)")
+    for col in ("#", "variant", *result.objectives, "test acc"):
+        t.add_column(col)
+    for r in result.front:
+        vals = [f"{r.values[o]:.4g}" for o in result.objectives]
+        t.add_row(str(r.number), r.name, *vals, f"{r.metrics.get('test_accuracy', 0):.2%}")
+    console.print(t)
+    console.print(f"wrote {out / 'pareto.json'} and {out / 'report.html'}; storage {result.storage}")
+
+# ---------------------------------------------------------------- profile
+def _parse_shape(text: str, what: str = "--input") -> tuple[int, ...]:
+    try:
+        dims = tuple(int(d) for d in text.lower().replace("*", "x").split("x"))
+    except ValueError:
+        raise InputError(f"{what}: expected dimensions like 1x3x224x224, got {text!r}") from None
+    if not dims or any(d < 1 for d in dims):
+        raise InputError(f"{what}: expected positive dimensions like 1x3x224x224, got {text!r}")
+    return dims
+
+
+@app.command("profile")
+def profile_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
+    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x224x224 (default: the model's)."),
+    width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
+    resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
+    num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
+    arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
+    runtime: str = typer.Option("torch", help="Latency runtime: torch | onnxruntime."),
+    no_latency: bool = typer.Option(False, "--no-latency", help="Counts and memory only (fast)."),
+    batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
+    threads: int | None = typer.Option(None, min=1, help="Intra-op threads for latency (default: torch's)."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write the per-layer table as CSV."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    top: int = typer.Option(15, min=1, help="Rows in the table (top layers by MACs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+):
+    """Count params, MACs/FLOPs, weight and peak activation memory, latency and energy of a model.
+
+    Example: effai profile mobilenet_v2 --json
+    """
+    from effai.profile import profile
+    from effai.zoo.loading import load_model
+
+    if runtime not in ("torch", "onnxruntime"):
+        raise InputError(f"--runtime: expected torch or onnxruntime, got {runtime!r}")
+    opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
+    with err_console.status(f"loading {model} ..."):
+        lm = load_model(model, arch=arch, options=opts, trust_pickle=trust_pickle)
+    if input_shape is not None:
+        shape = _parse_shape(input_shape)
+    elif lm.input_shape is not None:
+        shape = (batch_size or 1, *lm.input_shape)
+    else:
+        raise InputError(f"{model}: its input shape is unknown; pass --input, e.g. --input 1x3x224x224")
+    if lm.model is not None and getattr(lm.model, "effai_arch", None):
+        from effai import zoo
+
+        zoo.check_input(lm.model, shape)
+    target = lm.onnx_path if lm.model is None else lm.model
+    with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):
+        prof = profile(target, input_shape=shape, batch_size=batch_size, latency=not no_latency,
+                       runtime=runtime, threads=threads, name=lm.name)
+    if csv_path is not None:
+        prof.to_csv(csv_path)
+    if as_json:
+        print_json(prof.to_dict())
+    else:
+        console.print(prof.table(top=top))
+        if csv_path is not None:
+            console.print(f"per-layer CSV: {csv_path}")
+
 
 # ---------------------------------------------------------------- numerics
 numerics_app = typer.Typer(help="Numeric formats and casting.\n\nExample: effai numerics table --json", no_args_is_help=True)
@@ -218,20 +329,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted; finished results are saved, rerun the same command to resume")
         sys.exit(130)
-    except Exception as e:  # click usage errors: bad option values, missing arguments
-        import click
-
-        if isinstance(e, click.exceptions.UsageError):
-            if _state["debug"]:
-                raise
-            msg = e.format_message().replace("\n", " ")
-            err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
-            sys.exit(2)
-        if isinstance(e, click.exceptions.ClickException):
-            err_console.print(f"error: {e.format_message()}", markup=False, highlight=False)
-            sys.exit(e.exit_code)
-        raise
-
+    except (UsageError, ClickException) as e:  # bad option values, missing arguments
+        if _state["debug"]:
+            raise
+        msg = e.format_message().replace("\n", " ")
+        err_console.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2 if isinstance(e, UsageError) else e.exit_code)
 
 if __name__ == "__main__":
     main()
