@@ -1,0 +1,94 @@
+"""Shared plumbing for benchmarks: the machine they ran on, interleaved timing, and writing
+results (JSON under benchmarks/results/, a marked section of docs/benchmarks.md).
+
+Each benchmark owns one section of docs/benchmarks.md between
+`<!-- NAME:start -->` and `<!-- NAME:end -->` and replaces only that section.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from effai.fileio import write_atomic, write_json  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+RESULTS = ROOT / "benchmarks" / "results"
+HEADER = "# Benchmarks\n\nEvery number below was measured by a script in `benchmarks/`; each section names the machine it ran on.\n"
+
+
+def machine() -> dict:
+    """CPU model, cores, memory and library versions: printed with every result."""
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    flags = []
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        m = re.search(r"model name\s*:\s*(.+)", info)
+        cpu = m.group(1).strip() if m else cpu
+        f = re.search(r"flags\s*:\s*(.+)", info)
+        flags = [x for x in (f.group(1).split() if f else []) if x.startswith(("avx", "amx", "vnni", "fma"))]
+    except OSError:
+        pass
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for mod in ("onnxruntime", "onnx", "numpy"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "simd": flags, **versions,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def machine_line(m: dict | None = None) -> str:
+    m = m or machine()
+    return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['torch']}"
+            + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + f"; {m['date']}.")
+
+
+def interleaved(fns: dict, rounds: int = 7, inner: int = 1) -> dict:
+    """Median seconds of each callable, timed in interleaved rounds so a contention burst
+    hits every contender alike rather than one of them."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[k].append((time.perf_counter() - t) / inner)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def write_results(name: str, data: dict, markdown: str) -> None:
+    """Write benchmarks/results/NAME.json and replace the NAME section of docs/benchmarks.md."""
+    write_json(RESULTS / f"{name}.json", data)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    write_atomic(DOC, text)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A markdown table."""
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(json.dumps(machine(), indent=2))
