@@ -1,0 +1,126 @@
+"""effai.report: HTML escaping, content of every section, Markdown/JSON, and the HTML
+opened in headless Chromium (no console errors, SVG plots in the DOM, a non-blank page)."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from effai import report
+from effai.evaluate import compare
+from effai.study.pareto import Constraints, pareto_front, select
+
+EVIL = "<script>alert(1)</script>"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def synthetic_result() -> dict:
+    """A small hand-made study result: 4 variants, 3 classes (one named like an attack)."""
+    classes = ["zero", EVIL, "two & <b>three</b>"]
+    labels = [i % 3 for i in range(60)]
+
+    def ev(acc_per_class, robust):
+        preds = [t if (i // 3) < acc_per_class[t] * 20 else (t + 1) % 3 for i, t in enumerate(labels)]
+        acc = sum(p == t for p, t in zip(preds, labels, strict=True)) / 60
+        return {"n": 60, "accuracy": acc, "topk": {"top5": 1.0}, "per_class": acc_per_class, "confusion": [],
+                "ece": 0.02, "class_names": classes, "predictions": preds, "labels": labels, "slices": {},
+                "robustness": {"gaussian_noise": [acc - 0.05 * s * robust for s in (1, 3, 5)],
+                               "blur": [acc - 0.03 * s * robust for s in (1, 3, 5)]},
+                "severities": [1, 3, 5]}
+
+    specs = [  # name, family, per-class accuracy, size, macs, latency, energy
+        ("fp32", "baseline", [1.0, 1.0, 0.95], 260_000, 416_520, 0.30, 2e-6),
+        ("magnitude_50", "pruning", [1.0, 0.9, 0.9], 120_000, 416_520, 0.30, 2e-6),
+        ("int8_ptq", "quantization", [1.0, 0.95, 0.95], 64_000, 416_520, 0.20, 1e-6),
+        (f"int4 {EVIL}", "quantization", [1.0, 0.0, 0.95], 34_000, 416_520, 0.40, 9e-7),
+        ("mobilenet_v2", "architecture", [0.9, 0.9, 0.9], 900_000, 2_000_000, 2.0, 8e-6),
+    ]
+    variants = []
+    base_ev = None
+    for name, fam, pc, size, macs, lat, ej in specs:
+        e = ev(pc, 1 if fam != "architecture" else 0.5)
+        base_ev = base_ev or e
+        variants.append({
+            "name": name, "family": fam, "description": f"{name} description", "status": "ok",
+            "accuracy": e["accuracy"], "size_bytes": size, "size_format": "int8 + fp32 scales", "params": 61_706,
+            "macs": macs, "latency_ms": lat, "runtime": "torch eager, 1 thread", "energy_j": ej,
+            "energy": {"joules": ej, "method": "estimated", "model": "Horowitz 45 nm"},
+            "evaluation": e, "harm": compare(base_ev, e).to_dict() if name != "fp32" else None,
+            "targets": {"nano33ble": {"fits": size < 250_000, "reason": f"{size} B vs 1 MB flash",
+                                      "latency_ms": lat * 100, "cost_usd_per_million": 0.01, "co2_g_per_million": 0.5}},
+        })
+    variants.append({"name": "binary", "family": "quantization", "status": "failed", "error": "ValueError: boom"})
+    c = Constraints(max_size_bytes=250_000, max_latency_ms=5.0)
+    return {
+        "name": "synthetic", "model": "lenet5", "base": "fp32",
+        "dataset": {"name": "mnist5k", "class_names": classes, "n_test": 60},
+        "variants": variants, "constraints": c.to_dict(), "selection": select(variants, c).to_dict(),
+        "pareto": {axis: pareto_front(variants, axis) for axis in ("size", "macs", "latency", "energy")},
+        "command": "effai study --dataset mnist5k --max-size 250KB --out runs/x",
+        "config": {"dataset": "mnist5k", "model": EVIL}, "environment": {"torch": "2.13.0"},
+        "notes": [f"note with {EVIL}"],
+    }
+
+
+@pytest.fixture(scope="module")
+def html_path(tmp_path_factory):
+    return report.write_html(synthetic_result(), tmp_path_factory.mktemp("report") / "report.html")
+
+
+def test_html_escapes_everything_user_supplied(html_path):
+    html = html_path.read_text()
+    # The only <script> is our sorting script; the evil names appear as text.
+    assert html.count("<script>") == 1
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>three</b>" not in html and "two &amp; &lt;b&gt;three&lt;/b&gt;" in html
+    # Nothing is fetched: no external scripts, styles, images or fonts.
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//|url\((https?:)?//|@import', html)
+
+
+def test_html_has_every_section(html_path):
+    html = html_path.read_text()
+    for anchor in ("recommendation", "variants-table", "pareto-size", "pareto-latency", "harm-heatmap",
+                   "robustness", "fit-matrix", "cost-table", "command", "config"):
+        assert f'id="{anchor}"' in html, anchor
+    assert "Use int8_ptq" in html  # the selection
+    assert "infeasible" in html and "dominated" in html and "failed" in html
+    assert "⚑" in html  # the int4 variant's broken class is flagged
+    assert html.count("<svg") >= 5  # 4 Pareto plots + robustness
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "duplicate element ids across inlined SVGs"
+
+
+def test_markdown_and_json(tmp_path):
+    res = synthetic_result()
+    md = report.write_markdown(res, tmp_path / "report.md").read_text()
+    assert "**Selected: int8_ptq**" in md and "&lt;script&gt;" in md and "<script>" not in md
+    assert "| binary | failed |" in md
+    back = json.loads(report.write_json(res, tmp_path / "report.json").read_text())
+    assert back["selection"]["best"] == "int8_ptq"
+
+
+def test_html_in_headless_chromium(html_path, tmp_path):
+    exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium is missing: run `bash scripts/ensure-chromium.sh` (as root) to install Debian's chromium")
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    url = html_path.resolve().as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=90)
+    shot_run = subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,2400", url],
+                              capture_output=True, text=True, timeout=90)
+    # Chromium logs every console message as ":CONSOLE"; our page logs nothing, so any is an error.
+    errors = [ln for ln in (dom.stderr + shot_run.stderr).splitlines() if ":CONSOLE" in ln or "Uncaught" in ln]
+    assert not errors, errors
+    assert dom.stdout.count("<svg") >= 5, "plots were not rendered into the DOM"
+    assert "alert(1)" in dom.stdout and "<script>alert(1)" not in dom.stdout
+    img = Image.open(shot).convert("L")
+    lo, hi = img.getextrema()
+    assert hi > lo, "the screenshot is blank"
