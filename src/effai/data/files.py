@@ -58,7 +58,7 @@ def load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if not images or len(images) != len(labels):
         raise InputError(f"{folder}: expected matching *idx3* image and *idx1* label files, found {[p.name for p in files]}")
     xs, ys = [], []
-    for img, lab in zip(images, labels):
+    for img, lab in zip(images, labels, strict=True):
         x, y = read_idx(img), read_idx(lab)
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise InputError(f"{img.name}/{lab.name}: {x.shape[0]} images of shape {x.shape[1:]} vs {y.shape} labels")

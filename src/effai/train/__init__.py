@@ -9,7 +9,7 @@
 True
 """
 
-from effai.train.loop import TrainConfig, TrainResult, evaluate, fit, predict
 from effai.train.checkpoint import load_checkpoint, save_checkpoint
+from effai.train.loop import TrainConfig, TrainResult, evaluate, fit, predict
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "fit", "load_checkpoint", "predict", "save_checkpoint"]
