@@ -1,0 +1,58 @@
+"""effai.quantize: `quantize_(model, config)` with frozen configs, calibration, QAT, mixed
+precision and ONNX export.
+
+>>> import torch, torch.nn as nn
+>>> from effai.quantize import quantize_, Int8StaticConfig, state_dict_bytes
+>>> m = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10)).eval()
+>>> before = state_dict_bytes(m)
+>>> m = quantize_(m, Int8StaticConfig(calibration=torch.randn(64, 256)))
+>>> round(state_dict_bytes(m) / before, 2) < 0.3
+True
+"""
+
+from effai.quantize import handlers as _handlers  # noqa: F401  (registers the handlers)
+from effai.quantize.calibrate import fold_bn_
+from effai.quantize.config import (
+    BFloat16Config,
+    BinaryConfig,
+    Float16Config,
+    FP4Config,
+    FP8Config,
+    Int8DynamicConfig,
+    Int8StaticConfig,
+    MixedPrecisionConfig,
+    QATConfig,
+    TernaryConfig,
+    WeightOnlyConfig,
+)
+from effai.quantize.core import ActQuant, QuantLayer, convert_, quantize_, register, save, state_dict_bytes
+from effai.quantize.export import cpu_flags, export_onnx, ort_int8_settings
+from effai.quantize.mixed import choose, mixed_precision, sensitivity
+
+__all__ = [
+    "ActQuant",
+    "BFloat16Config",
+    "BinaryConfig",
+    "FP4Config",
+    "FP8Config",
+    "Float16Config",
+    "Int8DynamicConfig",
+    "Int8StaticConfig",
+    "MixedPrecisionConfig",
+    "QATConfig",
+    "QuantLayer",
+    "TernaryConfig",
+    "WeightOnlyConfig",
+    "choose",
+    "convert_",
+    "cpu_flags",
+    "export_onnx",
+    "fold_bn_",
+    "mixed_precision",
+    "ort_int8_settings",
+    "quantize_",
+    "register",
+    "save",
+    "sensitivity",
+    "state_dict_bytes",
+]
