@@ -94,11 +94,60 @@ def section(result) -> str:
             f"{pareto_svg(r)}{front_table(r)}</section>")
 
 
+def study_dict(result) -> dict:
+    """The search as a study-shaped result for `effai.report`: one variant record per COMPLETE trial.
+
+    Records carry the test accuracy (what the study's report plots); the Pareto fronts are the
+    study's own (`effai.study.pareto.pareto_front`) over those records, per cost axis.
+    """
+    from effai.study.pareto import AXES, pareto_front
+
+    cfg = result.config
+    records = []
+    for t in result.trials:
+        m = t.metrics
+        records.append({
+            "name": f"#{t.number} {t.name}", "status": "ok", "family": t.variant.get("family", ""),
+            "description": ("over budget: " + "; ".join(t.violations)) if t.violations else "",
+            "accuracy": m.get("test_accuracy"), "size_bytes": m.get("size"), "params": m.get("params"),
+            "macs": m.get("macs"), "latency_ms": m.get("latency"), "runtime": m.get("latency_method") or "",
+            "energy_j": m.get("energy"), "energy": {"method": m.get("energy_method") or ""},
+            "size_format": f"{m.get('mean_bits', 32):g}-bit weights",
+        })
+    pareto = {axis: pareto_front(records, axis) for axis in AXES}
+    on_front = {f"#{t.number} {t.name}" for t in result.front}
+    return {
+        "name": f"search {cfg.study_name}", "model": ", ".join(map(str, cfg.space.family.values())),
+        "dataset": {"name": cfg.dataset, "class_names": [], "n_test": 0},
+        "variants": records, "pareto": pareto,
+        "selection": {"best": None, "reason": "a search reports its Pareto front; pick from it", "rejected": [
+            {"name": r["name"], "kind": "pareto" if r["name"] in on_front else "dominated",
+             "reason": "on the search's Pareto front" if r["name"] in on_front else "dominated in the search"}
+            for r in records]},
+        "notes": [f"The search optimised {cfg.accuracy_on} accuracy over {', '.join(result.objectives)}; "
+                  "the table and plots show test accuracy.",
+                  f"{len(result.trials)} complete trials, {result.n_failed} failed, {result.n_retried} retried "
+                  f"after an interruption; sampler {cfg.sampler}, seed {cfg.seed}."],
+        "command": f"effai search --config ... --out {result.out}",
+        "config": cfg.model_dump(),
+    }
+
+
 def write_report(result, path: str | Path) -> Path:
-    """Write the report: through `effai.report` when it has a section hook, else this page."""
+    """Write the report with the study's HTML report (`effai.report.write_html`) and the search's
+    Pareto section appended; this module's plain page stands in if the study's report fails."""
     from effai.fileio import write_atomic
 
     body = section(result)
+    try:
+        from effai.report import write_html
+
+        path = write_html(study_dict(result), path)
+        page = Path(path).read_text(encoding="utf-8")
+        page = page.replace("</body>", body + "</body>", 1) if "</body>" in page else page + body
+        return write_atomic(path, page)
+    except ImportError:
+        pass
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>effai search</title>"
             "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:nth-child(2){text-align:left}"

@@ -12,6 +12,7 @@ committed when it is told, so a search killed at any moment resumes from its sto
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -204,6 +205,8 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
         progress(done, cfg.n_trials, f"resumed: {done} complete" if done else "starting")
     backend = make_backend(cfg) if done < cfg.n_trials else None
     pending: dict[int, tuple] = {}  # handle -> (optuna trial, variant)
+    measured = {json.dumps(t.user_attrs.get("variant"), sort_keys=True): (t.number, t.user_attrs.get("metrics"))
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     try:
         while done < cfg.n_trials or pending:
             while backend and len(pending) < cfg.workers and done + len(pending) < cfg.n_trials:
@@ -211,12 +214,22 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
                 variant = suggest(trial, cfg.space)
                 trial.set_user_attr("variant", variant)
                 trial.set_user_attr("name", describe(variant))
+                key = json.dumps(variant, sort_keys=True)
+                if key in measured:  # seeded training: the same variant measures the same; reuse it
+                    trial.set_user_attr("same_as", measured[key][0])
+                    msg = _finish(study, trial, {"ok": True, "metrics": measured[key][1]}, cfg, limits)
+                    done = n_complete()
+                    if progress:
+                        progress(done, cfg.n_trials, msg + " (repeat, reused)")
+                    continue
                 pending[backend.submit(variant)] = (trial, variant)
             if not pending:
                 break
             for h, res in backend.wait(list(pending)):
                 trial, variant = pending.pop(h)
                 msg = _finish(study, trial, res, cfg, limits)
+                if res.get("ok"):
+                    measured[json.dumps(variant, sort_keys=True)] = (trial.number, res["metrics"])
                 if msg.startswith("failed"):
                     failed_now += 1
                     if failed_now > max_fail:
