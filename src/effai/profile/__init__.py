@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import types
-from pathlib import Path
 
 import torch
 
@@ -167,7 +165,11 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
         model.train(was_training)
 
     layers, seen = [], set()
+    uncounted_rows = {layer for layer, _ in mode.uncounted}
     for r in rows:
+        if (r.functional and not r.macs and not r.elementwise_flops and r.name not in uncounted_rows
+                and not any(True for _ in (r.module.parameters(recurse=False) if r.module else ()))):
+            continue  # a view or copy in a container's forward: no cost, not a layer
         n_params = 0
         if r.module is not None:
             for p in r.module.parameters(recurse=False):
@@ -211,4 +213,3 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
-_ = (Path, time)

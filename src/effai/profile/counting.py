@@ -112,6 +112,9 @@ ELEMENTWISE_COST = {
     "tanh": 1,
     "_softmax": 5,  # max, sub, exp, sum, div
     "_log_softmax": 5,
+    "_safe_softmax": 5,
+    "softmax": 5,
+    "log_softmax": 5,
     "native_batch_norm": 2,  # folded scale and shift (inference)
     "_native_batch_norm_legit_no_training": 2,
     "_native_batch_norm_legit": 2,
@@ -187,6 +190,7 @@ class Row:
     activation_bytes: int = 0
     seconds: float = 0.0
     calls: int = 0
+    functional: bool = False  # an op run directly in a container's forward
     ops: dict = field(default_factory=dict)
 
 
@@ -346,6 +350,7 @@ class ModuleStack:
         new = key not in self.rows
         row = self._row(key, op, mod if new and not any(r.module is mod for r in self.rows.values()) else None)
         row.calls += 1
+        row.functional = True
         first = out[0] if isinstance(out, (tuple, list)) and out else out
         if isinstance(first, torch.Tensor):
             row.output_shape = tuple(first.shape)

@@ -39,6 +39,7 @@ class Latency:
     warmup: int
     throughput: float  # samples per second at p50
     seconds: float  # wall time spent timing
+    load_avg: float | None = None  # 1-minute load average when timing started (contention)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,13 +84,22 @@ def export_onnx(model: torch.nn.Module, example_inputs, path: str | os.PathLike,
     return path
 
 
-def _summarise(samples_ns: list[int], runtime: str, threads: int, batch: int, warmup: int, seconds: float) -> Latency:
+def _load_avg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def _summarise(samples_ns: list[int], runtime: str, threads: int, batch: int, warmup: int, seconds: float,
+               load: float | None) -> Latency:
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
     p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
     return Latency(runtime=runtime, p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
                    iqr_ms=float(p75 - p25), mean_ms=float(ms.mean()), min_ms=float(ms.min()), threads=threads,
                    batch_size=batch, repeats=len(ms), warmup=warmup,
-                   throughput=float(batch / (p50 / 1e3)) if p50 > 0 else float("inf"), seconds=seconds)
+                   throughput=float(batch / (p50 / 1e3)) if p50 > 0 else float("inf"), seconds=seconds,
+                   load_avg=load)
 
 
 def _time(call, warmup: int, repeats: int, min_seconds: float, max_seconds: float) -> tuple[list[int], float]:
@@ -128,6 +138,7 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
     args = _as_tuple(example_inputs)
     batch = int(args[0].shape[0]) if args[0].dim() else 1
     n_threads = threads or torch.get_num_threads()
+    load = _load_avg()
     is_path = isinstance(model_or_onnx_path, (str, os.PathLike))
     if runtime == "torch":
         if is_path:
@@ -140,7 +151,7 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
                 samples, secs = _time(lambda: model(*args), warmup, repeats, min_seconds, max_seconds)
         finally:
             torch.set_num_threads(before)
-        return _summarise(samples, "torch", n_threads, batch, warmup, secs)
+        return _summarise(samples, "torch", n_threads, batch, warmup, secs, load)
 
     import onnxruntime as ort
 
@@ -159,4 +170,4 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
             raise InputError(f"{path}: expected {len(names)} inputs, got {len(args)}")
         feed = {n: a.detach().cpu().numpy() for n, a in zip(names, args, strict=True)}
         samples, secs = _time(lambda: sess.run(None, feed), warmup, repeats, min_seconds, max_seconds)
-    return _summarise(samples, "onnxruntime", n_threads, batch, warmup, secs)
+    return _summarise(samples, "onnxruntime", n_threads, batch, warmup, secs, load)

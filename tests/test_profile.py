@@ -1,0 +1,307 @@
+"""effai.profile against hand-computed counts, byte counts and the zoo's published numbers."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import effai
+from effai.errors import InputError
+from effai.profile import measure_latency, profile, weight_bytes
+
+
+def prof(model, shape, **kw):
+    return profile(model, input_shape=shape, latency=False, **kw)
+
+
+def only(p, typ):
+    rows = [lp for lp in p.layers if lp.type == typ]
+    assert len(rows) == 1, [(lp.name, lp.type) for lp in p.layers]
+    return rows[0]
+
+
+# ---------------------------------------------------------------- MACs by hand
+def test_conv():
+    # out 1x16x32x32 = 16384 values, each 3 in-channels x 3x3 = 27 MACs; bias adds 16384 FLOPs
+    p = prof(nn.Conv2d(3, 16, 3, padding=1), (1, 3, 32, 32))
+    assert p.total.macs == 16384 * 27 == 442_368
+    assert p.total.flops == 2 * 442_368
+    assert p.total.elementwise_flops == 16384
+    assert p.total.params == 16 * 27 + 16
+    assert p.layers[0].output_shape == [1, 16, 32, 32]
+
+
+def test_depthwise_conv():
+    # groups = channels: each output sees 1 channel x 3x3 = 9 MACs
+    p = prof(nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False), (2, 16, 8, 8))
+    assert p.total.macs == 2 * 16 * 8 * 8 * 9 == 18_432
+    assert p.total.params == 16 * 9
+
+
+def test_grouped_conv():
+    # 4 groups: each output sees 16/4 = 4 channels x 3x3 = 36 MACs; 32x8x8 outputs
+    p = prof(nn.Conv2d(16, 32, 3, padding=1, groups=4, bias=False), (1, 16, 8, 8))
+    assert p.total.macs == 32 * 64 * 36 == 73_728
+    assert p.total.params == 32 * 4 * 9
+
+
+def test_transposed_conv():
+    # every input value (8x5x5) is scattered into Cout/groups = 4 channels x 4x4 kernel
+    p = prof(nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), (1, 8, 5, 5))
+    assert p.total.macs == 8 * 25 * 4 * 16 == 12_800
+    assert p.layers[0].output_shape == [1, 4, 10, 10]
+    assert p.total.params == 8 * 4 * 16 + 4
+    # grouped transposed: weight (Cin, Cout/g, k, k) = (4, 3, 3, 3)
+    p = prof(nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2, bias=False), (1, 4, 5, 5))
+    assert p.total.macs == 4 * 25 * 3 * 9 == 2_700
+
+
+def test_linear():
+    p = prof(nn.Linear(100, 50), (8, 100))
+    assert p.total.macs == 8 * 100 * 50 == 40_000
+    assert p.total.flops == 80_000
+    assert p.total.elementwise_flops == 8 * 50  # the bias
+    assert p.total.params == 5050
+    assert only(p, "Linear").output_shape == [8, 50]
+
+
+class MatMul(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(5, 5, bias=False)  # 2*4 rows x 5x5 = 200 MACs
+
+    def forward(self, x):  # (2, 4, 5) @ (2, 5, 4) -> (2, 4, 4): 2*4*4 outputs x 5 MACs
+        return self.proj(x) @ x.transpose(-1, -2)
+
+
+def test_matmul_in_a_functional_call():
+    p = prof(MatMul(), (2, 4, 5))
+    assert p.total.macs == 200 + 2 * 4 * 4 * 5 == 360
+    row = only(p, "bmm")  # a functional op in a container gets its own row
+    assert (row.name, row.macs, row.output_shape) == ("bmm", 160, [2, 4, 4])
+    assert prof(MatMul().proj, (3, 5)).layers[0].name == "Linear"  # a bare leaf is one row
+
+
+class Attention(nn.Module):
+    def forward(self, q):
+        k = q.new_ones(q.shape[0], q.shape[1], 10, q.shape[3])
+        v = q.new_ones(q.shape[0], q.shape[1], 10, 4)
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+def test_attention_sdpa():
+    # q (1, 2, 6, 8), k (1, 2, 10, 8), v (1, 2, 10, 4): QK^T 2*6*10*8 + AV 2*6*10*4
+    p = prof(Attention(), (1, 2, 6, 8))
+    assert p.total.macs == 2 * 6 * 10 * 8 + 2 * 6 * 10 * 4 == 1_440
+    assert not p.uncounted
+
+
+def test_attention_matches_torch_flop_counter_where_it_counts():
+    # FlopCounterMode has no formula for the CPU flash-attention kernel: it reports 0 here.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    q = torch.randn(2, 4, 16, 8)
+    with FlopCounterMode(display=False) as fc:
+        F.scaled_dot_product_attention(q, q, q)
+    p = profile(Attention(), example_inputs=(torch.randn(2, 4, 16, 8),), latency=False)
+    assert p.total.macs == 2 * 4 * 16 * 10 * 8 + 2 * 4 * 16 * 10 * 4
+    assert fc.get_total_flops() in (0, 2 * 2 * 4 * 16 * 16 * 8 * 2)  # 0 on CPU in torch 2.13
+
+
+def test_shared_weights_counted_once_but_run_twice():
+    lin = nn.Linear(10, 10)
+    m = nn.Sequential(lin, nn.ReLU(), lin)
+    p = prof(m, (1, 10))
+    assert p.total.params == 110
+    assert p.total.macs == 2 * 100
+    assert sum(lp.params for lp in p.layers) == 110
+    assert p.total.weight_bytes == 110 * 4
+
+
+def test_tied_parameter_across_modules():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(8, 8, bias=False)
+            self.b = nn.Linear(8, 8, bias=False)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    p = prof(Tied(), (1, 8))
+    assert p.total.params == 64
+    assert sum(lp.params for lp in p.layers) == 64
+
+
+class Spectral(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        return self.fc(torch.fft.rfft(x).abs()[..., :16].repeat(1, 2)[..., :16])
+
+
+def test_uncounted_ops_are_named_with_their_layer():
+    p = prof(Spectral(), (1, 16))
+    assert {"layer": "_fft_r2c", "op": "_fft_r2c", "calls": 1} in p.uncounted
+    assert p.total.macs == 16 * 16  # the rest is still counted
+    assert p.to_dict()["uncounted"]
+
+
+def test_elementwise_and_pooling_reported_separately():
+    m = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.BatchNorm2d(2), nn.ReLU(), nn.MaxPool2d(2))
+    p = prof(m, (1, 1, 4, 4))
+    # conv 32 MACs; BN 2 FLOPs x 32; ReLU 32; max-pool 8 outputs x 4 comparisons
+    assert p.total.macs == 32
+    assert p.total.elementwise_flops == 64 + 32 + 32
+    assert p.total.flops == 64 and p.total.flops_all == 64 + 128
+
+
+# ---------------------------------------------------------------- memory
+class Branchy(nn.Module):
+    """x -> a -> b -> c, and c + a: the skip keeps a alive while b and c run."""
+
+    def __init__(self, skip=True):
+        super().__init__()
+        self.skip = skip
+        self.a = nn.Conv2d(4, 8, 1, bias=False)
+        self.b = nn.Conv2d(8, 8, 1, bias=False)
+        self.c = nn.Conv2d(8, 8, 1, bias=False)
+
+    def forward(self, x):
+        y = self.a(x)
+        w = self.c(self.b(y))
+        return w + y if self.skip else w
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_peak_activation_memory_branching(exact):
+    # float32, batch 1: x 4x8x8 = 1024 B; y, z, w, out 8x8x8 = 2048 B each.
+    # with the skip: at conv c, y (kept for the add) + z + w are live = 6144 B; at the add y + w + out = 6144.
+    p = prof(Branchy(skip=True), (1, 4, 8, 8), exact=exact)
+    assert p.total.peak_activation_bytes == 3 * 2048
+    assert p.total.peak_at == "c"
+    # without it: x + y = 3072 at a, y + z = 4096 at b, z + w = 4096 at c
+    p = prof(Branchy(skip=False), (1, 4, 8, 8), exact=exact)
+    assert p.total.peak_activation_bytes == 2 * 2048
+    # batch 4 scales every activation by 4
+    assert prof(Branchy(), (4, 4, 8, 8), exact=exact).total.peak_activation_bytes == 4 * 6144
+
+
+def test_in_place_ops_and_views_add_no_bytes():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.ReLU(inplace=True), nn.Flatten())
+    p = prof(m, (1, 3, 8, 8))
+    assert p.total.peak_activation_bytes == 3 * 64 * 4 + 4 * 36 * 4  # input + conv output
+    assert p.total.allocator_peak_bytes is None and "not available" in p.total.allocator_note
+
+
+def test_weight_bytes_at_any_bit_width():
+    lin = nn.Linear(128, 64, bias=False)
+    assert weight_bytes(lin) == 8192 * 4
+    assert weight_bytes(lin, bits=8) == 8192 + 64 * 4  # int8 + fp32 scale per output channel
+    assert weight_bytes(lin, bits=4, group_size=32, scale_bits=16) == 4096 + 256 * 2
+    assert weight_bytes(lin, bits=16) == 8192 * 2
+    assert weight_bytes(lin.half()) == 8192 * 2
+    with pytest.raises(InputError):
+        weight_bytes(lin, bits=0)
+
+
+# ---------------------------------------------------------------- API, output, ONNX
+def test_package_is_callable_and_dataclasses_importable():
+    from effai.profile import LayerProfile, Profile
+
+    p = effai.profile(nn.Linear(4, 2), input_shape=(1, 4), latency=False)
+    assert isinstance(p, Profile) and isinstance(p.layers[0], LayerProfile)
+
+
+def test_json_schema_and_csv(tmp_path):
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    p = profile(m, input_shape=(1, 3, 8, 8), repeats=3, warmup=1, min_seconds=0)
+    d = json.loads(json.dumps(p.to_dict()))
+    assert {"model", "input_shape", "total", "layers", "latency", "energy"} <= set(d)
+    assert {"params", "macs", "flops", "weight_bytes", "peak_activation_bytes"} <= set(d["total"])
+    assert {"name", "type", "output_shape", "params", "macs", "flops"} <= set(d["layers"][0])
+    assert {"runtime", "p50_ms", "p90_ms", "p99_ms", "threads"} <= set(d["latency"])
+    assert {"joules", "method"} <= set(d["energy"])
+    assert d["energy"]["method"] in ("measured", "estimated")
+    assert sum(lp["latency_ms"] for lp in d["layers"]) > 0
+    path = p.to_csv(tmp_path / "layers.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("name,type,output_shape,params,macs,flops")
+    assert len(lines) == 1 + len(p.layers)
+
+
+def test_onnx_graph_counts_match_torch(tmp_path):
+    from effai.profile import export_onnx
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, groups=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8),
+                      nn.ConvTranspose2d(8, 4, 2, stride=2), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
+    x = torch.randn(2, 3, 8, 8)
+    f = export_onnx(m, x, tmp_path / "m.onnx")
+    pt, po = prof(m, (2, 3, 8, 8)), profile(f, latency=False)
+    assert po.source == "onnx"
+    assert (po.total.params, po.total.macs) == (pt.total.params, pt.total.macs)
+    assert {"Conv", "ConvTranspose", "Gemm"} <= {lp.type for lp in po.layers}
+    assert po.total.peak_activation_bytes > 0
+
+
+def test_measure_latency_both_runtimes():
+    m, x = nn.Linear(16, 16), torch.randn(4, 16)
+    for rt in ("torch", "onnxruntime"):
+        lat = measure_latency(m, x, runtime=rt, threads=1, warmup=1, repeats=5, min_seconds=0)
+        assert lat.runtime == rt and lat.threads == 1 and lat.batch_size == 4 and lat.repeats >= 5
+        assert 0 < lat.p50_ms <= lat.p90_ms <= lat.p99_ms and lat.iqr_ms >= 0
+        assert math.isclose(lat.throughput, 4 / (lat.p50_ms / 1e3))
+    with pytest.raises(InputError):
+        measure_latency("x.onnx", x, runtime="torch")
+
+
+def test_bad_input_is_an_input_error():
+    with pytest.raises(InputError, match="forward failed"):
+        prof(nn.Linear(4, 2), (1, 5))
+    with pytest.raises(InputError):
+        profile(nn.Linear(4, 2), latency=False)
+
+
+def test_energy_is_estimated_without_counters():
+    p = prof(nn.Linear(64, 64), (1, 64))
+    assert p.energy.method == "estimated" and "Horowitz" in p.energy.detail and p.energy.joules > 0
+    assert prof(nn.Linear(64, 64), (1, 64), bits=8).energy.joules < p.energy.joules
+
+
+# ---------------------------------------------------------------- zoo and CLI
+def _zoo():
+    return pytest.importorskip("effai.zoo")
+
+
+def test_zoo_totals_match_published_counts():
+    zoo = _zoo()
+    for name in zoo.names():
+        info = zoo.info(name)
+        m = zoo.create(name)
+        p = prof(m, (1, *info.input_shape))
+        if info.published_params:
+            assert p.total.params == info.published_params, name
+        if getattr(info, "published_macs", None):
+            assert abs(p.total.macs - info.published_macs) <= 0.03 * info.published_macs, (name, p.total.macs)
+        assert not p.uncounted, (name, p.uncounted)
+
+
+def test_cli_profile_json_and_bad_input(tmp_path):
+    _zoo()
+    from typer.testing import CliRunner
+
+    from effai.cli import app
+
+    r = CliRunner().invoke(app, ["profile", "lenet5", "--no-latency", "--json", "--csv", str(tmp_path / "l.csv")])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["model"] == "lenet5" and d["latency"] is None and d["total"]["params"] > 0
+    assert (tmp_path / "l.csv").exists()
+    r = CliRunner().invoke(app, ["profile", "lenet5", "--input", "1x3x9x9", "--no-latency"])
+    assert r.exit_code != 0 and isinstance(r.exception, InputError) and "expected" in str(r.exception)
