@@ -69,15 +69,16 @@ class SearchResult:
 
 # ---------------------------------------------------------------- budgets and constraints
 def budgets(cfg: SearchConfig) -> dict:
-    """RAM / flash / latency budgets: the config's, else the hardware target's (when it has them)."""
+    """RAM / flash / latency budgets: the config's, else the hardware target's RAM and storage."""
     b = {"ram": cfg.constraints.max_ram, "size": cfg.constraints.max_flash, "latency": cfg.constraints.max_latency_ms}
     if cfg.target:
         from effai import hardware
 
-        t = hardware.get(cfg.target) if hasattr(hardware, "get") else None
-        for key, attr in (("ram", "ram_bytes"), ("size", "flash_bytes")):
-            if b[key] is None and t is not None and getattr(t, attr, None):
-                b[key] = int(getattr(t, attr))
+        t = hardware.load_catalogue().get(cfg.target)  # an unknown name fails here, before any work
+        if b["ram"] is None:
+            b["ram"] = int(t.spec.ram.value)
+        if b["size"] is None and t.spec.storage is not None:
+            b["size"] = int(t.spec.storage.value)
     return {k: v for k, v in b.items() if v is not None}
 
 

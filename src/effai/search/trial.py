@@ -95,10 +95,11 @@ def _train_config(cfg: SearchConfig, epochs: int):
 
 
 @functools.lru_cache(maxsize=4)
-def _teacher(family: str, width_mult: float, resolution_mult: float, cfg: SearchConfig) -> nn.Module:
+def _teacher(family: str, width_mult: float, resolution_mult: float, cfg_json: str) -> nn.Module:
     """The KD teacher: the same family, FP32, at the widest width of the space (cached per worker)."""
     from effai.train import fit
 
+    cfg = SearchConfig.model_validate_json(cfg_json)
     model, ds = build({"family": family, "width_mult": width_mult, "resolution_mult": resolution_mult}, cfg)
     fit(model, ds, _train_config(cfg, cfg.train.epochs), progress=False)
     return model.eval()
@@ -187,7 +188,7 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
     loss_fn = None
     if variant.get("kd"):
         widest = max(cfg.space.width_mult.values())
-        teacher = _teacher(variant["family"], float(widest), float(variant["resolution_mult"]), cfg)
+        teacher = _teacher(variant["family"], float(widest), float(variant["resolution_mult"]), cfg.model_dump_json())
         loss_fn = _kd_loss(teacher, cfg.train.kd_temperature, cfg.train.kd_alpha)
     fit(model, ds, _train_config(cfg, cfg.train.epochs), progress=False, loss_fn=loss_fn)
     if variant["prune_ratio"] > 0:
@@ -223,25 +224,26 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
         "energy_method": prof.energy.method if prof.energy is not None else None,
     }
     if cfg.target:
-        metrics.update(_on_target(prof, cfg))
+        metrics.update(_on_target(prof, cfg, mean_bits))
     metrics["seconds"] = time.perf_counter() - start
     return metrics
 
 
-def _on_target(prof, cfg: SearchConfig) -> dict:
-    """Latency / energy estimated on the hardware target (effai.hardware's roofline estimate)."""
+def _on_target(prof, cfg: SearchConfig, mean_bits: float) -> dict:
+    """Latency / energy estimated on the hardware target (effai.hardware's roofline estimate),
+    at int8 when the weights are 8 bits or fewer and the target runs int8, else at the model's dtype."""
     from effai import hardware
 
-    est = hardware.estimate(prof, cfg.target)
-    out = {}
-    lat = getattr(est, "latency_ms", None)
-    if cfg.latency == "estimated" and lat is not None:
-        out["latency"] = float(lat)
-        out["latency_method"] = f"estimated on {cfg.target}"
-    joules = getattr(est, "energy_j", None) or getattr(est, "joules", None)
-    if joules is not None:
-        out["energy"] = float(joules)
-        out["energy_method"] = f"estimated on {cfg.target}"
+    target = hardware.load_catalogue().get(cfg.target)
+    dtype = "int8" if mean_bits <= 8 and "int8" in target.spec.dtypes else None
+    est = hardware.estimate(prof, cfg.target, dtype)
+    out = {"target_dtype": est.dtype}
+    if cfg.latency == "estimated":
+        out["latency"] = float(est.latency_ms)
+        out["latency_method"] = f"estimated on {cfg.target} ({est.dtype}, roofline)"
+    if est.energy_j is not None:
+        out["energy"] = float(est.energy_j)
+        out["energy_method"] = f"estimated on {cfg.target} ({est.energy_method})"
     return out
 
 

@@ -1,0 +1,110 @@
+"""Ray scaling: wall time of the same search trials on a local Ray with 1 and with 2 workers.
+
+The same 8 variants (sampled once, seeded) are queued into a fresh SQLite study for each worker
+count, so both runs train exactly the same trials; each trial is single-threaded
+(`threads_per_trial: 1`). Ray is started once per worker count and its workers warmed (torch and
+effai imported) before the clock starts, so the time is the search itself, not Ray's start-up.
+Goal: >= 1.7x on 2 cores.
+Run: .venv/bin/python benchmarks/search_scaling.py [--trials 8]
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+from common import machine, machine_line, table, write_results
+
+from effai.search import SearchConfig, run
+from effai.search.run import open_study
+
+
+def variants(cfg: SearchConfig, n: int) -> list[dict]:
+    """n distinct sets of Optuna parameters, sampled from the space with a seeded random sampler
+    (distinct, because the driver reuses the measurement of a repeated variant)."""
+    import optuna
+
+    from effai.search.space import suggest
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.seed))
+    out = []
+    for _ in range(50 * n):
+        t = study.ask()
+        suggest(t, cfg.space)
+        study.tell(t, 0.0)
+        if dict(t.params) not in out:
+            out.append(dict(t.params))
+        if len(out) == n:
+            return out
+    raise SystemExit(f"the space has fewer than {n} distinct variants")
+
+
+def _warm():
+    import torch  # noqa: F401
+
+    import effai.search.trial  # noqa: F401
+
+    return os.getpid()
+
+
+def timed(cfg: SearchConfig, params: list[dict]) -> tuple[float, float]:
+    """(wall seconds of the search, summed per-trial seconds) on a fresh local Ray with cfg.workers CPUs."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=cfg.workers, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             logging_level="ERROR")
+    try:
+        warm = ray.remote(num_cpus=1)(_warm)
+        pids = set(ray.get([warm.remote() for _ in range(cfg.workers * 2)]))
+        assert len(pids) >= 1
+        study = open_study(cfg)
+        for p in params:
+            study.enqueue_trial(p)
+        t0 = time.perf_counter()
+        result = run(cfg, write=False)
+        wall = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    return wall, sum(t.metrics["seconds"] for t in result.trials)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=8)
+    args = ap.parse_args()
+    base = dict(dataset="digits", n_trials=args.trials, seed=0, backend="ray", threads_per_trial=1,
+                train={"epochs": 10, "finetune_epochs": 2},
+                space={"family": ["lenet5"], "width_mult": [0.5, 0.75, 1.0], "prune_ratio": [0.0],
+                       "bits": [32, 8, 4]})
+    params = variants(SearchConfig(**base), args.trials)
+    runs = {}
+    for workers in (1, 2):
+        cfg = SearchConfig(**base, workers=workers, out=tempfile.mkdtemp(prefix=f"effai-scaling-{workers}-"))
+        runs[workers] = timed(cfg, params)
+        print(workers, runs[workers], flush=True)
+    speedup = runs[1][0] / runs[2][0]
+    m = machine()
+    load = os.getloadavg()
+    rows = [[w, f"{wall:.1f}", f"{busy:.1f}", f"{runs[1][0] / wall:.2f}x"] for w, (wall, busy) in runs.items()]
+    md = (
+        "## Search scaling with Ray (`benchmarks/search_scaling.py`)\n\n"
+        f"The same {args.trials} trials (LeNet-5 on digits, width x{{0.5, 0.75, 1}}, weight bits {{32, 8, 4}}, "
+        "10 epochs each; sampled once with a seeded random sampler and queued into a fresh SQLite study per run) "
+        "run as Ray tasks on a local Ray with 1 and with 2 CPUs; one torch thread per trial; ask-and-tell in the "
+        "driver. Ray is started and its workers warmed before the clock starts.\n\n"
+        + table(["Ray workers", "search wall s", "sum of trial s", "speedup"], rows)
+        + f"\n\n**Speedup on 2 workers: {speedup:.2f}x** (goal >= 1.7x). Load average during the run "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}: other jobs shared these cores, which lowers the "
+        "2-worker speedup; the sum of trial seconds shows how much each trial slowed. " + machine_line(m)
+    )
+    write_results("search_scaling", {"machine": m, "trials": args.trials, "params": params,
+                                     "runs": {str(k): {"wall_seconds": v[0], "trial_seconds": v[1]}
+                                              for k, v in runs.items()},
+                                     "speedup": speedup, "loadavg": load}, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
