@@ -305,3 +305,19 @@ def test_cli_profile_json_and_bad_input(tmp_path):
     assert (tmp_path / "l.csv").exists()
     r = CliRunner().invoke(app, ["profile", "lenet5", "--input", "1x3x9x9", "--no-latency"])
     assert r.exit_code != 0 and isinstance(r.exception, InputError) and "expected" in str(r.exception)
+
+
+def test_torchscript_model_is_counted_by_op():
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
+    want = 8 * 36 * 27 + 288 * 4
+    for ts in (torch.jit.script(m), torch.jit.trace(m, torch.randn(1, 3, 8, 8))):
+        p = prof(ts, (1, 3, 8, 8))
+        assert (p.total.params, p.total.macs, p.uncounted) == (sum(x.numel() for x in m.parameters()), want, [])
+
+
+def test_onnx_wrong_input_shape_is_an_input_error(tmp_path):
+    from effai.profile import export_onnx
+
+    f = export_onnx(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8), tmp_path / "c.onnx")
+    with pytest.raises(InputError, match="expected 1x3x8x8, got 1x1x8x8"):
+        profile(f, input_shape=(1, 1, 8, 8), latency=False)

@@ -309,6 +309,9 @@ class ModuleStack:
             if id(mod) in self.leaf:
                 continue  # a module registered twice runs under its first name
             self.leaf[id(mod)] = next(mod.children(), None) is None
+            if isinstance(mod, torch.jit.ScriptModule):  # no hooks: ops go to the nearest eager parent
+                self.leaf[id(mod)] = False
+                continue
             self.handles.append(mod.register_forward_pre_hook(self._pre(name, mod)))
             self.handles.append(mod.register_forward_hook(self._post(name, mod), always_call=True))
 
