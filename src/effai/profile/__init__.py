@@ -81,7 +81,8 @@ def _count_pass(model, args, time_ops=False, exact=True):
 
 def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | None = None,
             latency: bool = True, runtime: str = "torch", threads: int | None = None, warmup: int = 10,
-            repeats: int = 30, min_seconds: float = 1.0, bits: float | None = None, energy: bool = True,
+            repeats: int = 30, min_seconds: float = 1.0, max_seconds: float = 20.0,
+            bits: float | None = None, energy: bool = True,
             exact: bool = False, name: str | None = None) -> Profile:
     """Profile `model` (an `nn.Module`, TorchScript module or path to an `.onnx` file).
 
@@ -89,7 +90,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
       `batch_size` overrides the batch dimension.
     - `latency=False` skips timing (counts and memory only, fast). `runtime` is `"torch"`
       (eager) or `"onnxruntime"`; `threads`, `warmup`, `repeats`, `min_seconds` as in
-      `measure_latency`.
+      `measure_latency` (timing stops after `max_seconds` even with fewer repeats).
     - `exact=False` runs each op on the meta device during counting (shapes only, outputs
       left uninitialised), so counting costs no arithmetic; if that pass fails it is rerun with
       real arithmetic. Pass `exact=True` for a model whose control flow depends on values.
@@ -110,7 +111,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
 
         return profile_onnx(model, input_shape=input_shape, batch_size=batch_size, latency=latency,
                             threads=threads, warmup=warmup, repeats=repeats, min_seconds=min_seconds,
-                            bits=bits, energy=energy, name=name)
+                            max_seconds=max_seconds, bits=bits, energy=energy, name=name)
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model: expected an nn.Module or a path to an .onnx file, got {type(model).__name__}")
     if runtime not in ("torch", "onnxruntime"):
@@ -150,7 +151,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
             meter = Meter(device.type)
             with meter:
                 lat = measure_latency(model, args, runtime=runtime, threads=threads, warmup=warmup,
-                                      repeats=repeats, min_seconds=min_seconds)
+                                      repeats=repeats, min_seconds=min_seconds, max_seconds=max_seconds)
             if meter.joules is not None:
                 calls = lat.repeats + lat.warmup
                 measured_energy = Energy(joules=meter.joules / calls, method="measured",

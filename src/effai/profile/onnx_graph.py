@@ -127,7 +127,7 @@ def node_cost(node, shapes) -> tuple[int, int, bool]:
 
 
 def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,
-                 warmup=10, repeats=30, min_seconds=1.0, bits=None, energy=True, name=None) -> Profile:
+                 warmup=10, repeats=30, min_seconds=1.0, max_seconds=20.0, bits=None, energy=True, name=None) -> Profile:
     """Profile an ONNX file: counts from the graph, latency with ONNX Runtime.
 
     >>> import tempfile, os, torch
@@ -213,7 +213,7 @@ def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, lat
         meter = Meter("cpu")
         with meter:
             lat = measure_latency(str(path), (x,), runtime="onnxruntime", threads=threads, warmup=warmup,
-                                  repeats=repeats, min_seconds=min_seconds)
+                                  repeats=repeats, min_seconds=min_seconds, max_seconds=max_seconds)
         if meter.joules is not None:
             en = Energy(joules=meter.joules / (lat.repeats + lat.warmup), method="measured",
                         detail=f"measured with {meter.source} (onnxruntime, {lat.threads} threads)")
