@@ -25,7 +25,7 @@ from effai.errors import InputError
 from effai.profile.counting import CountingMode, ModuleStack
 from effai.profile.energy import Energy, Meter, estimate, precision_for
 from effai.profile.latency import Latency, export_onnx, measure_latency
-from effai.profile.memory import allocator_peak, count_params, peak_from_events, weight_bytes
+from effai.profile.memory import _storage_key, allocator_peak, count_params, peak_from_events, weight_bytes
 from effai.profile.result import LayerProfile, Profile, Total
 
 __all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "measure_latency",
@@ -94,6 +94,8 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
     - `exact=False` runs each op on the meta device during counting (shapes only, outputs
       left uninitialised), so counting costs no arithmetic; if that pass fails it is rerun with
       real arithmetic. Pass `exact=True` for a model whose control flow depends on values.
+    - A model built on the meta device (`with torch.device("meta"): ...`) is counted without
+      allocating weights or activations (latency then needs a real model).
     - `bits` sets the weight bit-width for `weight_bytes` and the energy model (None: as stored).
 
     Ops that cannot be counted are listed in `Profile.uncounted` with their layer.
@@ -147,6 +149,8 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
 
         lat = None
         measured_energy = None
+        if device.type == "meta":
+            latency = False  # nothing to time: the weights do not exist
         if latency:
             meter = Meter(device.type)
             with meter:
@@ -174,7 +178,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
         n_params = 0
         if r.module is not None:
             for p in r.module.parameters(recurse=False):
-                key = (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+                key = _storage_key(p)
                 if key not in seen:
                     seen.add(key)
                     n_params += p.numel()

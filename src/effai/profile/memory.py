@@ -65,9 +65,12 @@ def weight_bytes(model: torch.nn.Module, bits: float | None = None, group_size: 
 
 
 def _storage_key(t: torch.Tensor):
+    """Same key for tensors that are the same values in memory (also on the meta device)."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+
     try:
-        return (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)) if t.numel() else id(t)
-    except (RuntimeError, NotImplementedError):
+        return (StorageWeakRef(t.untyped_storage()).cdata, t.storage_offset(), tuple(t.shape)) if t.numel() else id(t)
+    except (RuntimeError, NotImplementedError, TypeError):
         return id(t)
 
 
