@@ -131,6 +131,155 @@ def train_cmd(
 # Each capability adds its commands below, importing lazily inside the function so that
 # `effai --help` stays fast and no optional dependency is imported at start-up.
 
+# ---------------------------------------------------------------- compress (Deep Compression)
+@app.command("compress")
+def compress_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint dir, state dict (+ --arch) or TorchScript file."),
+    recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
+    out: Path = typer.Option(..., "--out", help="Output directory for model.effdc and report.json."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Deep Compression: prune, share weights, Huffman-code; report the bytes at each stage.
+
+    Example: effai compress lenet300_100 --recipe recipe.yaml --out runs/dc
+    """
+    from effai.compress.recipe import run
+
+    result = run(model, recipe, out, arch=arch, trust_pickle=trust_pickle, progress=not as_json)
+    if as_json:
+        print_json(result)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"Deep Compression of {result['model']}")
+    for col in ("stage", "bytes", "ratio", "accuracy"):
+        t.add_column(col)
+    for s in result["stages"]:
+        t.add_row(s["stage"], f"{s['bytes']:,}", f"{s['ratio']:.1f}x", f"{s['accuracy']:.2%}")
+    console.print(t)
+    console.print(f"compressed file: {result['file']}")
+
+# ---------------------------------------------------------------- hardware targets
+@app.command("targets")
+def targets_cmd(
+    catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
+    calibrate: bool = typer.Option(False, "--calibrate", help="Calibrate the host CPU now if it is not cached."),
+    recalibrate: bool = typer.Option(False, "--recalibrate", help="Measure the host CPU again (ignore the cache)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """List the hardware targets: peak ops per dtype, bandwidth, memory, power and price.
+
+    Example: effai targets --json
+    """
+    from effai import hardware
+
+    if recalibrate:
+        hardware.calibrate_host(recalibrate=True)
+    rows = hardware.targets(extra=list(catalogue), calibrate_host_now=calibrate or recalibrate)
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    def si(v, unit):
+        if v is None:
+            return "-"
+        for div, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if v >= div:
+                return f"{v / div:.3g} {p}{unit}"
+        return f"{v:.3g} {unit}"
+
+    t = Table(title="effai hardware targets (titles and sources: effai targets --json, docs/hardware.md)")
+    for col in ("name", "kind", "dtypes", "peak (best dtype)", "bandwidth", "RAM", "storage", "power", "price"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        best = max(r["peak_ops"].items(), key=lambda kv: kv[1], default=None)
+        price = r["price"] or {}
+        ptxt = (f"${price['per_hour']:g}/h" if price.get("per_hour") else
+                f"${price['per_unit']:g}" if price.get("per_unit") else "-")
+        kind = r["kind"] + (" (research estimate)" if r["status"] == "research_estimate" else "")
+        t.add_row(r["name"], kind, ",".join(r["dtypes"]), f"{si(best[1], 'OPS')} {best[0]}" if best else "-",
+                  si(r["memory_bandwidth"], "B/s"), si(r["ram"], "B"), si(r["storage"], "B"),
+                  si(r["power_peak_w"], "W") if r["power_peak_w"] else "-", ptxt)
+    console.print(t)
+
+
+@app.command("fit")
+def fit_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
+    target: str = typer.Option(..., "--target", help="Target name (effai targets), e.g. nano33ble, edgetpu, host."),
+    dtype: str | None = typer.Option(None, "--dtype", help="Deploy dtype: int8 | int4 | fp16 | bf16 | fp8 | fp32 (default: the model's)."),
+    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x96x96 (default: the model's)."),
+    width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
+    resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
+    num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
+    arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
+    arena: int | None = typer.Option(None, "--arena-bytes", min=0, help="Runtime arena bytes (default: the target's)."),
+    catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON: the fit report and the roofline estimate."),
+):
+    """Check that a model fits a target (dtype, RAM, flash/storage) and estimate its latency there.
+
+    Exit code 1 when it does not fit.
+
+    Example: effai fit mobilenet_v1_025_vww --target nano33ble --dtype int8
+    """
+    from effai import hardware
+    from effai.profile import profile
+    from effai.zoo.loading import load_model
+
+    cat = hardware.load_catalogue(extra=list(catalogue))
+    tgt = cat[target]  # unknown names fail here, before any model is loaded
+    opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
+    with err_console.status(f"loading {model} ..."):
+        lm = load_model(model, arch=arch, options=opts, trust_pickle=trust_pickle)
+    if input_shape is not None:
+        shape = _parse_shape(input_shape)
+    elif lm.input_shape is not None:
+        shape = (1, *lm.input_shape)
+    else:
+        raise InputError(f"{model}: its input shape is unknown; pass --input, e.g. --input 1x3x224x224")
+    net = lm.onnx_path if lm.model is None else lm.model
+    on_host = tgt.name == "host"
+    with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):
+        prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name)
+    report = hardware.fit(prof, tgt, dtype=dtype, runtime_arena_bytes=arena)
+    est = None
+    if report.dtype in tgt.spec.dtypes:
+        est = hardware.estimate(prof, tgt, dtype=report.dtype)
+    if as_json:
+        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None})
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"{lm.name} on {tgt.spec.title} at {report.dtype}")
+        for col in ("check", "needs", "has", "margin", "result"):
+            t.add_column(col)
+        for c in report.checks:
+            if c.name == "dtype":
+                t.add_row("dtype", report.dtype, ",".join(tgt.spec.dtypes), "-", "pass" if c.passed else "FAIL")
+            else:
+                t.add_row(c.name, f"{c.required / 1024:,.1f} KiB", f"{c.available / 1024:,.1f} KiB",
+                          f"{c.margin_pct:+.1f}%", "pass" if c.passed else "FAIL")
+        console.print(t)
+        if est is not None:
+            line = (f"estimate (roofline, {est.method}): {est.latency_ms:.3g} ms per inference"
+                    + (f", {est.energy_j:.3g} J" if est.energy_j is not None else "")
+                    + (f", ${est.usd_per_million:.3g} and {est.kg_co2_per_million:.3g} kg CO2 per million"
+                       if est.usd_per_million is not None and est.kg_co2_per_million is not None else ""))
+            if est.measured_ms is not None:
+                line += f"; measured {est.measured_ms:.3g} ms (error {est.error_pct:+.0f}%)"
+            console.print(line, highlight=False)
+        if tgt.spec.status == "research_estimate":
+            console.print("note: research hardware, every number is a research estimate", highlight=False)
+        console.print(("[green]FITS[/] " if report.fits else "[red]DOES NOT FIT[/] ") + report.verdict(),
+                      highlight=False)
+    if not report.fits:
+        raise CheckFailed(report.verdict())
+
 # ---------------------------------------------------------------- search
 @app.command("search")
 def search_cmd(
