@@ -73,10 +73,10 @@ def test_search_finds_variant_dominating_fp32_base(tmp_path):
     from effai.search import SearchConfig, dominates, run
     from effai.search.trial import evaluate_variant
 
-    cfg = SearchConfig(n_trials=3, population=4, out=str(tmp_path), train={"epochs": 6, "finetune_epochs": 1},
+    cfg = SearchConfig(n_trials=2, population=4, out=str(tmp_path), train={"epochs": 6, "finetune_epochs": 1},
                        space={"width_mult": [1.0], "prune_ratio": [0.0], "bits": [8, 4]})
     result = run(cfg)
-    assert len(result.trials) == 3 and result.front
+    assert len(result.trials) == 2 and result.front
     base = evaluate_variant({"family": "lenet5", "width_mult": 1.0, "resolution_mult": 1.0, "prune_ratio": 0.0,
                              "bits": 32, "layer_bits": None, "kd": False, "qat": False}, cfg)
     dirs = ["maximize", "minimize"]
@@ -85,22 +85,23 @@ def test_search_finds_variant_dominating_fp32_base(tmp_path):
                             dirs)]
     assert winners, [(t.name, t.metrics["test_accuracy"], t.metrics["size"]) for t in result.trials]
     saved = json.loads((tmp_path / "pareto.json").read_text())
-    assert saved["n_complete"] == 3 and saved["objectives"] == ["accuracy", "size"]
+    assert saved["n_complete"] == 2 and saved["objectives"] == ["accuracy", "size"]
     page = (tmp_path / "report.html").read_text()
     assert "Search: Pareto front" in page and "<svg" in page
 
 
-def test_per_layer_bits_and_constraints(tmp_path):
+def test_per_layer_bits_constraints_and_initial(tmp_path):
     from effai.search import SearchConfig, run
 
     cfg = SearchConfig(n_trials=2, out=str(tmp_path), train={"epochs": 1, "finetune_epochs": 1},
-                       constraints={"max_flash": "2KB"},
+                       constraints={"max_flash": "2KB"}, initial=[{"bits": 8}],
                        space={"width_mult": [0.25], "prune_ratio": [0.0], "bits": [8, 4], "per_layer_bits": True})
     result = run(cfg)
     for t in result.trials:
         assert set(t.variant["layer_bits"].values()) <= {8, 4}
         assert t.feasible == (t.metrics["size"] <= 2000)
     assert all(t.feasible for t in result.front)
+    assert set(result.trials[0].variant["layer_bits"].values()) == {8}  # the queued start point
 
 
 # ---------------------------------------------------------------- resume after SIGKILL
@@ -127,8 +128,8 @@ def _values(db: Path) -> dict:
 
 
 def test_sigkill_mid_search_then_rerun_resumes(tmp_path):
-    n = 5
-    cfg = write_cfg(tmp_path, n=n, epochs=3, width="[0.25, 0.5, 0.75, 1.0]", bits="[32, 8, 4]")
+    n = 4
+    cfg = write_cfg(tmp_path, n=n, epochs=2, width="[0.25, 0.5, 0.75, 1.0]", bits="[32, 8, 4]")
     out, db = tmp_path / "out", tmp_path / "out" / "search.db"
     cmd = [sys.executable, "-m", "effai.cli", "search", "--config", str(cfg), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

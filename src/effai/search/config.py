@@ -191,6 +191,9 @@ class SearchConfig(_Frozen):
     latency: Literal["measured", "estimated"] = "measured"
     constraints: Constraints = Constraints()
     threads_per_trial: int = 1
+    # Variants to try first (Optuna's enqueue_trial), e.g. the uncompressed base as an anchor:
+    # [{family: lenet5, width_mult: 1.0, bits: 32}]; unset dimensions are sampled.
+    initial: list[dict[str, Any]] = []
     max_failures: int | None = None  # stop after this many failed trials (None: n_trials)
     # How and where to run; the CLI's options override these.
     backend: Literal["local", "ray"] = "local"
@@ -214,6 +217,26 @@ class SearchConfig(_Frozen):
         if v < 1:
             raise ValueError("expected an integer >= 1")
         return v
+
+    @field_validator("initial")
+    @classmethod
+    def _initial(cls, v):
+        known = set(SpaceConfig.model_fields) - {"per_layer_bits"}
+        for i, d in enumerate(v):
+            bad = sorted(set(d) - known)
+            if bad:
+                raise ValueError(f"initial[{i}]: unknown dimension(s) {bad}; expected some of {sorted(known)}")
+        return v
+
+    @model_validator(mode="after")
+    def _initial_in_space(self):
+        for i, d in enumerate(self.initial):
+            for k, x in d.items():
+                dim = getattr(self.space, k)
+                inside = x in dim.choices if dim.choices is not None else dim.low <= x <= dim.high
+                if not inside:
+                    raise ValueError(f"initial[{i}].{k}={x!r} is outside the space ({dim.values()})")
+        return self
 
     @model_validator(mode="after")
     def _latency_needs_target(self):
@@ -239,8 +262,18 @@ def load_config(path, **overrides) -> SearchConfig:
 
     Errors name the file, the line and the field (see `effai.config.load_yaml_model`).
     """
+    import pydantic
+
     from effai.config import load_yaml_model
+    from effai.errors import InputError
 
     cfg = load_yaml_model(path, SearchConfig)
     extra = {k: v for k, v in overrides.items() if v is not None}
-    return SearchConfig.model_validate({**cfg.model_dump(), **extra}) if extra else cfg
+    if not extra:
+        return cfg
+    try:
+        return SearchConfig.model_validate({**cfg.model_dump(), **extra})
+    except pydantic.ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        opt = "--" + str(err["loc"][0]).replace("_", "-")
+        raise InputError(f"{opt} {err.get('input')!r}: {err['msg']}") from None

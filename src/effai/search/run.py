@@ -19,7 +19,7 @@ from pathlib import Path
 
 from effai.errors import InputError
 from effai.search.config import DIRECTIONS, SearchConfig
-from effai.search.space import describe, suggest
+from effai.search.space import describe, start_params, suggest
 
 
 @dataclasses.dataclass
@@ -33,6 +33,7 @@ class TrialRecord:
     metrics: dict
     feasible: bool
     violations: list[str]
+    same_as: int | None = None  # a repeat of this earlier trial's variant (measurement reused)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -115,9 +116,10 @@ def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
 
 
 def pareto_front(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:
-    """The feasible records no other feasible record dominates, sorted by the first cost."""
+    """The feasible records no other feasible record dominates, sorted by the first cost
+    (repeats of an earlier trial's variant are left out)."""
     dirs = [DIRECTIONS[o] for o in objectives]
-    pts = [r for r in records if r.feasible]
+    pts = [r for r in records if r.feasible and r.same_as is None]
     vec = {r.number: [r.values[o] for o in objectives] for r in pts}
     front = [r for r in pts if not any(dominates(vec[q.number], vec[r.number], dirs) for q in pts)]
     key = objectives[1] if len(objectives) > 1 else objectives[0]
@@ -175,7 +177,8 @@ def _record(t) -> TrialRecord:
     ua = t.user_attrs
     return TrialRecord(number=t.number, name=ua.get("name", ""), variant=ua.get("variant", {}),
                        values=dict(zip(ua.get("objectives", []), t.values or [], strict=False)), metrics=ua.get("metrics", {}),
-                       feasible=not ua.get("violations"), violations=list(ua.get("violations", [])))
+                       feasible=not ua.get("violations"), violations=list(ua.get("violations", [])),
+                       same_as=ua.get("same_as"))
 
 
 def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = None, write: bool = True) -> SearchResult:
@@ -194,9 +197,20 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     study = open_study(cfg)
+    if cfg.initial and not study.get_trials(deepcopy=False):  # a fresh study: queue the start points
+        for params in cfg.initial:
+            study.enqueue_trial(start_params(params, cfg.space))
     retried = recover_interrupted(study)
     limits = budgets(cfg)
     max_fail = cfg.max_failures if cfg.max_failures is not None else cfg.n_trials
+
+    def check_failures(msg: str, failed: int) -> int:
+        """1 if `msg` reports a failed trial (0 if not); stop the search after too many."""
+        if not msg.startswith("failed"):
+            return 0
+        if failed + 1 > max_fail:
+            raise InputError(f"search stopped: {failed + 1} trials failed; last: {msg}")
+        return 1
 
     def n_complete() -> int:
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -206,8 +220,12 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
         progress(done, cfg.n_trials, f"resumed: {done} complete" if done else "starting")
     backend = make_backend(cfg) if done < cfg.n_trials else None
     pending: dict[int, tuple] = {}  # handle -> (optuna trial, variant)
-    measured = {json.dumps(t.user_attrs.get("variant"), sort_keys=True): (t.number, t.user_attrs.get("metrics"))
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    # variant -> (trial number, worker result) of every trial measured so far, failures included
+    measured = {json.dumps(t.user_attrs.get("variant"), sort_keys=True):
+                (t.number, {"ok": True, "metrics": t.user_attrs.get("metrics")} if t.state == TrialState.COMPLETE
+                 else {"ok": False, "error": t.user_attrs["error"]})
+                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+                if "variant" in t.user_attrs and ("metrics" in t.user_attrs or "error" in t.user_attrs)}
     try:
         while done < cfg.n_trials or pending:
             while backend and len(pending) < cfg.workers and done + len(pending) < cfg.n_trials:
@@ -218,7 +236,8 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
                 key = json.dumps(variant, sort_keys=True)
                 if key in measured:  # seeded training: the same variant measures the same; reuse it
                     trial.set_user_attr("same_as", measured[key][0])
-                    msg = _finish(study, trial, {"ok": True, "metrics": measured[key][1]}, cfg, limits)
+                    msg = _finish(study, trial, measured[key][1], cfg, limits)
+                    failed_now += check_failures(msg, failed_now)
                     done = n_complete()
                     if progress:
                         progress(done, cfg.n_trials, msg + " (repeat, reused)")
@@ -229,12 +248,8 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
             for h, res in backend.wait(list(pending)):
                 trial, variant = pending.pop(h)
                 msg = _finish(study, trial, res, cfg, limits)
-                if res.get("ok"):
-                    measured[json.dumps(variant, sort_keys=True)] = (trial.number, res["metrics"])
-                if msg.startswith("failed"):
-                    failed_now += 1
-                    if failed_now > max_fail:
-                        raise InputError(f"search stopped: {failed_now} trials failed; last: {msg}")
+                measured[json.dumps(variant, sort_keys=True)] = (trial.number, res)
+                failed_now += check_failures(msg, failed_now)
                 done = n_complete()
                 if progress:
                     progress(done, cfg.n_trials, msg)

@@ -82,3 +82,17 @@ def describe(v: dict) -> str:
     if v["qat"]:
         parts.append("qat")
     return " ".join(parts)
+
+
+def start_params(initial: dict, space: SpaceConfig) -> dict:
+    """Optuna parameters for one `initial` start point; with per-layer bits, `bits` fills every layer.
+
+    >>> start_params({"family": "lenet5", "bits": 8}, SpaceConfig(per_layer_bits=True))["bits:lenet5:features.0"]
+    8
+    """
+    p = dict(initial)
+    if space.per_layer_bits and "bits" in p:
+        b = p.pop("bits")
+        for family in ([p["family"]] if "family" in p else space.family.values()):
+            p.update({f"bits:{family}:{n}": b for n in _layers(family)})
+    return p
