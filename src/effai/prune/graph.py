@@ -110,12 +110,16 @@ class _Tracer(fx.Tracer):
     def __init__(self):
         super().__init__()
         self.stack: list[str] = []
+        self.failed: str | None = None
 
     def call_module(self, m, forward, args, kwargs):
         name = self.path_of_module(m)
         self.stack.append(name)
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            self.failed = self.failed if self.failed is not None else name  # the innermost layer
+            raise
         finally:
             self.stack.pop()
 
@@ -126,10 +130,10 @@ def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     try:
         graph = tracer.trace(model)
     except Exception as e:  # noqa: BLE001 - any trace failure is a model the analysis cannot handle
-        where = tracer.stack[-1] if tracer.stack else "<root>"
+        where = tracer.failed or ""
+        kind = type(model.get_submodule(where)).__name__
         msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise InputError(f"layer {where or '<root>'!r} ({type(model.get_submodule(where)).__name__ if where else type(model).__name__}): "
-                         f"cannot trace it for channel pruning ({msg})") from None
+        raise InputError(f"layer {where or '<root>'!r} ({kind}): cannot trace it for channel pruning ({msg})") from None
     gm = fx.GraphModule(model, graph)
     was = model.training
     gm.eval()
@@ -227,10 +231,11 @@ def analyse(model: nn.Module, example: torch.Tensor) -> DepGraph:
                     out = fresh(node)
                     members.append((out[0][0], "out", fqn, m))
                     segs[node] = produced[fqn] = out
-                elif groups == m.in_channels == m.out_channels and len(x) == 1 and x[0][1] == 1:
-                    members.append((x[0][0], "dw", fqn, m))
+                elif groups == m.in_channels == m.out_channels and all(mm == 1 for _, mm in x):
+                    for sp, _ in x:  # channel c in -> channel c out: one space per segment
+                        members.append((sp, "dw", fqn, m))
                     segs[node] = produced[fqn] = x
-                    inputs[fqn] = (m, [])
+                    inputs[fqn] = (m, x)
                 else:  # grouped conv: keep its channels as they are
                     pin_all(x)
                     segs[node] = produced[fqn] = fresh(node, pinned=True)

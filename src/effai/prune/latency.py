@@ -39,27 +39,23 @@ def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: in
 
 def interleaved_ms(sessions: list, example: torch.Tensor, rounds: int = 5, runs: int = 10,
                    warmup: int = 3) -> list[float]:
-    """Median latency (ms) of each session, timed in interleaved rounds.
+    """Median latency (ms) of each session over `rounds * runs` calls, interleaved call by call.
 
-    Each round times every session `runs` times in turn; the result is the median over
-    rounds of each round's median, so a burst of load from another process hits all
-    candidates alike instead of biasing one.
+    Calls go round-robin over the sessions, so a burst of load from another process hits
+    every candidate alike instead of biasing one; the median discards the bursts.
     """
     feed = example.numpy()
     names = [s.get_inputs()[0].name for s in sessions]
-    for s, n in zip(sessions, names, strict=False):
+    for s, n in zip(sessions, names, strict=True):
         for _ in range(warmup):
             s.run(None, {n: feed})
-    per_round: list[list[float]] = [[] for _ in sessions]
-    for _ in range(rounds):
-        for i, (s, n) in enumerate(zip(sessions, names, strict=False)):
-            ts = []
-            for _ in range(runs):
-                t0 = time.perf_counter_ns()
-                s.run(None, {n: feed})
-                ts.append((time.perf_counter_ns() - t0) / 1e6)
-            per_round[i].append(statistics.median(ts))
-    return [statistics.median(r) for r in per_round]
+    samples: list[list[float]] = [[] for _ in sessions]
+    for _ in range(rounds * runs):
+        for i, (s, n) in enumerate(zip(sessions, names, strict=True)):
+            t0 = time.perf_counter_ns()
+            s.run(None, {n: feed})
+            samples[i].append((time.perf_counter_ns() - t0) / 1e6)
+    return [statistics.median(r) for r in samples]
 
 
 def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,

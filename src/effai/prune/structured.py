@@ -102,6 +102,8 @@ def importance(group: Group, kind: str, grads: dict | None = None) -> torch.Tens
         if k not in ("out", "dw"):
             continue
         w = m.weight.detach().flatten(1)
+        if len(w) != group.size:  # a depthwise conv over a concatenation: spans several groups
+            continue
         if kind == "taylor":
             g = grads[fqn].flatten(1)
             score += (w * g).sum(1).abs()
@@ -112,6 +114,7 @@ def importance(group: Group, kind: str, grads: dict | None = None) -> torch.Tens
     return score
 
 
+@torch.enable_grad()
 def _taylor_grads(model: nn.Module, data, batches: int) -> dict:
     from effai.prune.unstructured import _batches
 
@@ -153,15 +156,13 @@ def apply_plan(model: nn.Module, dg: DepGraph, keep: dict[int, torch.Tensor]) ->
         if idx is None or len(idx) == g.size:
             continue
         for kind, _fqn, m in g.members:
-            if kind in ("out", "dw"):
+            if kind == "out":
                 _slice_param(m, "weight", 0, idx)
                 _slice_param(m, "bias", 0, idx)
                 if isinstance(m, nn.Linear):
                     m.out_features = len(idx)
                 else:
                     m.out_channels = len(idx)
-                    if kind == "dw":
-                        m.in_channels = m.groups = len(idx)
             elif kind == "bn":
                 for name in ("weight", "bias", "running_mean", "running_var"):
                     _slice_param(m, name, 0, idx)
@@ -183,14 +184,24 @@ def apply_plan(model: nn.Module, dg: DepGraph, keep: dict[int, torch.Tensor]) ->
             cols.append(offset + (idx[:, None] * mult + torch.arange(mult)[None]).flatten())
             offset += size * mult
         touched_in.add(fqn)
-        if changed:
-            cols = torch.cat(cols)
+        if not changed:
+            continue
+        cols = torch.cat(cols)
+        if _is_depthwise(m):  # depthwise: filters follow the channels (dim 0), groups shrink
+            _slice_param(m, "weight", 0, cols)
+            _slice_param(m, "bias", 0, cols)
+            m.in_channels = m.out_channels = m.groups = len(cols)
+        else:
             _slice_param(m, "weight", 1, cols)
             if isinstance(m, nn.Linear):
                 m.in_features = len(cols)
             else:
                 m.in_channels = len(cols)
     return model
+
+
+def _is_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
 
 def _slice_param(m: nn.Module, name: str, dim: int, idx: torch.Tensor) -> None:

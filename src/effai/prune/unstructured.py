@@ -64,6 +64,7 @@ def _batches(data, n: int):
         yield x, y
 
 
+@torch.enable_grad()
 def _grad_stats(model: nn.Module, mods, data, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per-layer E[g] and E[g^2] of the cross-entropy loss over `n` batches."""
     was = model.training

@@ -1,0 +1,205 @@
+"""Pruning: unstructured methods and masks, structured channel removal through residual adds,
+depthwise convs, concatenation, SE blocks and BatchNorm, and bad input."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from effai import zoo
+from effai.errors import InputError
+from effai.prune import (
+    ChannelConfig,
+    MagnitudeConfig,
+    OBDConfig,
+    TaylorConfig,
+    apply_masks,
+    make_permanent,
+    prune_,
+    savings,
+    sparsity,
+)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from effai import data
+
+    return data.load("synthetic", n=120, shape=(1, 8, 8), num_classes=2)
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_magnitude_hits_target_and_masks_stick(scope):
+    net = _mlp()
+    prune_(net, MagnitudeConfig(0.7, scope=scope))
+    assert sparsity(net) == pytest.approx(0.7, abs=0.01)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)  # an optimizer step would revive pruned weights ...
+    apply_masks(net)  # ... until the masks are re-applied
+    assert sparsity(net) == pytest.approx(0.7, abs=0.01)
+    make_permanent(net)
+    assert not any(hasattr(m, "_effai_mask") for m in net.modules())
+    assert not net._forward_hooks and not net._forward_pre_hooks
+    nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2)).load_state_dict(net.state_dict())
+
+
+@pytest.mark.parametrize("cfg", [OBDConfig, TaylorConfig])
+def test_data_driven_scores(cfg, tiny):
+    net = _mlp()
+    prune_(net, cfg(0.5, data=tiny))
+    assert sparsity(net) == pytest.approx(0.5, abs=0.01)
+
+
+def test_filter_fn_limits_layers():
+    net = _mlp()
+    prune_(net, MagnitudeConfig(0.5), filter_fn=lambda m, fqn: fqn == "1")
+    assert (net[1].weight == 0).float().mean() == pytest.approx(0.5, abs=0.01)
+    assert (net[3].weight == 0).sum() == 0
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, "half"])
+def test_bad_sparsity(bad):
+    with pytest.raises(InputError, match="sparsity"):
+        MagnitudeConfig(bad)
+
+
+def test_data_methods_need_data():
+    with pytest.raises(InputError, match="data"):
+        OBDConfig(0.5)
+
+
+@pytest.mark.parametrize("name,shape", [("resnet18", (1, 3, 32, 32)), ("mobilenet_v2", (1, 3, 32, 32)),
+                                        ("mobilenet_v3_small", (1, 3, 32, 32)), ("squeezenet1_1", (1, 3, 64, 64)),
+                                        ("lenet5", (1, 1, 28, 28))])
+def test_channel_pruning_keeps_graph_consistent(name, shape):
+    torch.manual_seed(0)
+    m = zoo.create(name, resolution=shape[-1], num_classes=10, in_channels=shape[1]).eval()
+    x = torch.randn(shape)
+    before = sum(p.numel() for p in m.parameters())
+    prune_(m, ChannelConfig(0.5, input_shape=shape))
+    assert m(x).shape == (1, 10)
+    assert sum(p.numel() for p in m.parameters()) < 0.5 * before
+
+
+def test_removing_dead_channels_changes_nothing():
+    """Channels whose conv filter, bias and BN shift are zero carry nothing: removing them
+    through a residual add must leave the output unchanged."""
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.bn = nn.BatchNorm2d(8)
+            self.c1 = nn.Conv2d(8, 8, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            x = torch.relu(self.bn(self.stem(x)))
+            x = x + self.c2(torch.relu(self.c1(x)))
+            return self.head(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    m = Res().eval()
+    with torch.no_grad():
+        for conv in (m.stem, m.c2):  # the residual space: channels 4..7 dead on both producers
+            conv.weight[4:] = 0
+            conv.bias[4:] = 0
+        m.bn.bias[4:] = 0
+        m.bn.running_mean[4:] = 0
+        m.c1.weight[4:] = 0
+        m.c1.bias[4:] = 0
+    x = torch.randn(2, 3, 8, 8)
+    ref = m(x)
+    prune_(m, ChannelConfig(0.5, input_shape=(1, 3, 8, 8)))
+    assert m.stem.out_channels == m.c2.out_channels == m.c1.in_channels == 4 and m.head.in_features == 4
+    torch.testing.assert_close(m(x), ref)
+
+
+def test_concat_and_depthwise():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(3, 8, 1)
+            self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+            self.out = nn.Conv2d(16, 4, 1)
+
+        def forward(self, x):
+            return self.out(self.dw(torch.cat([self.a(x), self.b(x)], 1)))
+
+    m = Net().eval()
+    prune_(m, ChannelConfig(0.5, input_shape=(1, 3, 8, 8)))
+    assert (m.a.out_channels, m.b.out_channels, m.dw.groups, m.out.in_channels) == (4, 4, 8, 8)
+    assert m(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 8, 8)
+
+
+@pytest.mark.parametrize("imp", ["l2", "bn_scale"])
+def test_importances(imp):
+    m = zoo.create("resnet8", num_classes=10).eval()
+    prune_(m, ChannelConfig(0.25, importance=imp, input_shape=(1, 3, 32, 32), round_to=8))
+    assert m(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    assert all(c.out_channels % 8 == 0 for c in m.modules() if isinstance(c, nn.Conv2d))
+
+
+def test_ratio_leaving_zero_channels_names_layer():
+    m = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Conv2d(2, 4, 3))
+    with pytest.raises(InputError, match=r"'0'.*0 of its 2 channels"):
+        prune_(m, ChannelConfig(0.9, input_shape=(1, 3, 8, 8)))
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.5])
+def test_bad_ratio(bad):
+    with pytest.raises(InputError, match="ratio"):
+        ChannelConfig(bad)
+
+
+def test_untraceable_graph_names_layer():
+    class Gate(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x  # data-dependent control flow
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), Gate(), nn.Conv2d(8, 4, 3))
+    with pytest.raises(InputError, match="layer '1'"):
+        prune_(m, ChannelConfig(0.5, input_shape=(1, 3, 8, 8)))
+
+
+def test_channel_reshuffle_is_refused_with_layer_name():
+    class Shuffle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 1)
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.head(y.view(1, 2, 4, 8, 8).transpose(1, 2).reshape(1, 8, 8, 8))
+
+    with pytest.raises(InputError, match="view"):
+        prune_(Shuffle(), ChannelConfig(0.5, input_shape=(1, 3, 8, 8)))
+
+
+def test_savings_warns_when_masks_do_not_help():
+    a = _mlp()
+    b = prune_(copy.deepcopy(a), MagnitudeConfig(0.9))
+    make_permanent(b)
+    with pytest.warns(UserWarning, match="not faster"):
+        rep = savings(a, b, torch.zeros(1, 1, 8, 8), rounds=2, runs=5, min_speedup=10.0)
+    assert rep.faster is False and rep.sparse_bytes_after < rep.dense_bytes_before
+    assert rep.smaller and rep.to_dict()["mac_reduction"] == pytest.approx(1.0)
+
+
+def test_gradual_reaches_target(tiny):
+    from effai.prune import gradual
+    from effai.train import TrainConfig
+
+    net = _mlp()
+    r = gradual(net, tiny, MagnitudeConfig(0.8), train_config=TrainConfig(epochs=3))
+    assert sparsity(net) == pytest.approx(0.8, abs=0.01) and r.epochs_run == 3
