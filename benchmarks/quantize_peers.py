@@ -101,7 +101,7 @@ def openvino_fp32(float_onnx):
 def train_mnist_model(quick: bool):
     ds = data.load("mnist5k", seed=0)
     m = zoo.create("mobilenet_v2", num_classes=10, in_channels=1, resolution=28, width_mult=0.5)
-    out = ROOT / "runs" / "bench_quantize_peers_mnv2"
+    out = ROOT / "runs" / ("bench_quantize_peers_mnv2" + ("_quick" if quick else ""))
     train.fit(m, ds, train.TrainConfig(epochs=2 if quick else 8, seed=0, threads=2), out_dir=out, progress=False)
     return ds, m.eval()
 
