@@ -64,18 +64,18 @@ def violations(rec: dict, c: Constraints) -> list[str]:
     """Why `rec` breaks the constraints, one phrase per constraint, with the margin.
 
     >>> violations({"size_bytes": 400_000, "latency_ms": 1.0, "accuracy": 0.9}, Constraints(max_size_bytes=250_000))
-    ['size 400.0 KB > max 250.0 KB (by 150.0 KB, 1.6x)']
+    ['size 400.0 KB > max 250.0 KB (by 150.0 KB, 1.60x)']
     """
     out = []
     size, lat, acc = rec.get("size_bytes"), rec.get("latency_ms"), rec.get("accuracy")
     if c.max_size_bytes is not None and (size is None or size > c.max_size_bytes):
         out.append("size unknown" if size is None else
                    f"size {fmt_bytes(size)} > max {fmt_bytes(c.max_size_bytes)} "
-                   f"(by {fmt_bytes(size - c.max_size_bytes)}, {size / c.max_size_bytes:.2g}x)")
+                   f"(by {fmt_bytes(size - c.max_size_bytes)}, {size / c.max_size_bytes:.2f}x)")
     if c.max_latency_ms is not None and (lat is None or lat > c.max_latency_ms):
         out.append("latency unknown" if lat is None else
                    f"latency {fmt_ms(lat)} > max {fmt_ms(c.max_latency_ms)} "
-                   f"(by {fmt_ms(lat - c.max_latency_ms)}, {lat / c.max_latency_ms:.2g}x)")
+                   f"(by {fmt_ms(lat - c.max_latency_ms)}, {lat / c.max_latency_ms:.2f}x)")
     if c.min_accuracy is not None and (acc is None or acc < c.min_accuracy):
         out.append(f"accuracy {acc:.2%} < min {c.min_accuracy:.2%} (by {(c.min_accuracy - acc) * 100:.2f} pp)")
     if c.target is not None:

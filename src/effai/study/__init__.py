@@ -1,0 +1,21 @@
+"""The study: from one base model, build compressed and alternative variants, profile and
+evaluate each the same way, and pick the best one under the user's constraints.
+
+Follow it from the CLI down: `effai study` -> `run(StudyConfig)` (runner.py) -> the variant
+registry (variants.py) -> measure.py (profile, latency, hardware fit) and effai.evaluate ->
+pareto.py (fronts, selection with reasons) -> effai.report.
+
+>>> cfg = StudyConfig(dataset="mnist5k", max_size="250KB", target="nano33ble")
+>>> cfg.constraints().max_size_bytes, "int8_ptq" in variant_names()
+(250000, True)
+"""
+
+from effai.study.config import StudyConfig
+from effai.study.pareto import Constraints, Selection, pareto_front, select, violations
+from effai.study.runner import StudyResult, run
+from effai.study.units import parse_latency, parse_size
+from effai.study.variants import VARIANTS, Built, variant
+from effai.study.variants import names as variant_names
+
+__all__ = ["VARIANTS", "Built", "Constraints", "Selection", "StudyConfig", "StudyResult", "pareto_front",
+           "parse_latency", "parse_size", "run", "select", "variant", "variant_names", "violations"]

@@ -1,0 +1,252 @@
+"""`run(StudyConfig)`: the whole study, start to finish.
+
+    load data -> for each variant: build (registry) -> measure (profile, latency, targets)
+    -> evaluate (accuracy, per class, robustness) -> compare with the base (harm)
+    -> append its record to results.jsonl
+    then Pareto fronts, constraint selection, result.json and the reports.
+
+Finished variants are read back from results.jsonl instead of being rebuilt.
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from effai.errors import InputError
+from effai.study import measure, variants
+from effai.study.config import StudyConfig
+from effai.study.context import Context
+from effai.study.pareto import AXES, pareto_front, select
+from effai.study.store import RunDir
+
+# Targets in the fit matrix: a spread from microcontrollers to a data-centre GPU.
+FIT_TARGETS = ["nano33ble", "stm32f746", "esp32s3", "rpi4", "jetson_orin_nano", "coral_edgetpu", "t4"]
+
+
+@dataclass
+class StudyResult:
+    name: str
+    model: str
+    base: str
+    dataset: dict
+    variants: list[dict]
+    pareto: dict
+    constraints: dict
+    selection: dict
+    config: dict
+    command: str
+    environment: dict
+    out_dir: str
+    notes: list[str] = field(default_factory=list)
+    latency_note: str = ""
+    energy_note: str = ""
+    fit_note: str = ""
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> dict | None:
+        return next((r for r in self.variants if r["name"] == self.selection.get("best")), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) -> StudyResult:
+    """Run (or resume) the study `cfg` and write results.jsonl, result.json and the reports.
+
+    >>> import tempfile
+    >>> cfg = StudyConfig(dataset="digits", model="lenet300_100", quick=True, variants=("fp16",),
+    ...                   out=tempfile.mkdtemp())
+    >>> r = run(cfg)  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    names = variants.resolve(cfg.variants, cfg.quick)
+    out = Path(cfg.out or Path("runs") / (cfg.name or f"{cfg.model}-{cfg.dataset}".replace("/", "_")))
+    name = cfg.name or out.name
+    extra_targets = [cfg.target] if cfg.target else []
+    fit_targets = list(dict.fromkeys(FIT_TARGETS + extra_targets))
+    if cfg.target:
+        from effai import hardware
+
+        if cfg.target not in hardware.load_catalogue().names():
+            from effai.errors import suggest
+
+            raise suggest(cfg.target, hardware.load_catalogue().names(), "target")
+    with RunDir(out, cfg.identity(), cfg.key(), cfg.force) as rd:
+        data = _load_data(cfg)
+        slices = _slices(cfg, data)
+        ctx = Context(cfg, data, out)
+        done = rd.finished()
+        records: dict[str, dict] = {}
+        with _progress(progress) as bar:
+            tasks = {n: bar.add_task(n, total=4) for n in names} if bar else {}
+            for n in names:
+                rec = done.get(n)
+                if rec is not None and not _targets_missing(rec, fit_targets):
+                    records[n] = rec
+                    if bar:
+                        bar.update(tasks[n], completed=4, description=f"{n}: reused")
+                    continue
+                step = (lambda what, n=n: bar.update(tasks[n], advance=1, description=f"{n}: {what}")) if bar else None
+                rec = _run_variant(n, ctx, records.get("fp32"), slices, fit_targets, step)
+                rd.append(rec)
+                records[n] = rec
+                if bar:
+                    bar.update(tasks[n], completed=4, description=f"{n}: {_summary(rec)}")
+        recs = [records[n] for n in names]
+        result = _result(cfg, name, out, recs, data, ctx, command, start)
+        _write(result, out)
+        return result
+
+
+def _run_variant(n: str, ctx: Context, base_rec: dict | None, slices, fit_targets: list[str], step) -> dict:
+    from effai import evaluate as ev
+
+    spec = variants.VARIANTS[n]
+    rec = {"name": n, "family": spec.family, "description": spec.description, "status": "ok"}
+    t0 = time.perf_counter()
+    try:
+        torch.manual_seed(ctx.cfg.seed)
+        step and step("building")
+        built = spec.build(ctx)
+        step and step("measuring")
+        x1 = ctx.data.test.tensors[0][:1]
+        lat = measure.latency(built, x1, ctx.calibration, ctx.cfg.threads, ctx.cfg.quick)
+        prof = measure.counts(built, ctx.input_shape)
+        energy = lat.pop("measured_energy") or {"joules": prof.energy.joules, "method": "estimated",
+                                                "model": prof.energy.detail}
+        step and step("evaluating")
+        sev = (1, 5) if ctx.cfg.quick else (1, 2, 3, 4, 5)
+        evaluation = ev.evaluate(built.model, ctx.data, slices=slices, severities=sev, seed=ctx.cfg.seed)
+        harm = None
+        if base_rec is not None and base_rec.get("status") == "ok":
+            harm = ev.compare(base_rec["evaluation"], evaluation, slices=slices).to_dict()
+        step and step("fit on targets")
+        rec.update(
+            accuracy=evaluation.accuracy, size_bytes=int(built.size_bytes), size_format=built.size_format,
+            dtype=built.dtype, bits=built.bits, params=prof.total.params, macs=prof.total.macs,
+            peak_activation_bytes=prof.total.peak_activation_bytes, **lat,
+            energy_j=energy["joules"], energy=energy, evaluation=evaluation.to_dict(), harm=harm,
+            targets=measure.targets(prof, built.dtype, fit_targets), notes=built.notes, extra=built.extra,
+        )
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one broken variant must not sink the study; it is reported
+        rec.update(status="failed", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+        if n == "fp32":
+            raise
+    rec["seconds"] = time.perf_counter() - t0
+    rec["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return rec
+
+
+def _targets_missing(rec: dict, fit_targets: list[str]) -> bool:
+    return any(t not in (rec.get("targets") or {}) for t in fit_targets)
+
+
+def _summary(rec: dict) -> str:
+    if rec.get("status") != "ok":
+        return f"FAILED ({rec.get('error', '')[:60]})"
+    from effai.study.units import fmt_bytes, fmt_ms
+
+    return f"{rec['accuracy']:.2%}, {fmt_bytes(rec['size_bytes'])}, {fmt_ms(rec['latency_ms'])}"
+
+
+def _load_data(cfg: StudyConfig):
+    from effai import data
+
+    ds = data.load(cfg.dataset, seed=cfg.seed)
+    if cfg.quick:  # a small training subset: the quick study checks the pipeline, not the accuracy
+        from torch.utils.data import TensorDataset
+
+        x, y = ds.train.tensors
+        ds.train = TensorDataset(x[:2000], y[:2000])
+    return ds
+
+
+def _slices(cfg: StudyConfig, ds) -> list[str]:
+    """Subgroup labels for the test set: the user's file, else ink-density terciles (how much
+    of the image is stroke), a property of the input that per-class accuracy does not show."""
+    n = len(ds.test)
+    if cfg.slices:
+        path = Path(cfg.slices)
+        if not path.is_file():
+            raise InputError(f"--slices {path}: no such file")
+        labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if len(labels) != n:
+            raise InputError(f"--slices {path}: {len(labels)} labels for {n} test examples; give one per line")
+        return labels
+    ink = ds.test.tensors[0].flatten(1).mean(1)
+    lo, hi = torch.quantile(ink, torch.tensor([1 / 3, 2 / 3])).tolist()
+    return ["thin strokes" if v < lo else ("bold strokes" if v > hi else "medium strokes") for v in ink.tolist()]
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return nullcontext()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def _result(cfg, name, out, recs, data, ctx, command, start) -> StudyResult:
+    c = cfg.constraints()
+    selection = select(recs, c)
+    notes = []
+    failed = [r["name"] for r in recs if r.get("status") != "ok"]
+    if failed:
+        notes.append(f"failed variants (reported, not selected): {', '.join(failed)}")
+    if ctx.base_info:
+        notes.append(f"base model {cfg.model}: {ctx.base_info}")
+    if cfg.quick:
+        notes.append("quick mode: small training subset, 1-epoch fine-tunes, torch eager latency, severities 1 and 5")
+    return StudyResult(
+        name=name, model=cfg.model, base="fp32",
+        dataset={"name": data.name, "class_names": list(data.class_names), "n_test": len(data.test),
+                 "input_shape": list(data.input_shape), "slices": "user file" if cfg.slices else "ink-density terciles"},
+        variants=recs, pareto={axis: pareto_front(recs, axis) for axis in AXES},
+        constraints=c.to_dict(), selection=selection.to_dict(), config=cfg.to_dict(),
+        command=command or _command(cfg),
+        environment={"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+                     "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()},
+        out_dir=str(out), notes=notes,
+        latency_note=("torch eager, 1 thread" if cfg.quick else
+                      "ONNX Runtime, one image, at each variant's deploy precision (int8 graphs for INT8 variants; "
+                      "formats without CPU kernels run their fp32 graph)"),
+        energy_note="measured (RAPL) where the machine exposes counters, else estimated with the Horowitz 45 nm model",
+        fit_note="effai.hardware.fit (RAM and flash with runtime overheads) and roofline estimates; "
+                 "sub-8-bit variants run on int8 kernels where a target lacks int4. Hover a cell for details.",
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _command(cfg: StudyConfig) -> str:
+    parts = ["effai", "study", "--dataset", cfg.dataset, "--model", cfg.model]
+    if cfg.quick:
+        parts.append("--quick")
+    for flag, v in (("--max-size", cfg.max_size), ("--max-latency", cfg.max_latency),
+                    ("--min-accuracy", cfg.min_accuracy), ("--target", cfg.target), ("--out", cfg.out),
+                    ("--slices", cfg.slices)):
+        if v is not None:
+            parts += [flag, str(v)]
+    if cfg.variants:
+        parts += ["--variants", ",".join(cfg.variants)]
+    if cfg.seed:
+        parts += ["--seed", str(cfg.seed)]
+    return shlex.join(parts)
+
+
+def _write(result: StudyResult, out: Path) -> None:
+    from effai import report
+
+    report.write_json(result, out / "result.json")
+    report.write_markdown(result, out / "report.md")
+    report.write_html(result, out / "report.html")

@@ -1,0 +1,110 @@
+"""The run folder: `study.json` (the study's identity), `results.jsonl` (one record per
+finished variant, appended and fsynced), `base/` (the trained base model), and a lock.
+
+Rerunning the same command reuses finished variants, so an interrupted study resumes where it
+stopped. A folder holding a different study is refused unless `force`; two processes cannot
+write the same folder at once (an OS file lock, released even if the holder is killed).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from effai.errors import InputError
+from effai.fileio import append_jsonl, read_jsonl, write_json
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike, identity: dict, key: str, force: bool = False):
+        self.path = Path(path)
+        self.identity, self.key, self.force = identity, key, force
+        self._lock = None
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results.jsonl"
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path / "base"
+
+    def __enter__(self) -> RunDir:
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"--out {self.path}: exists and is not a folder")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            raise InputError(f"--out {self.path}: another study ({holder}) is writing this folder; "
+                             "wait for it or choose another --out") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {os.getpid()}")
+        self._lock.flush()
+        self._check_identity()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def _check_identity(self) -> None:
+        import json
+
+        cfg_path = self.path / "study.json"
+        if cfg_path.exists():
+            try:
+                old = json.loads(cfg_path.read_text(encoding="utf-8")).get("identity")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                old = None
+            if old != self.identity:
+                if not self.force:
+                    diff = _diff(old, self.identity)
+                    raise InputError(f"--out {self.path}: holds a different study ({diff}); "
+                                     "choose another --out, or pass --force to start over there")
+                self._wipe()
+        elif self.results.exists() and not self.force:
+            raise InputError(f"--out {self.path}: holds results.jsonl but no study.json; pass --force to start over")
+        elif self.force:
+            self._wipe()
+        write_json(cfg_path, {"identity": self.identity, "key": self.key})
+
+    def _wipe(self) -> None:
+        self.results.unlink(missing_ok=True)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+        for name in ("study.json", "result.json", "report.html", "report.md"):
+            (self.path / name).unlink(missing_ok=True)
+
+    def finished(self) -> dict[str, dict]:
+        """The last finished ("ok") record of each variant of this study."""
+        done = {}
+        for rec in read_jsonl(self.results):
+            if rec.get("study_key") == self.key and rec.get("status") == "ok":
+                done[rec["name"]] = rec
+        return done
+
+    def append(self, record: dict) -> None:
+        # A run killed mid-write leaves a torn last line (an unfinished record): cut it off
+        # first, so the new record starts on its own line and the file stays valid JSONL.
+        if self.results.exists() and self.results.stat().st_size:
+            raw = self.results.read_bytes()
+            if not raw.endswith(b"\n"):
+                with open(self.results, "r+b") as f:
+                    f.truncate(raw.rfind(b"\n") + 1)
+        append_jsonl(self.results, {**record, "study_key": self.key})
+
+
+def _diff(old: dict | None, new: dict) -> str:
+    if not isinstance(old, dict):
+        return "its study.json is unreadable"
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return ", ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys[:3])

@@ -1,0 +1,270 @@
+"""The study's variant builders: a decorator registry keyed by name (like torchao's handlers).
+
+A builder takes the study `Context` (the trained base model, the data, the config) and returns
+a `Built`: the variant model plus the facts only the builder knows (its real size in its
+storage format, the dtype it deploys at, how to run it in ONNX Runtime). The runner profiles
+and evaluates every variant the same way. Add a method by registering one more builder:
+
+    @variant("int8_ptq", family="quantization", quick=True)
+    def int8_ptq(ctx): ...
+
+Builders reuse effai's capabilities (quantize_, prune_, distill, deep_compression); none
+reimplements a method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch.nn as nn
+
+from effai.errors import suggest
+
+
+@dataclass
+class Built:
+    model: nn.Module
+    size_bytes: int  # bytes in the variant's storage format (really serialised)
+    size_format: str  # what those bytes hold
+    dtype: str = "fp32"  # the dtype it deploys at, for hardware fit and estimates
+    bits: float = 32  # weight bits, for the energy estimate
+    onnx: str | None = "fp32"  # ONNX Runtime latency: export as "fp32", "fp16" or "int8"; None = torch eager
+    # The float model with the variant's architecture: profiled for params / MACs / memory and
+    # exported to ONNX Runtime for latency (a fake-quantized model keeps its codes in buffers).
+    structure: nn.Module | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    family: str
+    build: Callable
+    quick: bool  # part of the --quick subset
+    description: str
+
+
+VARIANTS: dict[str, VariantSpec] = {}
+
+
+def variant(name: str, family: str, quick: bool = False):
+    """Register `fn(ctx) -> Built` as the builder of variant `name`."""
+
+    def deco(fn):
+        if name in VARIANTS:
+            raise ValueError(f"variant {name!r} registered twice")
+        doc = (fn.__doc__ or name).strip().splitlines()[0]
+        VARIANTS[name] = VariantSpec(name, family, fn, quick, doc)
+        return fn
+
+    return deco
+
+
+def names(quick: bool = False) -> list[str]:
+    """Registered variant names in registration order (the quick subset with `quick`).
+
+    >>> names()[:3]
+    ['fp32', 'fp16', 'bf16']
+    >>> set(names(quick=True)) <= set(names())
+    True
+    """
+    return [n for n, s in VARIANTS.items() if s.quick or not quick]
+
+
+def resolve(requested, quick: bool) -> list[str]:
+    """The variants to build: all (or the quick subset) when None; fp32, the reference that
+    harm is measured against, always first.
+
+    >>> resolve(["int8_ptq"], quick=False)
+    ['fp32', 'int8_ptq']
+    """
+    chosen = list(requested) if requested else names(quick)
+    for n in chosen:
+        if n not in VARIANTS:
+            raise suggest(n, VARIANTS, "variant")
+    return ["fp32"] + [n for n in dict.fromkeys(chosen) if n != "fp32"]
+
+
+# ------------------------------------------------------------------ helpers
+def _qbytes(model: nn.Module) -> int:
+    from effai.quantize import state_dict_bytes
+
+    return state_dict_bytes(model)
+
+
+def _fp32(model: nn.Module) -> Built:
+    return Built(model, _qbytes(model), "fp32 state dict (torch.save)")
+
+
+# ------------------------------------------------------------------ the baseline
+@variant("fp32", family="baseline", quick=True)
+def fp32(ctx):
+    """The trained base model, 32-bit floats: the reference every variant is compared with."""
+    return _fp32(ctx.base_copy())
+
+
+# ------------------------------------------------------------------ numeric precision
+@variant("fp16", family="precision", quick=True)
+def fp16(ctx):
+    """IEEE half precision weights and activations."""
+    from effai.quantize import Float16Config, quantize_
+
+    m = quantize_(ctx.base_copy(), Float16Config())
+    return Built(m, _qbytes(m), "fp16 weights", dtype="fp16", bits=16, onnx="fp16", structure=ctx.base)
+
+
+@variant("bf16", family="precision")
+def bf16(ctx):
+    """bfloat16 weights and activations (fp32's range, 8-bit mantissa)."""
+    from effai.quantize import BFloat16Config, quantize_
+
+    m = quantize_(ctx.base_copy(), BFloat16Config())
+    return Built(m, _qbytes(m), "bf16 weights", dtype="bf16", bits=16, onnx="fp32", structure=ctx.base,
+                 notes=["ONNX Runtime has no bf16 CPU kernels: latency measured on the fp32 graph"])
+
+
+# ------------------------------------------------------------------ integer quantization
+@variant("int8_ptq", family="quantization", quick=True)
+def int8_ptq(ctx):
+    """Post-training static INT8: per-channel weights, calibrated per-tensor activations."""
+    from effai.quantize import Int8StaticConfig, quantize_
+
+    m = quantize_(ctx.base_copy(), Int8StaticConfig(calibration=ctx.calibration))
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx="int8", structure=ctx.base)
+
+
+@variant("int8_qat", family="quantization")
+def int8_qat(ctx):
+    """Quantization-aware training to INT8 (weights and activations), a short fine-tune."""
+    from effai.quantize import QATConfig, convert_, quantize_
+
+    m = quantize_(ctx.base_copy(), QATConfig(fmt="int8", act_bits=8, data=ctx.data, train=ctx.finetune_config()))
+    convert_(m)
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx="int8", structure=ctx.base)
+
+
+@variant("int4", family="quantization", quick=True)
+def int4(ctx):
+    """Weight-only INT4 post-training quantization, one scale per group of 32 weights."""
+    from effai.quantize import WeightOnlyConfig, quantize_
+
+    m = quantize_(ctx.base_copy(), WeightOnlyConfig(bits=4, group_size=32))
+    return Built(m, _qbytes(m), "packed int4 weights + fp32 group scales", dtype="int4", bits=4, structure=ctx.base,
+                 notes=["no int4 CPU kernels: latency measured on the dequantized fp32 graph"])
+
+
+@variant("ternary", family="quantization")
+def ternary(ctx):
+    """Ternary weights {-a, 0, +a} (TWN), trained with QAT for a short fine-tune."""
+    from effai.quantize import QATConfig, convert_, quantize_
+
+    m = quantize_(ctx.base_copy(), QATConfig(fmt="ternary", data=ctx.data, train=ctx.finetune_config()))
+    convert_(m)
+    return Built(m, _qbytes(m), "2-bit packed ternary codes + fp32 scales", dtype="int4", bits=2, structure=ctx.base,
+                 notes=["no ternary CPU kernels: latency measured on the dequantized fp32 graph"])
+
+
+@variant("binary", family="quantization")
+def binary(ctx):
+    """Binary weights a*sign(w) (XNOR-Net style, first and last layers float), QAT fine-tune."""
+    from effai.quantize import QATConfig, convert_, quantize_
+
+    m = quantize_(ctx.base_copy(), QATConfig(fmt="binary", data=ctx.data, train=ctx.finetune_config()))
+    convert_(m)
+    return Built(m, _qbytes(m), "1-bit packed weights (+ fp32 first/last layers)", dtype="int4", bits=1, structure=ctx.base,
+                 notes=["no binary CPU kernels: latency measured on the dequantized fp32 graph"])
+
+
+# ------------------------------------------------------------------ pruning
+def _magnitude(ctx, sparsity: float) -> Built:
+    from effai.prune import MagnitudeConfig, apply_masks, make_permanent, prune_
+    from effai.prune.savings import sparse_bytes
+
+    m = prune_(ctx.base_copy(), MagnitudeConfig(sparsity=sparsity))
+    ctx.finetune(m, after_step=apply_masks)
+    make_permanent(m)
+    return Built(m, sparse_bytes(m), f"sparse fp32 ({sparsity:.0%} zeros; bitmask/CSR per tensor)",
+                 notes=["dense kernels: zeros still cost MACs and time"])
+
+
+@variant("magnitude_50", family="pruning")
+def magnitude_50(ctx):
+    """Magnitude pruning to 50% sparsity per layer, then a short fine-tune with the mask."""
+    return _magnitude(ctx, 0.5)
+
+
+@variant("magnitude_75", family="pruning", quick=True)
+def magnitude_75(ctx):
+    """Magnitude pruning to 75% sparsity per layer, then a short fine-tune with the mask."""
+    return _magnitude(ctx, 0.75)
+
+
+@variant("magnitude_90", family="pruning")
+def magnitude_90(ctx):
+    """Magnitude pruning to 90% sparsity per layer, then a short fine-tune with the mask."""
+    return _magnitude(ctx, 0.9)
+
+
+@variant("channel_50", family="pruning")
+def channel_50(ctx):
+    """Structured pruning: remove half the channels/units (L1 importance), then fine-tune."""
+    from effai.prune import ChannelConfig, prune_
+
+    m = prune_(ctx.base_copy(), ChannelConfig(ratio=0.5, input_shape=(1, *ctx.input_shape)))
+    ctx.finetune(m)
+    return Built(m, _qbytes(m), "fp32 state dict of the smaller dense model")
+
+
+# ------------------------------------------------------------------ distillation and pipelines
+@variant("kd_student", family="distillation")
+def kd_student(ctx):
+    """A half-width student of the base architecture trained by knowledge distillation (T=4)."""
+    from effai.distill import KDConfig, distill
+
+    student = ctx.arch(ctx.base_arch, width_mult=0.5)
+    teacher = ctx.base_copy()
+    distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs, seed=ctx.cfg.seed))
+    return Built(student, _qbytes(student), "fp32 state dict (half-width student)")
+
+
+@variant("deep_compression", family="pipeline")
+def deep_compression(ctx):
+    """Deep Compression (Han et al. 2016): prune 90%, share weights (k-means), Huffman-code."""
+    from effai.compress import DeepCompressionConfig
+    from effai.compress import deep_compression as dc
+
+    path = ctx.out / "variants" / "deep_compression.effdc"
+    cfg = DeepCompressionConfig(sparsity=0.9, prune_epochs=ctx.finetune_epochs + 1, finetune_epochs=1,
+                                kmeans_iters=10, seed=ctx.cfg.seed)
+    m, rep = dc(ctx.base_copy(), ctx.data, cfg, out_path=path)
+    return Built(m, path.stat().st_size, "Deep Compression file (sparse indices, shared-weight codes, Huffman)",
+                 dtype="int8", bits=5, notes=["runs decoded to dense fp32 weights"], extra={"stages": rep.stages})
+
+
+# ------------------------------------------------------------------ efficient architectures
+def _alternative(ctx, name: str) -> Built:
+    from effai.study.archs import ARCHS
+
+    m = ARCHS[name](num_classes=ctx.data.num_classes, in_channels=ctx.input_shape[0])
+    ctx.train_from_scratch(m)
+    return Built(m, _qbytes(m), "fp32 state dict", extra={"arch": name})
+
+
+@variant("mobilenet_tiny", family="architecture")
+def mobilenet_tiny(ctx):
+    """A small MobileNet v1-style network (depthwise-separable blocks), trained from scratch."""
+    return _alternative(ctx, "mobilenet_tiny")
+
+
+@variant("mobilenet_v2_tiny", family="architecture")
+def mobilenet_v2_tiny(ctx):
+    """A small MobileNet v2-style network (inverted residuals), trained from scratch."""
+    return _alternative(ctx, "mobilenet_v2_tiny")
+
+
+@variant("squeezenet_tiny", family="architecture")
+def squeezenet_tiny(ctx):
+    """A small SqueezeNet-style network (Fire modules), trained from scratch."""
+    return _alternative(ctx, "squeezenet_tiny")
