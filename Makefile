@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m effai.cli train lenet5 --dataset mnist5k --epochs 12 --out runs/demo
+	$(PY) -m effai.cli study --dataset mnist5k --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -131,13 +131,66 @@ def train_cmd(
 # Each capability adds its commands below, importing lazily inside the function so that
 # `effai --help` stays fast and no optional dependency is imported at start-up.
 
+# ---------------------------------------------------------------- study
+@app.command("study")
+def study_cmd(
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
+    model: str = typer.Option("lenet5", help="Base model: a zoo name (trained once here) or a checkpoint folder."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer variants, epochs and repeats (a smoke test, < 40 s)."),
+    max_size: str | None = typer.Option(None, "--max-size", help="Largest model size, e.g. 250KB or 1.5MB."),
+    max_latency: str | None = typer.Option(None, "--max-latency", help="Largest p50 latency, e.g. 5ms or 800us."),
+    min_accuracy: float | None = typer.Option(None, "--min-accuracy", help="Lowest test accuracy, e.g. 0.97."),
+    target: str | None = typer.Option(None, "--target", help="A hardware target the model must fit (effai targets)."),
+    variants: str | None = typer.Option(None, "--variants", help="Comma-separated variant names (default: all)."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/<model>-<dataset>)."),
+    slices: Path | None = typer.Option(None, "--slices", help="Text file: one subgroup label per test example."),
+    seed: int = typer.Option(0),
+    force: bool = typer.Option(False, "--force", help="Start over in a folder that holds a different study."),
+    as_json: bool = typer.Option(False, "--json", help="Print the selection and every variant's numbers as JSON."),
+):
+    """Build compressed and alternative variants of a model, measure each, pick the best under constraints.
+
+    Writes DIR/results.jsonl (resumable), DIR/result.json, DIR/report.md and DIR/report.html.
+
+    Example: effai study --dataset mnist5k --max-size 250KB --max-latency 5ms --target nano33ble --out runs/demo
+    """
+    import shlex
+
+    from effai import study
+    from effai.study.units import fmt_bytes, fmt_ms
+
+    cfg = study.StudyConfig(
+        dataset=dataset, model=model, quick=quick, max_size=max_size, max_latency=max_latency,
+        min_accuracy=min_accuracy, target=target, out=str(out) if out else None, seed=seed, force=force,
+        slices=str(slices) if slices else None,
+        variants=tuple(variants.split(",")) if variants else None,
+    )
+    result = study.run(cfg, progress=not as_json, command=shlex.join(["effai", *sys.argv[1:]]))
+    if as_json:
+        keep = ("name", "family", "status", "error", "accuracy", "size_bytes", "size_format", "macs", "latency_ms",
+                "runtime", "energy_j", "energy")
+        print_json({"best": result.selection["best"], "reason": result.selection["reason"],
+                    "rejected": result.selection["rejected"], "out_dir": result.out_dir,
+                    "variants": [{k: r.get(k) for k in keep} | {"harmed_classes": (r.get("harm") or {}).get("flagged", [])}
+                                 for r in result.variants]})
+        return
+    best = result.best
+    if best:
+        console.print(f"[bold green]best: {best['name']}[/] {best['accuracy']:.2%}, {fmt_bytes(best['size_bytes'])}, "
+                      f"{fmt_ms(best['latency_ms'])}: {result.selection['reason']}", highlight=False)
+    else:
+        console.print(f"[bold red]no variant meets the constraints[/]: {result.selection['reason']}", highlight=False)
+    for r in result.selection["rejected"]:
+        console.print(f"  {r['name']}: {r['kind']}: {r['reason']}", markup=False, highlight=False)
+    console.print(f"report: {Path(result.out_dir) / 'report.html'} ({result.seconds:.0f} s)", highlight=False)
+
 # ---------------------------------------------------------------- compress (Deep Compression)
 @app.command("compress")
 def compress_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint dir, state dict (+ --arch) or TorchScript file."),
     recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.effdc and report.json."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):

@@ -62,6 +62,12 @@ def pareto_svg(records: list[dict], axis: str, front: list[str], best: str | Non
         if fr:
             ax.step([r[key] for r in fr], [r["accuracy"] * 100 for r in fr], where="post", color="#1f77b4", lw=1)
         ax.set_xscale("log")
+        # Plain tick labels (mathtext is off, so the default 10^k labels would show as TeX).
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+
+        fmt = AXES[axis][1] if axis != "energy" else (lambda j: f"{j:.0e}")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(_AXIS_LABEL[axis])
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"accuracy vs {axis}: Pareto front in blue" + (", selected ★" if best else ""))
