@@ -52,6 +52,98 @@ def _inputs(model, input_shape, example_inputs, batch_size):
     return (torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype),)
 
 
+def available_memory_bytes() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, capped by a cgroup limit if any."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    for limit, used in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit, encoding="ascii") as f:
+                lim = f.read().strip()
+            with open(used, encoding="ascii") as f:
+                cur = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if lim.isdigit() and int(lim) < 1 << 60:
+            avail = min(avail, max(int(lim) - cur, 0))
+        break
+    return avail
+
+
+def check_memory(model, input_shape, batch_size=None, latency: bool = True) -> None:
+    """Refuse, before allocating anything, an input whose estimated memory exceeds what is free.
+
+    The estimate is the input tensor plus the peak live activations of a batch-1 pass (run on
+    shapes only) times the batch. Models on the meta device allocate nothing and are not checked.
+
+    >>> import torch
+    >>> check_memory(torch.nn.Linear(4, 2), (1 << 40, 4))
+    Traceback (most recent call last):
+    effai.errors.InputError: input 1099511627776x4: needs about 17.6 TB of memory (estimate: the input alone), but only ... are available; use a smaller batch
+    """
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        return  # _inputs reports the bad shape
+    if not shape or any(s < 1 for s in shape):
+        return
+    if batch_size is not None:
+        shape = (int(batch_size), *shape[1:])
+    if not isinstance(model, torch.nn.Module):
+        return
+    p = next(iter(model.parameters()), None)
+    if p is not None and p.device.type == "meta":
+        return
+    avail = available_memory_bytes()
+    if avail is None:
+        return
+    itemsize = p.element_size() if p is not None and p.is_floating_point() else 4
+    per_sample = itemsize
+    for d in shape[1:]:
+        per_sample *= d
+    batch = shape[0]
+    need, how = per_sample * batch, "the input alone"
+    where = "input " + "x".join(map(str, shape))
+    if need <= avail and batch > 1 and per_sample * batch > avail // 64:
+        # Large enough to matter: add activations, estimated from a shapes-only batch-1 pass.
+        one = (torch.randn((1, *shape[1:]), dtype=p.dtype if p is not None and p.is_floating_point()
+                           else torch.float32),)
+        was_training = model.training
+        model.eval()
+        try:
+            _, mode, in_ids, out_ids = _count_pass(model, one, exact=False)
+            peak1, _ = peak_from_events(mode.events, mode.sizes, in_ids, out_ids)
+            need, how = max(need, peak1 * batch), f"peak activations of one sample x batch {batch}"
+        except Exception:  # noqa: BLE001 - the real pass reports a forward that fails
+            pass
+        finally:
+            model.train(was_training)
+    if need > avail:
+        raise InputError(f"{where}: needs about {_fmt_bytes(need)} of memory (estimate: {how}), but only "
+                         f"{_fmt_bytes(avail)} are available; use a smaller batch")
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
 def _flat_tensors(tree):
     from torch.utils._pytree import tree_flatten
 
@@ -118,6 +210,8 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
         raise InputError(f"model: expected an nn.Module or a path to an .onnx file, got {type(model).__name__}")
     if runtime not in ("torch", "onnxruntime"):
         raise InputError(f"runtime: expected 'torch' or 'onnxruntime', got {runtime!r}")
+    if example_inputs is None and input_shape is not None:
+        check_memory(model, input_shape, batch_size, latency=latency)
     args = _inputs(model, input_shape, example_inputs, batch_size)
     was_training = model.training
     model.eval()
