@@ -129,7 +129,7 @@ def _values(db: Path) -> dict:
 
 def test_sigkill_mid_search_then_rerun_resumes(tmp_path):
     n = 4
-    cfg = write_cfg(tmp_path, n=n, epochs=2, width="[0.25, 0.5, 0.75, 1.0]", bits="[32, 8, 4]")
+    cfg = write_cfg(tmp_path, n=n, epochs=1, width="[0.25, 0.5, 0.75, 1.0]", bits="[32, 8, 4]")
     out, db = tmp_path / "out", tmp_path / "out" / "search.db"
     cmd = [sys.executable, "-m", "effai.cli", "search", "--config", str(cfg), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

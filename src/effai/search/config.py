@@ -261,6 +261,13 @@ def load_config(path, **overrides) -> SearchConfig:
     """Read a search YAML file; `overrides` (non-None CLI options) replace its values.
 
     Errors name the file, the line and the field (see `effai.config.load_yaml_model`).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "search.yaml"
+    >>> _ = p.write_text("n_trials: 5\\nspace:\\n  bits: [8, 4]\\n")
+    >>> cfg = load_config(p, workers=2, backend=None)
+    >>> cfg.n_trials, cfg.workers, cfg.backend, cfg.space.bits.choices
+    (5, 2, 'local', [8, 4])
     """
     import pydantic
 

@@ -161,7 +161,15 @@ def open_study(cfg: SearchConfig):
 
 
 def recover_interrupted(study) -> int:
-    """Mark trials a killed driver left RUNNING as FAIL and queue their parameters again; returns how many."""
+    """Mark trials a killed driver left RUNNING as FAIL and queue their parameters again; returns how many.
+
+    >>> import optuna
+    >>> optuna.logging.set_verbosity(optuna.logging.WARNING)
+    >>> s = optuna.create_study()
+    >>> _ = s.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # left RUNNING, as by a kill
+    >>> recover_interrupted(s), [t.state.name for t in s.get_trials()]
+    (1, ['FAIL', 'WAITING'])
+    """
     from optuna.trial import TrialState
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -237,8 +245,8 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
                 if key in measured:  # seeded training: the same variant measures the same; reuse it
                     trial.set_user_attr("same_as", measured[key][0])
                     msg = _finish(study, trial, measured[key][1], cfg, limits)
-                    failed_now += check_failures(msg, failed_now)
-                    done = n_complete()
+                    failed = check_failures(msg, failed_now)
+                    failed_now, done = failed_now + failed, done + 1 - failed
                     if progress:
                         progress(done, cfg.n_trials, msg + " (repeat, reused)")
                     continue
@@ -249,8 +257,8 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
                 trial, variant = pending.pop(h)
                 msg = _finish(study, trial, res, cfg, limits)
                 measured[json.dumps(variant, sort_keys=True)] = (trial.number, res)
-                failed_now += check_failures(msg, failed_now)
-                done = n_complete()
+                failed = check_failures(msg, failed_now)
+                failed_now, done = failed_now + failed, done + 1 - failed
                 if progress:
                     progress(done, cfg.n_trials, msg)
     finally:
