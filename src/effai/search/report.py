@@ -116,14 +116,24 @@ def study_dict(result) -> dict:
         })
     pareto = {axis: pareto_front(records, axis) for axis in AXES}
     on_front = {f"#{t.number} {t.name}" for t in result.front}
+    top = max(result.front, key=lambda t: (t.values["accuracy"], -t.number), default=None)
+    best = f"#{top.number} {top.name}" if top else None
+    reason = (f"the most {cfg.accuracy_on}-accurate variant on the search's Pareto front "
+              f"({top.values['accuracy']:.2%} {cfg.accuracy_on}); every front variant is a valid trade-off"
+              if top else "no feasible trial: no variant met the budgets")
+    dataset = {"name": cfg.dataset, "class_names": [], "n_test": 0}
+    try:  # names and test-set size for the header (cheap for the built-in data sets)
+        from effai.search.trial import dataset as load
+
+        ds = load(cfg.dataset, cfg.seed)
+        dataset = {"name": ds.name, "class_names": list(ds.class_names), "n_test": len(ds.test)}
+    except Exception:
+        pass
     return {
         "name": f"search {cfg.study_name}", "model": ", ".join(map(str, cfg.space.family.values())),
-        "dataset": {"name": cfg.dataset, "class_names": [], "n_test": 0},
-        "variants": records, "pareto": pareto,
-        "selection": {"best": None, "reason": "a search reports its Pareto front; pick from it", "rejected": [
-            {"name": r["name"], "kind": "pareto" if r["name"] in on_front else "dominated",
-             "reason": "on the search's Pareto front" if r["name"] in on_front else "dominated in the search"}
-            for r in records]},
+        "dataset": dataset, "variants": records, "pareto": pareto,
+        "selection": {"best": best, "reason": reason, "rejected": [
+            _verdict(r["name"], t, on_front) for r, t in zip(records, result.trials, strict=True) if r["name"] != best]},
         "notes": [f"The search optimised {cfg.accuracy_on} accuracy over {', '.join(result.objectives)}; "
                   "the table and plots show test accuracy.",
                   f"{len(result.trials)} complete trials, {result.n_failed} failed, {result.n_retried} retried "
@@ -131,6 +141,16 @@ def study_dict(result) -> dict:
         "command": f"effai search --config ... --out {result.out}",
         "config": cfg.model_dump(),
     }
+
+
+def _verdict(name: str, t, on_front: set) -> dict:
+    if t.same_as is not None:
+        return {"name": name, "kind": "repeat", "reason": f"the same variant as #{t.same_as} (measurement reused)"}
+    if t.violations:
+        return {"name": name, "kind": "infeasible", "reason": "over budget: " + "; ".join(t.violations)}
+    if name in on_front:
+        return {"name": name, "kind": "pareto", "reason": "on the search's Pareto front"}
+    return {"name": name, "kind": "dominated", "reason": "dominated in the search"}
 
 
 def write_report(result, path: str | Path) -> Path:
