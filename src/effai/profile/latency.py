@@ -1,8 +1,10 @@
 """Latency: torch eager and ONNX Runtime, with warm-up, enough repeats and percentiles.
 
-`measure_latency` runs `warmup` calls, then times single calls with `perf_counter_ns`
+`measure_latency` runs `warmup` calls (at most a quarter of `max_seconds`), then times single calls with `perf_counter_ns`
 until it has at least `repeats` samples *and* `min_seconds` of them (at most `max_seconds`).
-It reports p50/p90/p99, the IQR, the threads used and throughput at p50. Other capabilities
+It reports p50/p90/p99, the IQR, the threads used and throughput at p50, plus the median
+process CPU time per call and the load average, because on a shared machine wall time
+includes waiting for a core (`contended` is set when the load exceeds the core count). Other capabilities
 (quantize, prune, hardware) call it so every latency in effai is measured the same way.
 """
 
@@ -40,6 +42,8 @@ class Latency:
     throughput: float  # samples per second at p50
     seconds: float  # wall time spent timing
     load_avg: float | None = None  # 1-minute load average when timing started (contention)
+    cpu_p50_ms: float | None = None  # median process CPU time per call, all threads (robust to contention)
+    contended: bool = False  # load average above the core count: wall times include waiting for a core
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,30 +95,35 @@ def _load_avg() -> float | None:
         return None
 
 
-def _summarise(samples_ns: list[int], runtime: str, threads: int, batch: int, warmup: int, seconds: float,
-               load: float | None) -> Latency:
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+def _summarise(samples: list[tuple[int, int]], runtime: str, threads: int, batch: int, warmup: int,
+               seconds: float, load: float | None) -> Latency:
+    ms = np.asarray([w for w, _ in samples], dtype=np.float64) / 1e6
+    cpu = np.asarray([c for _, c in samples], dtype=np.float64) / 1e6
     p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
     return Latency(runtime=runtime, p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
                    iqr_ms=float(p75 - p25), mean_ms=float(ms.mean()), min_ms=float(ms.min()), threads=threads,
                    batch_size=batch, repeats=len(ms), warmup=warmup,
                    throughput=float(batch / (p50 / 1e3)) if p50 > 0 else float("inf"), seconds=seconds,
-                   load_avg=load)
+                   load_avg=load, cpu_p50_ms=float(np.median(cpu)),
+                   contended=load is not None and load > (os.cpu_count() or 1))
 
 
-def _time(call, warmup: int, repeats: int, min_seconds: float, max_seconds: float) -> tuple[list[int], float]:
-    for _ in range(warmup):
+def _time(call, warmup: int, repeats: int, min_seconds: float, max_seconds: float) -> tuple[list, float, int]:
+    start = time.perf_counter()
+    done = 0
+    while done < warmup and time.perf_counter() - start < 0.25 * max_seconds:
         call()
-    samples: list[int] = []
+        done += 1
+    samples: list[tuple[int, int]] = []
     start = time.perf_counter()
     while True:
-        t0 = time.perf_counter_ns()
+        c0, t0 = time.process_time_ns(), time.perf_counter_ns()
         call()
-        samples.append(time.perf_counter_ns() - t0)
+        samples.append((time.perf_counter_ns() - t0, time.process_time_ns() - c0))
         elapsed = time.perf_counter() - start
         if (len(samples) >= repeats and elapsed >= min_seconds) or elapsed >= max_seconds:
             break
-    return samples, time.perf_counter() - start
+    return samples, time.perf_counter() - start, done
 
 
 def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", threads: int | None = None,
@@ -148,10 +157,10 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
         torch.set_num_threads(n_threads)
         try:
             with torch.inference_mode():
-                samples, secs = _time(lambda: model(*args), warmup, repeats, min_seconds, max_seconds)
+                samples, secs, done = _time(lambda: model(*args), warmup, repeats, min_seconds, max_seconds)
         finally:
             torch.set_num_threads(before)
-        return _summarise(samples, "torch", n_threads, batch, warmup, secs, load)
+        return _summarise(samples, "torch", n_threads, batch, done, secs, load)
 
     import onnxruntime as ort
 
@@ -169,5 +178,5 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
         if len(names) != len(args):
             raise InputError(f"{path}: expected {len(names)} inputs, got {len(args)}")
         feed = {n: a.detach().cpu().numpy() for n, a in zip(names, args, strict=True)}
-        samples, secs = _time(lambda: sess.run(None, feed), warmup, repeats, min_seconds, max_seconds)
-    return _summarise(samples, "onnxruntime", n_threads, batch, warmup, secs, load)
+        samples, secs, done = _time(lambda: sess.run(None, feed), warmup, repeats, min_seconds, max_seconds)
+    return _summarise(samples, "onnxruntime", n_threads, batch, done, secs, load)
