@@ -69,6 +69,36 @@ def load_model(spec: str, arch: str | None = None, options: dict | None = None, 
     return LoadedModel(arch, model, input_shape=zoo.input_shape(arch, **options))
 
 
+def check_compatible(model: nn.Module, data, where: str) -> None:
+    """Raise InputError if `model` cannot classify `data` (a DataSplits): its forward fails on
+    one training sample, or it outputs a different number of classes. Checked once, up front,
+    so a mismatched model and data set fail with one line instead of deep inside a pipeline.
+
+    >>> from effai import data as d, zoo
+    >>> check_compatible(zoo.create("lenet5"), d.load("digits"), "lenet5")
+    Traceback (most recent call last):
+    effai.errors.InputError: lenet5: cannot run on one sample of data set 'digits' (input 1x1x8x8): Calculated padded input size per channel: (4 x 4). Kernel size: (5 x 5). Kernel size can't be greater than actual input size
+    """
+    import torch
+
+    x = data.train.tensors[0][:1]
+    shape = "x".join(map(str, x.shape))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as e:  # noqa: BLE001 - any failure of a foreign forward is the input's fault
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()[:200]
+        raise InputError(f"{where}: cannot run on one sample of data set {data.name!r} (input {shape}): {msg}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != data.num_classes:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"{where}: outputs {got} for input {shape}, but data set {data.name!r} has "
+                         f"{data.num_classes} classes (expected (1, {data.num_classes}))")
+
+
 def zoo_suggestion(name: str) -> InputError:
     from effai import zoo
     from effai.errors import suggest
@@ -102,7 +132,26 @@ def check_onnx_file(path: Path) -> Path:
             target = (base / loc).resolve()
             if base not in target.parents:
                 raise InputError(f"{path}: tensor {t.name!r} points to external data outside its folder ({loc!r}); refused")
+    _check_onnx_ops(path, m)
     return path
+
+
+def _check_onnx_ops(path: Path, m) -> None:
+    """Refuse a graph with an op that neither ONNX nor ONNX Runtime's contrib domains define,
+    naming the op and its node (ONNX Runtime's own error names neither clearly)."""
+    import onnx.defs
+
+    local = {(f.domain, f.name) for f in m.functions}
+    for i, node in enumerate(m.graph.node):
+        domain = node.domain or ""
+        if (domain, node.op_type) in local or domain.startswith("com.microsoft"):
+            continue
+        known = domain in ("", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training") and onnx.defs.has(
+            node.op_type, domain if domain != "ai.onnx" else "")
+        if not known:
+            op = f"{domain}:{node.op_type}" if domain else node.op_type
+            raise InputError(f"{path}: node {node.name or f'#{i}'!r} uses op {op!r}, which neither ONNX nor "
+                             "ONNX Runtime defines; unsupported")
 
 
 def onnx_input_shape(path: Path) -> tuple[int, ...] | None:
