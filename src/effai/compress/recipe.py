@@ -70,7 +70,7 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
     from effai.errors import InputError
     from effai.fileio import write_json
     from effai.train import TrainConfig, fit
-    from effai.zoo.loading import load_model
+    from effai.zoo.loading import check_compatible, load_model
 
     recipe = load_recipe(recipe_path)
     ds = data_mod.load(recipe.dataset, seed=recipe.seed)
@@ -83,6 +83,7 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
                     trust_pickle=trust_pickle)
     if lm.model is None:
         raise InputError(f"{model_spec}: an ONNX file cannot be retrained; give a zoo name or checkpoint")
+    check_compatible(lm.model, ds, model_spec)
     torch.manual_seed(recipe.seed)
     if recipe.train_epochs:
         fit(lm.model, ds, TrainConfig(epochs=recipe.train_epochs, lr=recipe.train_lr, seed=recipe.seed),
