@@ -26,7 +26,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+        # Text may hold lone surrogates (non-UTF-8 file names decoded by os.fsdecode): write
+        # them as visible escapes rather than failing after the run's work is done.
+        text_opts = {"encoding": "utf-8", "errors": "backslashreplace"}
+        with os.fdopen(fd, mode, **({} if mode == "wb" else text_opts)) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -47,7 +50,7 @@ def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record, default=_json_default) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())

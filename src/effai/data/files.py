@@ -72,6 +72,17 @@ def load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Arrays `x` (N,H,W), (N,C,H,W) or (N,F) and integer labels `y` (N,) from an .npz file."""
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        kind = "a pickle, which effai never loads from data files" if head[:1] == b"\x80" else (
+            "empty" if not head else f"starts with {head[:4]!r}")
+        raise InputError(f"{path}: not a readable .npz file (expected a zip of .npy arrays; the file is {kind})")
+    try:
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f or "y" not in f:
                 raise InputError(f"{path}: .npz must hold arrays 'x' and 'y', found {sorted(f.files)}")
