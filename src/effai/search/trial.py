@@ -183,7 +183,7 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
 
     if cfg.threads_per_trial:
         torch.set_num_threads(cfg.threads_per_trial)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model, ds = build(variant, cfg)
     loss_fn = None
     if variant.get("kd"):
@@ -226,6 +226,7 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
     if cfg.target:
         metrics.update(_on_target(prof, cfg, mean_bits))
     metrics["seconds"] = time.perf_counter() - start
+    metrics["cpu_seconds"] = time.process_time() - cpu_start  # CPU time this worker got (all its threads)
     return metrics
 
 
