@@ -19,12 +19,42 @@ from typing import Any
 from effai.errors import InputError
 
 
+def ensure_dir(path: str | os.PathLike, what: str = "") -> Path:
+    """Create folder `path` (and its parents), or raise an InputError naming what blocks it:
+    a file where a folder must be, no permission, a read-only file system.
+
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "a_file")
+    >>> _ = open(f, "w").write("x")
+    >>> try:
+    ...     ensure_dir(os.path.join(f, "out"), "--out ")
+    ... except InputError as e:
+    ...     print(str(e).replace(os.path.dirname(f), "DIR"))
+    --out DIR/a_file/out: cannot create the output folder (DIR/a_file is a file, not a folder)
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else (e.strerror or type(e).__name__)
+        raise InputError(f"{what}{path}: cannot create the output folder ({why})") from None
+    return path
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except (PermissionError, IsADirectoryError) as e:
+        raise InputError(f"{path.parent}: cannot write in this folder ({e.strerror})") from None
+    except OSError as e:
+        if e.errno != 30:  # EROFS: a read-only file system is the user's choice of folder
+            raise
+        raise InputError(f"{path.parent}: cannot write in this folder ({e.strerror})") from None
     try:
         # Text may hold lone surrogates (non-UTF-8 file names decoded by os.fsdecode): write
         # them as visible escapes rather than failing after the run's work is done.
@@ -48,7 +78,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
     """Append one record as a JSON line and fsync it, so it survives a kill right after."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_dir(path.parent)
     line = json.dumps(record, default=_json_default) + "\n"
     with open(path, "a", encoding="utf-8", errors="backslashreplace") as f:
         f.write(line)
