@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from effai.errors import InputError
-from effai.fileio import append_jsonl, read_jsonl, write_json
+from effai.fileio import append_jsonl, ensure_dir, read_jsonl, write_json
 
 
 class RunDir:
@@ -34,7 +34,7 @@ class RunDir:
     def __enter__(self) -> RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path}: exists and is not a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.path, "--out ")
         self._lock = open(self.path / ".lock", "a+")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
