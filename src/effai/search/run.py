@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from effai.errors import InputError
+from effai.fileio import ensure_dir
 from effai.search.config import DIRECTIONS, SearchConfig
 from effai.search.space import describe, start_params, suggest
 
@@ -203,7 +204,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out, "--out ")
     study = open_study(cfg)
     if cfg.initial and not study.get_trials(deepcopy=False):  # a fresh study: queue the start points
         for params in cfg.initial:
