@@ -93,6 +93,10 @@ def fit(
 
     state = {"epoch": 0, "best_val": -1.0, "best_state": None, "history": [], "stale": 0}
     resumed = 0
+    if out_dir:
+        from effai.fileio import ensure_dir
+
+        ensure_dir(out_dir, "--out ")  # an unusable folder fails now, not after training
     last = Path(out_dir) / "last.pt" if out_dir else None
     if last is not None and resume and last.exists():
         resumed = _resume(last, model, opt, sched, state)
