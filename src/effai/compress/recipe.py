@@ -73,6 +73,9 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
     from effai.zoo.loading import check_compatible, load_model
 
     recipe = load_recipe(recipe_path)
+    from effai.fileio import ensure_dir
+
+    ensure_dir(out_dir, "--out ")  # an unusable folder fails now, not after compressing
     ds = data_mod.load(recipe.dataset, seed=recipe.seed)
     options = {"num_classes": ds.num_classes, "in_channels": ds.input_shape[0]}
     from effai import zoo
