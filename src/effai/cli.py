@@ -355,7 +355,8 @@ def search_cmd(
     cfg = search.load_config(config, out=str(out), backend=backend, storage=storage, workers=workers,
                              ray_address=ray_address)
     with Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=err_console, disable=as_json) as bar:
+                  TextColumn("{task.description}"), console=err_console,
+                  disable=as_json or not err_console.is_terminal) as bar:  # stderr keeps one error line
         task = bar.add_task("", total=cfg.n_trials)
 
         def progress(done, total, msg):
