@@ -3,14 +3,14 @@
 The zoo's ImageNet MobileNets and SqueezeNets cost millions of MACs even at 28x28 and take
 minutes per epoch on two CPU cores; the question a study asks is "would a different, efficient
 architecture of this size class do better than compressing the base?", so these are
-LeNet-sized (about 0.1-0.3 M MACs) networks made of the same blocks.
+LeNet-sized (about 0.2 M MACs) networks made of the same blocks.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from effai.zoo.blocks import ConvBNAct, DepthwiseSeparable, Fire, InvertedResidual
+from effai.zoo.blocks import ConvBNAct, DepthwiseSeparable
 
 
 class TinyMobileNet(nn.Module):
@@ -33,44 +33,4 @@ class TinyMobileNet(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class TinyMobileNetV2(nn.Module):
-    """MobileNet v2 style: inverted residual blocks with linear bottlenecks."""
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 8):
-        super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            ConvBNAct(in_channels, w, 3, stride=2, act=nn.ReLU6),  # (N,w,H/2,W/2)
-            InvertedResidual(w, 4 * w, w),  # residual
-            InvertedResidual(w, 4 * w, 2 * w, stride=2),  # (N,2w,H/4,W/4)
-            InvertedResidual(2 * w, 8 * w, 2 * w),  # residual
-            InvertedResidual(2 * w, 8 * w, 4 * w, stride=2),  # (N,4w,H/8,W/8)
-            nn.AdaptiveAvgPool2d(1),
-        )
-        self.classifier = nn.Linear(4 * w, num_classes)
-
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
-
-
-class TinySqueezeNet(nn.Module):
-    """SqueezeNet style: Fire modules, no fully connected layer (a 1x1 conv classifier)."""
-
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 8):
-        super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 2 * w, 3, stride=2, padding=1), nn.ReLU(inplace=True),  # (N,2w,H/2,W/2)
-            Fire(2 * w, w // 2, w, w),  # (N,2w,H/2,W/2)
-            nn.MaxPool2d(2),  # (N,2w,H/4,W/4)
-            Fire(2 * w, w, 2 * w, 2 * w),  # (N,4w,H/4,W/4)
-            nn.MaxPool2d(2),  # (N,4w,H/8,W/8)
-            Fire(4 * w, w, 2 * w, 2 * w),
-        )
-        self.classifier = nn.Sequential(nn.Conv2d(4 * w, num_classes, 1), nn.AdaptiveAvgPool2d(1))
-
-    def forward(self, x):
-        return self.classifier(self.features(x)).flatten(1)
-
-
-ARCHS = {"mobilenet_tiny": TinyMobileNet, "mobilenet_v2_tiny": TinyMobileNetV2, "squeezenet_tiny": TinySqueezeNet}
+ARCHS = {"mobilenet_tiny": TinyMobileNet}

@@ -25,11 +25,11 @@ class Context:
     # Budgets: short fine-tunes for compressed variants, a few epochs for new architectures.
     @property
     def finetune_epochs(self) -> int:
-        return 1 if self.cfg.quick else 2
+        return 1
 
     @property
     def arch_epochs(self) -> int:
-        return 2 if self.cfg.quick else 6
+        return 2 if self.cfg.quick else 3
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -75,7 +75,8 @@ class Context:
     def train_from_scratch(self, model: nn.Module) -> nn.Module:
         from effai.train import TrainConfig, fit
 
-        fit(model, self.data, TrainConfig(epochs=self.arch_epochs, lr=5e-3, seed=self.cfg.seed), progress=False)
+        fit(model, self.data, TrainConfig(epochs=self.arch_epochs, lr=1e-2, batch_size=64, seed=self.cfg.seed),
+            progress=False)
         return model.eval()
 
     def _load_or_train_base(self) -> nn.Module:

@@ -21,7 +21,7 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
 
     model = built.structure if built.structure is not None else built.model
     protocol = {"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else {"warmup": 10, "repeats": 50,
-                                                                                 "min_seconds": 0.3}
+                                                                                 "min_seconds": 0.1}
     meter = Meter("cpu")
     lat, runtime, note = None, "", ""
     if built.onnx and not quick:

@@ -124,7 +124,7 @@ def _run_variant(n: str, ctx: Context, base_rec: dict | None, slices, fit_target
         energy = lat.pop("measured_energy") or {"joules": prof.energy.joules, "method": "estimated",
                                                 "model": prof.energy.detail}
         step and step("evaluating")
-        sev = (1, 5) if ctx.cfg.quick else (1, 2, 3, 4, 5)
+        sev = (1, 5) if ctx.cfg.quick else (1, 3, 5)
         evaluation = ev.evaluate(built.model, ctx.data, slices=slices, severities=sev, seed=ctx.cfg.seed)
         harm = None
         if base_rec is not None and base_rec.get("status") == "ok":

@@ -225,7 +225,8 @@ def kd_student(ctx):
 
     student = ctx.arch(ctx.base_arch, width_mult=0.5)
     teacher = ctx.base_copy()
-    distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs, seed=ctx.cfg.seed))
+    distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs, lr=5e-3,
+                                                   batch_size=64, seed=ctx.cfg.seed))
     return Built(student, _qbytes(student), "fp32 state dict (half-width student)")
 
 
@@ -236,7 +237,7 @@ def deep_compression(ctx):
     from effai.compress import deep_compression as dc
 
     path = ctx.out / "variants" / "deep_compression.effdc"
-    cfg = DeepCompressionConfig(sparsity=0.9, prune_epochs=ctx.finetune_epochs + 1, finetune_epochs=1,
+    cfg = DeepCompressionConfig(sparsity=0.9, prune_epochs=2, finetune_epochs=1,
                                 kmeans_iters=10, seed=ctx.cfg.seed)
     m, rep = dc(ctx.base_copy(), ctx.data, cfg, out_path=path)
     return Built(m, path.stat().st_size, "Deep Compression file (sparse indices, shared-weight codes, Huffman)",
@@ -256,15 +257,3 @@ def _alternative(ctx, name: str) -> Built:
 def mobilenet_tiny(ctx):
     """A small MobileNet v1-style network (depthwise-separable blocks), trained from scratch."""
     return _alternative(ctx, "mobilenet_tiny")
-
-
-@variant("mobilenet_v2_tiny", family="architecture")
-def mobilenet_v2_tiny(ctx):
-    """A small MobileNet v2-style network (inverted residuals), trained from scratch."""
-    return _alternative(ctx, "mobilenet_v2_tiny")
-
-
-@variant("squeezenet_tiny", family="architecture")
-def squeezenet_tiny(ctx):
-    """A small SqueezeNet-style network (Fire modules), trained from scratch."""
-    return _alternative(ctx, "squeezenet_tiny")
