@@ -4,7 +4,7 @@ Layout (little-endian):
 
     magic      8 bytes  b"EFFAIDC1"
     hlen       u32      length of the header
-    header     hlen bytes of UTF-8 JSON (no spaces):
+    header     hlen bytes: zlib-compressed UTF-8 JSON (no spaces):
                {"arch": str|null, "options": {...}, "t": [entry, ...]}
     payload    the entries' blobs, back to back, in header order
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,15 @@ MAX_SHARED = 4096  # more distinct values than this: the tensor is not shared, s
 
 def _is_fc(name: str, t: torch.Tensor) -> bool:
     return t.dim() == 2
+
+
+def sparse_entries(w: np.ndarray, gap_bits: int) -> dict:
+    """Counts of the relative-index encoding without coding it: nonzeros, fillers, clusters."""
+    nzpos = np.nonzero(w.ravel())[0]
+    gaps = np.diff(np.concatenate([[-1], nzpos])) - 1
+    fillers = int((gaps // (2**gap_bits)).sum())  # each filler jumps 2**gap_bits positions
+    return {"nonzero": len(nzpos), "entries": len(nzpos) + fillers, "fillers": fillers,
+            "clusters": len(np.unique(w.ravel()[nzpos]))}
 
 
 def encode_shared(w: np.ndarray, gap_bits: int) -> tuple[dict, bytes, dict]:
@@ -141,7 +151,8 @@ def save_compressed(model: nn.Module | dict, path: str | os.PathLike, arch: str 
         entries.append(entry)
         blobs.append(blob)
         stats[name] = st
-    header = json.dumps({"arch": arch, "options": options or {}, "t": entries}, separators=(",", ":")).encode()
+    header = zlib.compress(json.dumps({"arch": arch, "options": options or {}, "t": entries},
+                                      separators=(",", ":")).encode(), 9)
     write_atomic(path, MAGIC + struct.pack("<I", len(header)) + header + b"".join(blobs))
     return stats
 
@@ -164,8 +175,8 @@ def load_compressed(path: str | os.PathLike, arch: str | None = None, options: d
         raise InputError(f"{path}: not an effai compressed file (bad magic)")
     (hlen,) = struct.unpack("<I", data[8:12])
     try:
-        header = json.loads(data[12:12 + hlen].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        header = json.loads(zlib.decompress(data[12:12 + hlen]).decode())
+    except (UnicodeDecodeError, json.JSONDecodeError, zlib.error):
         raise InputError(f"{path}: corrupt header") from None
     if model is None:
         from effai import zoo

@@ -27,17 +27,32 @@ def code_lengths(counts: np.ndarray) -> np.ndarray:
         return lengths
     freq = counts.copy()
     while True:
-        heap = [(int(freq[s]), int(s), (int(s),)) for s in used]
+        # classic two-queue-free heap build with parent pointers: O(n log n)
+        heap = [(int(freq[s]), int(s)) for s in used]
         heapq.heapify(heap)
-        depth = dict.fromkeys(used.tolist(), 0)
+        parent = {}
+        nxt = len(counts)
         while len(heap) > 1:
-            f1, k1, a = heapq.heappop(heap)
-            f2, k2, b = heapq.heappop(heap)
-            for s in a + b:
-                depth[s] += 1
-            heapq.heappush(heap, (f1 + f2, min(k1, k2), a + b))
-        for s, d in depth.items():
-            lengths[s] = d
+            f1, a = heapq.heappop(heap)
+            f2, b = heapq.heappop(heap)
+            parent[a] = parent[b] = nxt
+            heapq.heappush(heap, (f1 + f2, nxt))
+            nxt += 1
+        depth_of: dict[int, int] = {}
+
+        def depth(node: int) -> int:
+            d, chain = 0, []
+            while node in parent and node not in depth_of:
+                chain.append(node)
+                node = parent[node]
+            d = depth_of.get(node, 0)
+            for c in reversed(chain):
+                d += 1
+                depth_of[c] = d
+            return depth_of.get(chain[0], d) if chain else d
+
+        for s in used:
+            lengths[s] = depth(int(s))
         if lengths.max() <= MAX_LEN:
             return lengths
         freq[used] = np.maximum(1, freq[used] // 2)  # flatten the distribution, retry

@@ -85,7 +85,7 @@ def _fp32_bytes(model: nn.Module) -> int:
 def _stage_bytes(model: nn.Module, cfg: DeepCompressionConfig, value_bits: int | None) -> tuple[int, list]:
     """Han's accounting before Huffman: per kept entry (nonzeros + fillers) one gap index of
     `gap_bits` plus the value (32 bits, or the cluster index bits + a codebook)."""
-    from effai.compress.format import encode_shared
+    from effai.compress.format import sparse_entries
 
     total_bits, rows = 0, []
     shared = set()
@@ -93,7 +93,7 @@ def _stage_bytes(model: nn.Module, cfg: DeepCompressionConfig, value_bits: int |
         w = m.weight.detach().numpy()
         fc = w.ndim == 2
         gb = cfg.fc_gap_bits if fc else cfg.conv_gap_bits
-        _, _, st = encode_shared(w, gb)
+        st = sparse_entries(w, gb)
         bits = (cfg.fc_bits if fc else cfg.conv_bits) if value_bits else 32
         layer_bits = st["entries"] * (gb + bits) + (32 * st["clusters"] if value_bits else 0)
         total_bits += layer_bits
