@@ -513,7 +513,13 @@ def numerics_cast(
 def main() -> None:
     """Entry point: run the app, mapping InputError to exit 2 and CheckFailed to exit 1."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode Typer returns (not raises) an Exit's code, and turns Ctrl-C
+        # into Exit(130): honour it, or an interrupted run would exit 0 in silence.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            if code == 130:
+                err_console.print("interrupted; finished results are saved, rerun the same command to resume")
+            sys.exit(code)
     except InputError as e:
         if _state["debug"]:
             raise
