@@ -15,8 +15,11 @@ from hostile_util import ENV, ROOT, cmd_text, has_traceback, record
 
 
 def _popen(argv):
+    # A shell's background job starts with SIGINT ignored, and Python then installs no Ctrl-C
+    # handler: restore the default so the signal reaches effai as it would from a terminal.
     return subprocess.Popen([sys.executable, "-m", "effai.cli", *map(str, argv)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _interrupt_when(proc, ready, sig, limit=240.0) -> str:
@@ -58,6 +61,7 @@ def test_study_sigint_then_sigkill_then_resume(tmp_path):
     record("SIGINT during study", cmd_text(argv) + "  (Ctrl-C after 1 variant)", code, err,
            results_lost=0)
     assert not has_traceback(err), err
+    assert code == 130 and "rerun the same command to resume" in err, (code, err)
     assert after_int
 
     n = len(after_int)
@@ -121,6 +125,7 @@ def test_search_sigint_then_sigkill_then_resume(tmp_path):
     done1 = _complete(db)
     record("SIGINT during search", cmd_text(argv) + "  (Ctrl-C after 1 trial)", code, err)
     assert not has_traceback(err), err
+    assert code == 130 and "rerun the same command to resume" in err, (code, err)
 
     _, err = _interrupt_when(_popen(argv), lambda: len(_complete(db)) > len(done1), signal.SIGKILL)
     done2 = _complete(db)
