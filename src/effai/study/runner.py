@@ -205,7 +205,11 @@ def _result(cfg, name, out, recs, data, ctx, command, start) -> StudyResult:
     if failed:
         notes.append(f"failed variants (reported, not selected): {', '.join(failed)}")
     if ctx.base_info:
-        notes.append(f"base model {cfg.model}: {ctx.base_info}")
+        b = ctx.base_info
+        how = f"trained here for {b['epochs']} epochs ({b['seconds']:.0f} s)" if b["source"] == "trained" else (
+            "reused from the run folder" if b["source"] == "cached" else f"loaded from {b['source']}")
+        acc = f", test accuracy {b['test_accuracy']:.2%}" if b.get("test_accuracy") is not None else ""
+        notes.append(f"base model {cfg.model}: {how}{acc}")
     if cfg.quick:
         notes.append("quick mode: small training subset, 1-epoch fine-tunes, torch eager latency, severities 1 and 5")
     return StudyResult(
