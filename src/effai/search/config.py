@@ -233,7 +233,10 @@ class SearchConfig(_Frozen):
         for i, d in enumerate(self.initial):
             for k, x in d.items():
                 dim = getattr(self.space, k)
-                inside = x in dim.choices if dim.choices is not None else dim.low <= x <= dim.high
+                try:
+                    inside = x in dim.choices if dim.choices is not None else dim.low <= x <= dim.high
+                except TypeError:
+                    inside = False
                 if not inside:
                     raise ValueError(f"initial[{i}].{k}={x!r} is outside the space ({dim.values()})")
         return self

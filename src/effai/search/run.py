@@ -217,6 +217,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     logging.getLogger("optuna").setLevel(logging.WARNING)
     out = Path(cfg.out)
     ensure_dir(out, "--out ")
+    _check_inputs(cfg)
     study = open_study(cfg)
     if cfg.initial and not study.get_trials(deepcopy=False):  # a fresh study: queue the start points
         for params in cfg.initial:
@@ -285,6 +286,16 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     if write:
         write_outputs(result)
     return result
+
+
+def _check_inputs(cfg: SearchConfig) -> None:
+    """Fail before any trial on what would fail every trial: unknown families, unreadable data."""
+    from effai import zoo
+    from effai.search.trial import dataset
+
+    for family in cfg.space.family.values():
+        zoo.info(family)  # InputError with the closest names
+    dataset(cfg.dataset, cfg.seed)  # InputError naming the data set; cached for in-process trials
 
 
 def _finish(study, trial, res: dict, cfg: SearchConfig, limits: dict) -> str:
