@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -160,6 +161,9 @@ def evaluate_model(name, model, x_eval, y_eval, calib, rounds, quick):
         rows.append(row)
     grid_rows = [{"model": name, "settings": k, "latency_ms": v * 1e3, "speedup_vs_fp32_ort": base / v}
                  for k, v in grid_lat.items()]
+    variants.clear()
+    grid.clear()
+    shutil.rmtree(tmp, ignore_errors=True)
     return rows, grid_rows, why
 
 
