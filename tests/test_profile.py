@@ -322,3 +322,17 @@ def test_onnx_wrong_input_shape_is_an_input_error(tmp_path):
     f = export_onnx(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8), tmp_path / "c.onnx")
     with pytest.raises(InputError, match="expected 1x3x8x8, got 1x1x8x8"):
         profile(f, input_shape=(1, 1, 8, 8), latency=False)
+
+
+def test_weight_bytes_counts_quantized_codes_and_scales():
+    """A quantized model stores int8 codes in buffers: its size must be ~25% of FP32, not ~0."""
+    from effai import quantize, zoo
+
+    torch.manual_seed(0)
+    fp32 = zoo.create("lenet300_100")
+    q = zoo.create("lenet300_100")
+    q.load_state_dict(fp32.state_dict())
+    quantize.quantize_(q, quantize.WeightOnlyConfig(bits=8))
+    ratio = weight_bytes(q) / weight_bytes(fp32)
+    assert 0.24 < ratio < 0.30, ratio
+    assert profile(q, input_shape=(1, 1, 28, 28), latency=False).total.weight_bytes == weight_bytes(q)

@@ -22,7 +22,9 @@ def weight_bytes(model: torch.nn.Module, bits: float | None = None, group_size: 
                  scale_bits: int = 32, bias_bits: int | None = 32, include_buffers: bool = False) -> int:
     """Bytes to store the model's parameters (shared tensors once).
 
-    - `bits=None`: the bytes the parameters take now (their dtype's element size).
+    - `bits=None`: the bytes the model stores now: every tensor of its state dict
+      (parameters and persistent buffers, so a quantized model's integer codes and scales
+      and BatchNorm statistics count) at its dtype's element size.
     - `bits=b`: every value packed at `b` bits (INT4 is half a byte a value). Below 16 bits,
       each weight with 2 or more dims also stores one `scale_bits` scale per output channel,
       or per group of `group_size` values when given; 1-D parameters (biases, norms) are
@@ -40,8 +42,11 @@ def weight_bytes(model: torch.nn.Module, bits: float | None = None, group_size: 
         raise InputError(f"weight_bytes: bits must be in (0, 64], got {bits}")
     if group_size is not None and group_size < 1:
         raise InputError(f"weight_bytes: group_size must be >= 1, got {group_size}")
-    tensors = list(model.parameters())
-    if include_buffers:
+    if bits is None:
+        tensors = [t for t in model.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+    else:
+        tensors = list(model.parameters())
+    if include_buffers and bits is not None:
         tensors += [b for b in model.buffers() if b.is_floating_point() or b.dtype.is_signed]
     seen: set[int] = set()
     total_bits = 0
