@@ -115,11 +115,14 @@ def decode_shared(entry: dict, blob: bytes, shape, name: str) -> np.ndarray:
 
 def save_compressed(model: nn.Module | dict, path: str | os.PathLike, arch: str | None = None,
                     options: dict | None = None, conv_gap_bits: int = 8, fc_gap_bits: int = 5,
-                    filter_fn=None) -> dict:
+                    filter_fn=None, auto_gap_bits: bool = True) -> dict:
     """Write `model`'s state dict to `path` in the format above; returns sizes per tensor.
 
     Conv/Linear weights with at most 4096 distinct values are stored shared (codebook +
-    Huffman-coded indices and gaps); everything else raw.
+    Huffman-coded indices and gaps); everything else raw. With `auto_gap_bits`, each layer's
+    relative-index width is the one of 3..8 bits giving the smallest blob (lossless: only
+    the number of filler entries and the gap code table change); otherwise conv / fc use
+    `conv_gap_bits` / `fc_gap_bits` (the paper's 8 / 5).
 
     >>> import tempfile, os
     >>> net = nn.Linear(64, 8)
@@ -142,7 +145,8 @@ def save_compressed(model: nn.Module | dict, path: str | os.PathLike, arch: str 
         t = t.detach().cpu()
         a = t.numpy()
         if name in shared_names and t.dtype == torch.float32 and len(np.unique(a)) <= MAX_SHARED:
-            entry, blob, st = encode_shared(a, fc_gap_bits if _is_fc(name, t) else conv_gap_bits)
+            widths = range(3, 9) if auto_gap_bits else [fc_gap_bits if _is_fc(name, t) else conv_gap_bits]
+            entry, blob, st = min((encode_shared(a, gb) for gb in widths), key=lambda r: len(r[1]))
         else:
             blob = np.ascontiguousarray(a).tobytes()
             entry, st = {"e": "raw", "b": len(blob)}, {}

@@ -38,21 +38,12 @@ def code_lengths(counts: np.ndarray) -> np.ndarray:
             parent[a] = parent[b] = nxt
             heapq.heappush(heap, (f1 + f2, nxt))
             nxt += 1
-        depth_of: dict[int, int] = {}
-
-        def depth(node: int) -> int:
-            d, chain = 0, []
-            while node in parent and node not in depth_of:
-                chain.append(node)
-                node = parent[node]
-            d = depth_of.get(node, 0)
-            for c in reversed(chain):
-                d += 1
-                depth_of[c] = d
-            return depth_of.get(chain[0], d) if chain else d
-
+        # parents are created after their children, so walking ids downward sees a parent first
+        depth = {nxt - 1: 0}
+        for node in sorted(parent, reverse=True):
+            depth[node] = depth[parent[node]] + 1
         for s in used:
-            lengths[s] = depth(int(s))
+            lengths[s] = depth[int(s)]
         if lengths.max() <= MAX_LEN:
             return lengths
         freq[used] = np.maximum(1, freq[used] // 2)  # flatten the distribution, retry
