@@ -29,7 +29,7 @@ class Context:
 
     @property
     def arch_epochs(self) -> int:
-        return 2 if self.cfg.quick else 3
+        return 2
 
     @property
     def input_shape(self) -> tuple[int, ...]:

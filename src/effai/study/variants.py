@@ -182,7 +182,9 @@ def _magnitude(ctx, sparsity: float) -> Built:
     from effai.prune import MagnitudeConfig, apply_masks, make_permanent, prune_
     from effai.prune.savings import sparse_bytes
 
-    m = prune_(ctx.base_copy(), MagnitudeConfig(sparsity=sparsity))
+    # One global threshold: small layers (the first conv) keep more of their weights than 90%
+    # per-layer pruning would leave them, which a 1-epoch fine-tune cannot recover from.
+    m = prune_(ctx.base_copy(), MagnitudeConfig(sparsity=sparsity, scope="global"))
     ctx.finetune(m, after_step=apply_masks)
     make_permanent(m)
     return Built(m, sparse_bytes(m), f"sparse fp32 ({sparsity:.0%} zeros; bitmask/CSR per tensor)",
@@ -191,19 +193,19 @@ def _magnitude(ctx, sparsity: float) -> Built:
 
 @variant("magnitude_50", family="pruning")
 def magnitude_50(ctx):
-    """Magnitude pruning to 50% sparsity per layer, then a short fine-tune with the mask."""
+    """Global magnitude pruning to 50% sparsity, then a short fine-tune with the mask."""
     return _magnitude(ctx, 0.5)
 
 
 @variant("magnitude_75", family="pruning", quick=True)
 def magnitude_75(ctx):
-    """Magnitude pruning to 75% sparsity per layer, then a short fine-tune with the mask."""
+    """Global magnitude pruning to 75% sparsity, then a short fine-tune with the mask."""
     return _magnitude(ctx, 0.75)
 
 
 @variant("magnitude_90", family="pruning")
 def magnitude_90(ctx):
-    """Magnitude pruning to 90% sparsity per layer, then a short fine-tune with the mask."""
+    """Global magnitude pruning to 90% sparsity, then a short fine-tune with the mask."""
     return _magnitude(ctx, 0.9)
 
 
@@ -225,7 +227,7 @@ def kd_student(ctx):
 
     student = ctx.arch(ctx.base_arch, width_mult=0.5)
     teacher = ctx.base_copy()
-    distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs, lr=5e-3,
+    distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs + 1, lr=5e-3,
                                                    batch_size=64, seed=ctx.cfg.seed))
     return Built(student, _qbytes(student), "fp32 state dict (half-width student)")
 
