@@ -106,15 +106,13 @@ def _teacher(family: str, width_mult: float, resolution_mult: float, cfg_json: s
 
 
 def _kd_loss(teacher: nn.Module, temperature: float, alpha: float):
-    """Hinton et al. 2015: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE."""
+    """Hinton et al. 2015 as a `fit` loss (kept for the pruning fine-tune too): effai.distill's loss."""
+    from effai.distill.kd import kd_loss
 
     def loss(model, x, y):
-        logits = model(x)
         with torch.no_grad():
             t_logits = teacher(x)
-        soft = F.kl_div(F.log_softmax(logits / temperature, 1), F.softmax(t_logits / temperature, 1),
-                        reduction="batchmean") * temperature**2
-        return alpha * soft + (1 - alpha) * F.cross_entropy(logits, y)
+        return kd_loss(model(x), t_logits, y, temperature, alpha)
 
     return loss
 
