@@ -18,3 +18,16 @@ def digits():
     from effai import data
 
     return data.load("digits", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_zoo_registry():
+    """Guides and examples register their own models (as users do); keep that out of other tests."""
+    from effai.zoo import registry
+
+    builders, infos = dict(registry._BUILDERS), dict(registry._INFOS)
+    yield
+    registry._BUILDERS.clear()
+    registry._BUILDERS.update(builders)
+    registry._INFOS.clear()
+    registry._INFOS.update(infos)
