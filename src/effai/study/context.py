@@ -29,7 +29,7 @@ class Context:
 
     @property
     def arch_epochs(self) -> int:
-        return 2
+        return 2 if self.cfg.quick else 4
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -259,3 +259,15 @@ def _alternative(ctx, name: str) -> Built:
 def mobilenet_tiny(ctx):
     """A small MobileNet v1-style network (depthwise-separable blocks), trained from scratch."""
     return _alternative(ctx, "mobilenet_tiny")
+
+
+@variant("mobilenetv2_tiny", family="architecture")
+def mobilenetv2_tiny(ctx):
+    """A small MobileNet v2-style network (inverted residuals, linear bottlenecks), trained from scratch."""
+    return _alternative(ctx, "mobilenetv2_tiny")
+
+
+@variant("squeezenet_tiny", family="architecture")
+def squeezenet_tiny(ctx):
+    """A small SqueezeNet-style network (Fire modules, no fully connected layer), trained from scratch."""
+    return _alternative(ctx, "squeezenet_tiny")
