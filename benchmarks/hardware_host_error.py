@@ -95,8 +95,8 @@ def main():
         f"conv {cc['kernels']['conv']:.2f}, pool {cc['kernels']['pool']:.3f}; per-layer overheads "
         + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in cc["kernel_overhead_s"].items()) + ". "
         f"Wall-clock calibration: peak fp32 {cw['peak_ops']['fp32'] / 1e9:.0f} GFLOP/s. "
-        f"Load average {load0[0]:.1f} at the start and {load1[0]:.1f} at the end on 2 cores (other jobs "
-        "were running): wall-clock numbers are noisy.",
+        f"Load average {load0[0]:.1f} at the start and {load1[0]:.1f} at the end on 2 cores "
+        "(above ~1, other work shares the cores and wall-clock numbers get noisy).",
         "",
         machine_line() + f" Took {time.time() - t0:.0f} s.",
     ]

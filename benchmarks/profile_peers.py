@@ -280,8 +280,7 @@ def main():
 
     r50 = res.get("resnet50", {})
     md = ["## Profile: effai vs fvcore, ptflops, thop, torchinfo, FlopCounterMode",
-          "", machine_line(mach), f"Load average at the start: {load0:.1f} (2 cores shared with "
-          "other jobs). Script: `benchmarks/profile_peers.py`.", "",
+          "", machine_line(mach), f"Load average at the start: {load0:.1f} on 2 cores. Script: `benchmarks/profile_peers.py`.", "",
           "**MACs (millions)** — ✓ within 1% of the reference (hand count, or the paper's published MACs "
           "for zoo models; fvcore's 'flops' are MACs; FlopCounterMode's FLOPs halved):", "",
           table(["model", "reference"] + tools, rows_macs), "",

@@ -121,10 +121,9 @@ def main():
         + table(["Ray workers", "search wall s", "sum of trial wall s", "trial CPU s", "CPU cores used", "speedup"],
                 rows)
         + f"\n\n**Measured speedup on 2 workers: {speedup:.2f}x** (goal >= 1.7x). "
-        f"Load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on 2 cores: other helpers' jobs "
-        "were running, and the kernel's autogroup scheduler (`/proc/sys/kernel/sched_autogroup_enabled` = 1) "
-        "gives each login session a fair share of the CPUs however many processes it runs, so while other "
-        "sessions are busy a second worker only splits this session's share (the *CPU cores used* column). "
+        f"Load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {m['cores']} cores. "
+        "Trials differ in cost (width and bits), so with few trials the last one on 2 workers runs alone; "
+        "the *CPU cores used* column shows how much of the machine the trials really got. "
         f"With the measured per-trial CPU times and 2 free cores, the backend's first-free-worker schedule "
         f"would take {ideal:.2f}x less time than 1 worker (a computed figure, not a measurement). "
         + machine_line(m)
