@@ -92,6 +92,7 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
     augment: bool = typer.Option(False, help="Random 2-pixel translations of training images."),
+    label_smoothing: float = typer.Option(0.0, min=0.0, max=0.5, help="Label smoothing of the cross-entropy loss."),
     threads: int | None = typer.Option(None, min=1, help="torch threads (default: torch's own setting)."),
     batch_size: int = typer.Option(128, min=1),
     optimizer: str = typer.Option("adamw", help="adamw | sgd"),
@@ -115,7 +116,8 @@ def train_cmd(
         opts["resolution"] = ds.input_shape[-1]
     net = zoo.create(model, **opts)
     cfg = train.TrainConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads
+        epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads,
+        label_smoothing=label_smoothing,
     )
     result = train.fit(net, ds, cfg, out_dir=out, resume=resume, progress=not as_json)
     if as_json:
@@ -282,20 +284,11 @@ def fit_cmd(
     """
     from effai import hardware
     from effai.profile import profile
-    from effai.zoo.loading import load_model
 
     cat = hardware.load_catalogue(extra=list(catalogue))
     tgt = cat[target]  # unknown names fail here, before any model is loaded
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-    with err_console.status(f"loading {model} ..."):
-        lm = load_model(model, arch=arch, options=opts, trust_pickle=trust_pickle)
-    if input_shape is not None:
-        shape = _parse_shape(input_shape)
-    elif lm.input_shape is not None:
-        shape = (1, *lm.input_shape)
-    else:
-        raise InputError(f"{model}: its input shape is unknown; pass --input, e.g. --input 1x3x224x224")
-    net = lm.onnx_path if lm.model is None else lm.model
+    lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
     on_host = tgt.name == "host"
     with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):
         prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name)
@@ -378,6 +371,25 @@ def search_cmd(
     console.print(f"wrote {out / 'pareto.json'} and {out / 'report.html'}; storage {result.storage}")
 
 # ---------------------------------------------------------------- profile
+def _model_and_shape(model: str, arch, options: dict, trust_pickle: bool, input_shape: str | None, batch: int = 1):
+    """Load MODEL (see `effai.zoo.loading.load_model`) and settle its input shape, checked
+    against the architecture: (LoadedModel, module or ONNX path, shape with batch)."""
+    from effai import zoo
+    from effai.zoo.loading import load_model
+
+    with err_console.status(f"loading {model} ..."):
+        lm = load_model(model, arch=arch, options=options, trust_pickle=trust_pickle)
+    if input_shape is not None:
+        shape = _parse_shape(input_shape)
+    elif lm.input_shape is not None:
+        shape = (batch, *lm.input_shape)
+    else:
+        raise InputError(f"{model}: its input shape is unknown; pass --input, e.g. --input 1x3x224x224")
+    if lm.model is not None and getattr(lm.model, "effai_arch", None):
+        zoo.check_input(lm.model, shape)
+    return lm, (lm.onnx_path if lm.model is None else lm.model), shape
+
+
 def _parse_shape(text: str, what: str = "--input") -> tuple[int, ...]:
     try:
         dims = tuple(int(d) for d in text.lower().replace("*", "x").split("x"))
@@ -399,7 +411,7 @@ def profile_cmd(
     runtime: str = typer.Option("torch", help="Latency runtime: torch | onnxruntime."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Counts and memory only (fast)."),
     batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
-    threads: int | None = typer.Option(None, min=1, help="Intra-op threads for latency (default: torch's)."),
+    threads: int = typer.Option(1, min=1, help="Intra-op threads for latency (1 by default: reproducible; raise it to measure multi-threaded)."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the per-layer table as CSV."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
     top: int = typer.Option(15, min=1, help="Rows in the table (top layers by MACs)."),
@@ -410,24 +422,11 @@ def profile_cmd(
     Example: effai profile mobilenet_v2 --json
     """
     from effai.profile import profile
-    from effai.zoo.loading import load_model
 
     if runtime not in ("torch", "onnxruntime"):
         raise InputError(f"--runtime: expected torch or onnxruntime, got {runtime!r}")
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-    with err_console.status(f"loading {model} ..."):
-        lm = load_model(model, arch=arch, options=opts, trust_pickle=trust_pickle)
-    if input_shape is not None:
-        shape = _parse_shape(input_shape)
-    elif lm.input_shape is not None:
-        shape = (batch_size or 1, *lm.input_shape)
-    else:
-        raise InputError(f"{model}: its input shape is unknown; pass --input, e.g. --input 1x3x224x224")
-    if lm.model is not None and getattr(lm.model, "effai_arch", None):
-        from effai import zoo
-
-        zoo.check_input(lm.model, shape)
-    target = lm.onnx_path if lm.model is None else lm.model
+    lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1)
     with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):
         prof = profile(target, input_shape=shape, batch_size=batch_size, latency=not no_latency,
                        runtime=runtime, threads=threads, name=lm.name)
