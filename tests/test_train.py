@@ -137,3 +137,17 @@ def test_lenet5_mnist5k_reaches_97(mnist5k):
     cfg = train.TrainConfig(epochs=20, lr=3e-3, batch_size=64, label_smoothing=0.1, seed=0)
     r = train.fit(net, mnist5k, cfg, progress=False)
     assert r.test_accuracy >= 0.97, r.history
+
+
+def test_atomic_writes_are_ordinary_files(tmp_path):
+    import stat
+
+    from effai.fileio import write_json
+
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert json.loads(path.read_text()) == {"a": 1}
