@@ -74,15 +74,23 @@ def read_yaml(path: str | os.PathLike) -> tuple[object, yaml.Node | None]:
         raise InputError(f"{path}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x}); save it as UTF-8") from None
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror or type(e).__name__})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, source: str) -> tuple[object, yaml.Node | None]:
+    """(data, root node) of YAML `text`; syntax errors and duplicate keys raise InputError
+    naming `source` and the line. Also used for YAML that ships inside the package."""
     loader = _Loader(text)
-    loader.source = str(path)
+    loader.source = source
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{path}{line}: invalid YAML ({e.problem or e.context})") from None
+        raise InputError(f"{source}{line}: YAML syntax error: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{source}: YAML error: {str(e).splitlines()[0]}") from None
     finally:
         loader.dispose()
     return data, node

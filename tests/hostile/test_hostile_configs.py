@@ -36,14 +36,14 @@ my_board:
 
 # (what, file name, text, words the error must name besides the file: line first)
 RECIPES = [
-    ("malformed YAML", "recipe.yaml", "sparsity: [0.5\nfc_bits: 5\n", ":2", "invalid yaml"),
+    ("malformed YAML", "recipe.yaml", "sparsity: [0.5\nfc_bits: 5\n", ":2", "yaml syntax error"),
     ("duplicate key", "recipe.yaml", "sparsity: 0.5\nfc_bits: 5\nsparsity: 0.9\n", ":3", "duplicate key 'sparsity'"),
     ("unknown key", "recipe.yaml", "sparsity: 0.5\nfc_bitz: 5\n", ":2", "fc_bitz", "unknown key"),
     ("wrong type", "recipe.yaml", "dataset: digits\nfc_bits: five\n", ":2", "fc_bits", "'five'"),
     ("value out of range", "recipe.yaml", "dataset: digits\n\nsparsity: 1.5\n", ":3", "sparsity", "1.5"),
 ]
 SEARCHES = [
-    ("malformed YAML", "search.yaml", "n_trials: 3\nspace: {family: [lenet5\n", ":3", "invalid yaml"),
+    ("malformed YAML", "search.yaml", "n_trials: 3\nspace: {family: [lenet5\n", ":3", "yaml syntax error"),
     ("duplicate key", "search.yaml", "n_trials: 3\nn_trials: 4\n", ":2", "duplicate key 'n_trials'"),
     ("unknown key", "search.yaml", "n_trials: 3\nspace:\n  widht_mult: [0.5]\n", ":3", "space.widht_mult", "unknown key"),
     ("wrong type", "search.yaml", "n_trials: 3\ntrain:\n  epochs: lots\n", ":3", "train.epochs", "'lots'"),

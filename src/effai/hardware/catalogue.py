@@ -29,9 +29,9 @@ from importlib import resources
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from effai.config import node_line, parse_yaml
 from effai.errors import InputError, suggest
 
 DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
@@ -278,45 +278,6 @@ class Catalogue:
         return self[name]
 
 
-# ------------------------------------------------------------------ YAML with line numbers
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (with the line of the second one)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise _Duplicate(key, key_node.start_mark.line + 1, seen[key])
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
-class _Duplicate(Exception):
-    def __init__(self, key, line, first):
-        super().__init__(key)
-        self.key, self.line, self.first = key, line, first
-
-
-def _line_of(node, loc: tuple) -> int:
-    """The 1-based line of the YAML node at pydantic error location `loc` (or its nearest parent)."""
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if str(k.value) == str(part):
-                    node, line = v, k.start_mark.line + 1
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def _clean_loc(loc: tuple) -> tuple:
     # pydantic adds union-branch and validator names ("Dollars", "function-after[...]") to locs
     return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
@@ -324,27 +285,14 @@ def _clean_loc(loc: tuple) -> tuple:
 
 def parse_catalogue(text: str, file: str) -> dict[str, Target]:
     """Parse and validate one catalogue file's text; errors name `file`, the line and the field."""
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return {}
-        data = loader.construct_document(node)
-    except _Duplicate as e:
-        raise InputError(f"{file}:{e.line}: duplicate key {e.key!r} (first defined on line {e.first})") from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{file}{where}: YAML syntax error: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{file}: YAML error: {str(e).splitlines()[0]}") from None
-    finally:
-        loader.dispose()
+    data, node = parse_yaml(text, file)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise InputError(f"{file}:1: expected a mapping of target names to entries, got {type(data).__name__}")
     out = {}
     for name, entry in data.items():
-        line = _line_of(node, (name,))
+        line = node_line(node, (name,))
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise InputError(f"{file}:{line}: target name {name!r}: use lowercase letters, digits and _")
         if name == "host":
@@ -360,7 +308,7 @@ def parse_catalogue(text: str, file: str) -> dict[str, Target]:
             elif err["type"] == "missing":
                 msg = "field required"
             more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-            raise InputError(f"{file}:{_line_of(node, loc)}: {'.'.join(map(str, loc))}: {msg}{more}") from None
+            raise InputError(f"{file}:{node_line(node, loc)}: {'.'.join(map(str, loc))}: {msg}{more}") from None
         out[name] = Target(name=name, spec=spec, file=file)
     return out
 
