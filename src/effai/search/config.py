@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -141,24 +140,15 @@ class TrainSettings(_Frozen):
     kd_alpha: float = 0.7
 
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmg]i?b|b)?\s*$", re.I)
-_MULT = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-
-
 def parse_bytes(v) -> int:
-    """Bytes from an int or a string like '256KB' (1000) or '256KiB' (1024).
+    """Bytes from an int or a string like '256KB' (1000) or '256KiB' (1024): effai.study's parser.
 
     >>> parse_bytes("250KB"), parse_bytes("1KiB"), parse_bytes(512)
     (250000, 1024, 512)
     """
-    if isinstance(v, bool):
-        raise ValueError(f"expected a size such as 256KB, got {v!r}")
-    if isinstance(v, (int, float)):
-        return int(v)
-    m = _SIZE.match(str(v))
-    if not m:
-        raise ValueError(f"expected a size such as 256KB or 1MiB, got {v!r}")
-    return int(float(m.group(1)) * _MULT[(m.group(2) or "b").lower()])
+    from effai.study.units import parse_size
+
+    return parse_size(v, "size")  # an InputError is a ValueError: pydantic reports it with the line
 
 
 class Constraints(_Frozen):
