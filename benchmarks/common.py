@@ -30,16 +30,15 @@ def machine() -> dict:
     """CPU model, cores, memory and library versions: printed with every result."""
     import torch
 
+    from effai.quantize.export import cpu_flags
+
     cpu = platform.processor() or "unknown"
-    flags = []
     try:
-        info = Path("/proc/cpuinfo").read_text()
-        m = re.search(r"model name\s*:\s*(.+)", info)
+        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
         cpu = m.group(1).strip() if m else cpu
-        f = re.search(r"flags\s*:\s*(.+)", info)
-        flags = [x for x in (f.group(1).split() if f else []) if x.startswith(("avx", "amx", "vnni", "fma"))]
     except OSError:
         pass
+    flags = sorted(x for x in cpu_flags() if x.startswith(("avx", "amx", "vnni", "fma")))
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for mod in ("onnxruntime", "onnx", "numpy"):
         try:
