@@ -48,13 +48,9 @@ def _label(s):
 
 
 def ort_session(path):
-    import onnxruntime as ort
+    from effai.profile.latency import ort_session as open_session
 
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = THREADS
-    o.inter_op_num_threads = 1
-    o.log_severity_level = 3
-    s = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    s = open_session(path, THREADS)
     name = s.get_inputs()[0].name
     return lambda x: s.run(None, {name: x})[0]
 

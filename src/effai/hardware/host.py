@@ -85,20 +85,16 @@ def _gemm_int8(n: int, repeats: int, min_s: float) -> tuple[float, str]:
             pass
     try:  # ONNX Runtime MatMulInteger
         import numpy as np
-        import onnx
-        import onnxruntime as ort
         from onnx import TensorProto, helper
+
+        from effai.profile.latency import ort_session
 
         g = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "mmi",
                               [helper.make_tensor_value_info("A", TensorProto.INT8, [n, n]),
                                helper.make_tensor_value_info("B", TensorProto.INT8, [n, n])],
                               [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])])
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = torch.get_num_threads()
-        opts.log_severity_level = 3
-        sess = ort.InferenceSession(onnx._serialize(m) if hasattr(onnx, "_serialize") else m.SerializeToString(),
-                                    opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(m.SerializeToString(), torch.get_num_threads())
         feed = {"A": a.numpy().astype(np.int8), "B": b.numpy().astype(np.int8)}
         t = _best(lambda: sess.run(None, feed), repeats, min_s)
         return 2 * n**3 / t, "onnxruntime MatMulInteger"

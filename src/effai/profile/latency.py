@@ -88,6 +88,19 @@ def export_onnx(model: torch.nn.Module, example_inputs, path: str | os.PathLike,
     return path
 
 
+def ort_session(model: str | os.PathLike | bytes, threads: int):
+    """A CPU ONNX Runtime session on an ONNX file (or serialized model bytes): `threads`
+    intra-op threads, one inter-op thread (the graph runs in order), warnings silenced."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"])
+
+
 def _load_avg() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -162,16 +175,10 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
             torch.set_num_threads(before)
         return _summarise(samples, "torch", n_threads, batch, done, secs, load)
 
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as tmp:
         path = model_or_onnx_path if is_path else export_onnx(model_or_onnx_path, args, Path(tmp) / "model.onnx")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = n_threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
         try:
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            sess = ort_session(path, n_threads)
         except Exception as e:  # noqa: BLE001 - a bad file is the user's input
             raise InputError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:160]})") from None
         names = [i.name for i in sess.get_inputs()]

@@ -25,16 +25,11 @@ from effai.errors import InputError
 
 def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: int = 1):
     """Export `model` to ONNX at `path` and open a CPU ONNX Runtime session on it."""
-    import onnxruntime as ort
-
     from effai.profile.latency import export_onnx
+    from effai.profile.latency import ort_session as open_session
 
     export_onnx(model, example, path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)
 
 
 def interleaved_ms(sessions: list, example: torch.Tensor, rounds: int = 5, runs: int = 10,
