@@ -1,5 +1,6 @@
-"""Shared plumbing for benchmarks: the machine they ran on, interleaved timing, and writing
-results (JSON under benchmarks/results/, a marked section of docs/benchmarks.md).
+"""Shared plumbing for benchmarks: the machine they ran on and writing results (JSON under
+benchmarks/results/, a marked section of docs/benchmarks.md). Side-by-side timing is
+`effai.profile.latency.interleaved`.
 
 Each benchmark owns one section of docs/benchmarks.md between
 `<!-- NAME:start -->` and `<!-- NAME:end -->` and replaces only that section.
@@ -11,7 +12,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -54,19 +54,6 @@ def machine_line(m: dict | None = None) -> str:
     m = m or machine()
     return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['torch']}"
             + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + f"; {m['date']}.")
-
-
-def interleaved(fns: dict, rounds: int = 7, inner: int = 1) -> dict:
-    """Median seconds of each callable, timed in interleaved rounds so a contention burst
-    hits every contender alike rather than one of them."""
-    times = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            times[k].append((time.perf_counter() - t) / inner)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def write_results(name: str, data: dict, markdown: str) -> None:

@@ -6,7 +6,7 @@ MobileNetV2 and ResNet-18 (effai zoo, torchvision layouts), pruned three ways in
 - effai latency-aware: `ChannelConfig(0.5, allocation="latency", round_to=16)`, the same
   channel budget spent where ONNX Runtime measured the largest time saved per channel.
 All models are exported to ONNX and timed with ONNX Runtime (CPU, batch 1, 1 thread) in
-interleaved rounds (median of per-round medians). Weights are random: this benchmark is
+interleaved rounds (median of the per-round means, effai.profile.latency.interleaved). Weights are random: this benchmark is
 about deployment cost, not accuracy. Goal: speedup >= 0.8 x MAC reduction on both models.
 Run: .venv/bin/python benchmarks/prune_peers.py [--resolution 224] [--rounds 7]
 """
@@ -97,7 +97,7 @@ def main():
         "## Structured pruning: MACs against measured latency (`benchmarks/prune_peers.py`)\n\n"
         f"50% of channels removed from MobileNetV2 and ResNet-18 (1.0 width, {args.resolution}x{args.resolution}, "
         "random weights: deployment cost only, not accuracy). Latency: ONNX Runtime CPU, batch 1, 1 thread, "
-        f"{args.rounds} interleaved rounds x 10 runs, median of round medians; all variants of one model "
+        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means; all variants of one model "
         "are timed in the same rounds. *speedup / MAC reduction* is how much of the MAC saving turns "
         "into real time (goal >= 0.8). The *noise control* row is a second copy of the dense model: its 'speedup' shows the timing noise. Torch-Pruning: `MagnitudePruner` with L1 importance, "
         "`pruning_ratio=0.5`, classifier ignored. effai latency-aware: the same 50% channel budget, "

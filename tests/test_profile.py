@@ -2,7 +2,9 @@
 
 import json
 import math
+import time
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -250,15 +252,50 @@ def test_onnx_graph_counts_match_torch(tmp_path):
     assert po.total.peak_activation_bytes > 0
 
 
-def test_measure_latency_both_runtimes():
+def test_measure_latency_every_runtime():
     m, x = nn.Linear(16, 16), torch.randn(4, 16)
-    for rt in ("torch", "onnxruntime"):
+    for rt in ("torch", "onnxruntime", "openvino"):
         lat = measure_latency(m, x, runtime=rt, threads=1, warmup=1, repeats=5, min_seconds=0)
         assert lat.runtime == rt and lat.threads == 1 and lat.batch_size == 4 and lat.repeats >= 5
         assert 0 < lat.p50_ms <= lat.p90_ms <= lat.p99_ms and lat.iqr_ms >= 0
         assert math.isclose(lat.throughput, 4 / (lat.p50_ms / 1e3))
     with pytest.raises(InputError):
         measure_latency("x.onnx", x, runtime="torch")
+    with pytest.raises(InputError, match="runtime: expected one of torch, onnxruntime, openvino"):
+        measure_latency(m, x, runtime="tensorrt")
+
+
+def test_onnx_runtimes_agree_and_missing_openvino_is_named(tmp_path, monkeypatch):
+    import sys
+
+    from effai.profile import export_onnx, onnx_runner
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    f = export_onnx(m, x, tmp_path / "m.onnx")
+    with torch.no_grad():
+        ref = m(x).numpy()
+    for rt in ("onnxruntime", "openvino"):
+        np.testing.assert_allclose(onnx_runner(f, rt)(x.numpy())[0], ref, rtol=1e-4, atol=1e-5)
+    p = profile(f, latency=True, runtime="openvino", repeats=3, min_seconds=0, warmup=1)
+    assert p.latency.runtime == "openvino" and p.latency.p50_ms > 0
+    with pytest.raises(InputError, match="cannot run it on inputs of shape"):
+        measure_latency(str(f), torch.randn(2, 5, 8, 8), runtime="openvino", repeats=1, min_seconds=0)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(InputError, match=r"OpenVINO is not installed \(pip install 'effai\[openvino\]'\)"):
+        onnx_runner(f, "openvino")
+
+
+def test_interleaved_ranks_candidates_and_checks_arguments():
+    from effai.profile import interleaved
+
+    calls = []
+    ms = interleaved({"fast": lambda: calls.append("f"), "slow": lambda: (calls.append("s"), time.sleep(0.002))},
+                     rounds=3, inner=2, warmup=1)
+    assert ms["fast"] < ms["slow"] and ms["slow"] >= 2.0
+    assert calls[:2] == ["f", "s"] and calls.count("f") == calls.count("s") == 1 + 3 * 2
+    with pytest.raises(InputError, match="rounds >= 1"):
+        interleaved({"a": lambda: None}, rounds=0)
 
 
 def test_bad_input_is_an_input_error():
@@ -306,6 +343,12 @@ def test_cli_profile_json_and_bad_input(tmp_path):
     assert (tmp_path / "l.csv").exists()
     r = CliRunner().invoke(app, ["profile", "lenet5", "--input", "1x3x9x9", "--no-latency"])
     assert r.exit_code != 0 and isinstance(r.exception, InputError) and "expected" in str(r.exception)
+    r = CliRunner().invoke(app, ["profile", "lenet5", "--runtime", "openvino", "--json"])
+    assert r.exit_code == 0, r.output
+    lat = json.loads(r.stdout)["latency"]
+    assert lat["runtime"] == "openvino" and lat["threads"] == 1 and 0 < lat["p50_ms"] <= lat["p99_ms"]
+    r = CliRunner().invoke(app, ["profile", "lenet5", "--runtime", "tvm"])
+    assert r.exit_code != 0 and "--runtime: expected one of torch, onnxruntime, openvino" in str(r.exception)
 
 
 def test_torchscript_model_is_counted_by_op():

@@ -28,6 +28,7 @@ from effai.quantize import (
     choose,
     export_onnx,
     fold_bn_,
+    int8_candidates,
     ort_int8_settings,
     quantize_,
     register,
@@ -167,6 +168,66 @@ def test_export_onnx_int8_and_fp16_run_in_ort(tmp_path, trained):
         assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
         assert nx.sqnr_db(ref, out) > (15 if dtype == "int8" else 40)
     assert sizes["int8"] < 0.4 * sizes["fp32"] and sizes["fp16"] < 0.6 * sizes["fp32"]
+
+
+def test_export_for_openvino_runs_int8_in_openvino(tmp_path, trained):
+    import onnx
+
+    from effai.profile import onnx_runner
+
+    _, m, _, calib = trained
+    x = calib[:8]
+    with torch.no_grad():
+        ref = m(x).numpy()
+    info = export_onnx(copy.deepcopy(m), tmp_path / "ov.onnx", x[:1], "int8", calibration=calib, runtime="openvino")
+    assert info["runtime"] == "openvino" and info["settings"]["quant_format"] == "QDQ" and info["candidates"] is None
+    g = onnx.load(info["path"]).graph
+    int8_weights = [t for t in g.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_weights) == 2  # both convolutions store INT8 weights
+    run = onnx_runner(info["path"], "openvino")
+    out = np.concatenate([run(x[i:i + 1].numpy())[0] for i in range(8)])
+    assert nx.sqnr_db(ref, out) > 15 and (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
+
+
+def test_auto_runtime_keeps_the_fastest_accurate_candidate(tmp_path, trained):
+    _, m, _, calib = trained
+    info = export_onnx(copy.deepcopy(m), tmp_path / "auto.onnx", calib[:1], "int8", calibration=calib,
+                       runtime="auto", max_sqnr_loss_db=1.0)
+    rows = info["candidates"]
+    assert {r["runtime"] for r in rows} == {"onnxruntime", "openvino"}
+    assert len(rows) == len(int8_candidates("onnxruntime")) + len(int8_candidates("openvino"))
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["runtime"] == info["runtime"]
+    best = max(r["sqnr_db"] for r in rows)
+    eligible = [r for r in rows if r["sqnr_db"] >= best - 1.0]
+    assert chosen[0] in eligible and chosen[0]["latency_ms"] == min(r["latency_ms"] for r in eligible)
+    assert info["bytes"] == chosen[0]["bytes"]  # the file written is the chosen candidate
+    # a tolerance of 0 dB keeps only the most accurate candidate(s)
+    strict = export_onnx(copy.deepcopy(m), tmp_path / "s.onnx", calib[:1], "int8", calibration=calib,
+                         runtime="onnxruntime", tune=True, max_sqnr_loss_db=0.0)
+    picked = next(r for r in strict["candidates"] if r["chosen"])
+    assert picked["sqnr_db"] == max(r["sqnr_db"] for r in strict["candidates"])
+
+
+def test_export_rejects_bad_runtime_arguments(tmp_path, trained):
+    _, m, _, calib = trained
+    with pytest.raises(InputError, match="runtime: expected one of onnxruntime, openvino or 'auto'"):
+        export_onnx(m, tmp_path / "x.onnx", calib[:1], "int8", calibration=calib, runtime="tflite")
+    with pytest.raises(InputError, match="runtime='auto'"):
+        export_onnx(m, tmp_path / "x.onnx", calib[:1], "fp16", runtime="auto")
+    with pytest.raises(InputError, match="max_sqnr_loss_db >= 0"):
+        export_onnx(m, tmp_path / "x.onnx", calib[:1], "int8", calibration=calib, tune=True, max_sqnr_loss_db=-1)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_int8_candidates_follow_cpu_flags():
+    vnni = int8_candidates("onnxruntime", {"avx512_vnni", "avx2"})
+    assert vnni[0] == ort_int8_settings({"avx512_vnni", "avx2"})
+    assert {(s["quant_format"], s["per_channel"]) for s in vnni} == {("QOperator", True), ("QOperator", False), ("QDQ", True)}
+    assert all(s["reduce_range"] for s in int8_candidates("onnxruntime", {"avx2"}))
+    assert all(s["quant_format"] == "QDQ" for s in int8_candidates("onnxruntime", {"asimddp"}))
+    with pytest.raises(InputError):
+        int8_candidates("coreml")
 
 
 def test_ort_settings_follow_cpu_flags():

@@ -408,7 +408,7 @@ def profile_cmd(
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
     arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
-    runtime: str = typer.Option("torch", help="Latency runtime: torch | onnxruntime."),
+    runtime: str = typer.Option("torch", help="Latency runtime: torch | onnxruntime | openvino (an ONNX file: onnxruntime unless openvino)."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Counts and memory only (fast)."),
     batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
     threads: int = typer.Option(1, min=1, help="Intra-op threads for latency (1 by default: reproducible; raise it to measure multi-threaded)."),
@@ -422,9 +422,10 @@ def profile_cmd(
     Example: effai profile mobilenet_v2 --json
     """
     from effai.profile import profile
+    from effai.profile.latency import RUNTIMES
 
-    if runtime not in ("torch", "onnxruntime"):
-        raise InputError(f"--runtime: expected torch or onnxruntime, got {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
     lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1)
     with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):

@@ -24,12 +24,12 @@ import torch
 from effai.errors import InputError
 from effai.profile.counting import CountingMode, ModuleStack
 from effai.profile.energy import Energy, Meter, estimate, precision_for
-from effai.profile.latency import Latency, export_onnx, measure_latency
+from effai.profile.latency import RUNTIMES, Latency, export_onnx, interleaved, measure_latency, onnx_runner
 from effai.profile.memory import _storage_key, allocator_peak, count_params, peak_from_events, weight_bytes
 from effai.profile.result import LayerProfile, Profile, Total
 
 __all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "measure_latency",
-           "export_onnx", "weight_bytes", "count_params"]
+           "interleaved", "onnx_runner", "export_onnx", "weight_bytes", "count_params"]
 
 
 def _inputs(model, input_shape, example_inputs, batch_size):
@@ -181,7 +181,8 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
     - `input_shape` includes the batch, e.g. `(1, 3, 224, 224)`; or pass `example_inputs`.
       `batch_size` overrides the batch dimension.
     - `latency=False` skips timing (counts and memory only, fast). `runtime` is `"torch"`
-      (eager) or `"onnxruntime"`; `threads`, `warmup`, `repeats`, `min_seconds` as in
+      (eager), `"onnxruntime"` or `"openvino"` (the model exported to ONNX; an ONNX file runs
+      on ONNX Runtime unless `runtime="openvino"`); `threads`, `warmup`, `repeats`, `min_seconds` as in
       `measure_latency` (timing stops after `max_seconds` even with fewer repeats).
     - `exact=False` runs each op on the meta device during counting (shapes only, outputs
       left uninitialised), so counting costs no arithmetic; if that pass fails it is rerun with
@@ -205,11 +206,12 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
 
         return profile_onnx(model, input_shape=input_shape, batch_size=batch_size, latency=latency,
                             threads=threads, warmup=warmup, repeats=repeats, min_seconds=min_seconds,
-                            max_seconds=max_seconds, bits=bits, energy=energy, name=name)
+                            max_seconds=max_seconds, bits=bits, energy=energy, name=name,
+                            runtime="onnxruntime" if runtime == "torch" else runtime)
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model: expected an nn.Module or a path to an .onnx file, got {type(model).__name__}")
-    if runtime not in ("torch", "onnxruntime"):
-        raise InputError(f"runtime: expected 'torch' or 'onnxruntime', got {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if example_inputs is None and input_shape is not None:
         check_memory(model, input_shape, batch_size, latency=latency)
     args = _inputs(model, input_shape, example_inputs, batch_size)

@@ -1,4 +1,4 @@
-"""Latency: torch eager and ONNX Runtime, with warm-up, enough repeats and percentiles.
+"""Latency: torch eager, ONNX Runtime and OpenVINO, with warm-up, enough repeats and percentiles.
 
 `measure_latency` runs `warmup` calls (at most a quarter of `max_seconds`), then times single calls with `perf_counter_ns`
 until it has at least `repeats` samples *and* `min_seconds` of them (at most `max_seconds`).
@@ -6,15 +6,26 @@ It reports p50/p90/p99, the IQR, the threads used and throughput at p50, plus th
 process CPU time per call and the load average, because on a shared machine wall time
 includes waiting for a core (`contended` is set when the load exceeds the core count). Other capabilities
 (quantize, prune, hardware) call it so every latency in effai is measured the same way.
+
+`interleaved` compares several candidates in one run: it calls them in turn, round after
+round, so a burst of load from another process hits every candidate alike, and keeps the
+median of the rounds. Choosing between models (pruning allocation, INT8 settings, benchmarks)
+uses it; `measure_latency` describes one model.
+
+OpenVINO is optional (`pip install 'effai[openvino]'`, part of `all`); it runs ONNX files
+directly, INT8 QDQ files with its own INT8 kernels. Its CPU plugin is pinned to f32 inference
+precision, because on CPUs with bf16/AMX it would otherwise silently run float models in bf16.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,6 +112,71 @@ def ort_session(model: str | os.PathLike | bytes, threads: int):
                                 providers=["CPUExecutionProvider"])
 
 
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+
+
+def openvino_core():
+    """An OpenVINO Core, or an InputError that says how to install it."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise InputError("runtime 'openvino': OpenVINO is not installed (pip install 'effai[openvino]')") from None
+    return ov.Core()
+
+
+def onnx_runner(path: str | os.PathLike, runtime: str = "onnxruntime", threads: int = 1) -> Callable:
+    """A function running an ONNX file on CPU with `runtime` ("onnxruntime" or "openvino") and
+    `threads` intra-op threads: `run(*arrays) -> list of output arrays`.
+
+    >>> import tempfile, os
+    >>> p = export_onnx(torch.nn.Linear(4, 2), torch.randn(1, 4), os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> onnx_runner(p)(np.ones((1, 4), np.float32))[0].shape
+    (1, 2)
+    """
+    if runtime == "onnxruntime":
+        sess = ort_session(path, threads)
+        names = [i.name for i in sess.get_inputs()]
+        return lambda *xs: sess.run(None, dict(zip(names, xs, strict=True)))
+    if runtime != "openvino":
+        raise InputError(f"runtime: expected 'onnxruntime' or 'openvino' for an ONNX file, got {runtime!r}")
+    compiled = openvino_core().compile_model(str(path), "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    n_out = len(compiled.outputs)
+
+    def run(*xs):
+        request.infer(dict(enumerate(xs)))
+        return [request.get_output_tensor(i).data.copy() for i in range(n_out)]
+
+    return run
+
+
+def interleaved(calls: dict[str, Callable], rounds: int = 7, inner: int = 10, warmup: int = 3) -> dict[str, float]:
+    """Median milliseconds per call of each callable, timed side by side.
+
+    Each round calls every callable `inner` times in turn and records its mean; the result is
+    the median over `rounds` rounds, so a contention burst that hits one round is discarded
+    and hits every candidate alike.
+
+    >>> ms = interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(10_000))}, rounds=3, inner=2)
+    >>> sorted(ms), ms["a"] < ms["b"]
+    (['a', 'b'], True)
+    """
+    if rounds < 1 or inner < 1:
+        raise InputError(f"interleaved: expected rounds >= 1 and inner >= 1, got {rounds}, {inner}")
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    per_round: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(rounds):
+        for k, call in calls.items():
+            t0 = time.perf_counter_ns()
+            for _ in range(inner):
+                call()
+            per_round[k].append((time.perf_counter_ns() - t0) / 1e6 / inner)
+    return {k: statistics.median(v) for k, v in per_round.items()}
+
+
 def _load_avg() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -142,7 +218,8 @@ def _time(call, warmup: int, repeats: int, min_seconds: float, max_seconds: floa
 def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", threads: int | None = None,
                     warmup: int = 10, repeats: int = 30, min_seconds: float = 1.0,
                     max_seconds: float = 60.0) -> Latency:
-    """Measure per-call latency of a model (torch eager) or an ONNX file / model (ONNX Runtime).
+    """Measure per-call latency of a model (torch eager) or an ONNX file / model (runtime
+"onnxruntime" or "openvino"; a model is exported to ONNX first).
 
     `threads=None` uses torch's current intra-op thread count for both runtimes (set
     explicitly on the ORT session, so the recorded number is the one used).
@@ -151,8 +228,8 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
     >>> lat.runtime, lat.batch_size, lat.repeats >= 5, lat.p50_ms <= lat.p99_ms
     ('torch', 4, True, True)
     """
-    if runtime not in ("torch", "onnxruntime"):
-        raise InputError(f"runtime: expected 'torch' or 'onnxruntime', got {runtime!r}")
+    if runtime not in RUNTIMES:
+        raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if threads is not None and threads < 1:
         raise InputError(f"threads: expected a positive integer, got {threads}")
     if warmup < 0 or repeats < 1:
@@ -164,7 +241,7 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
     is_path = isinstance(model_or_onnx_path, (str, os.PathLike))
     if runtime == "torch":
         if is_path:
-            raise InputError(f"{model_or_onnx_path}: an ONNX file runs only with runtime='onnxruntime'")
+            raise InputError(f"{model_or_onnx_path}: an ONNX file runs with runtime='onnxruntime' or 'openvino'")
         model = model_or_onnx_path
         before = torch.get_num_threads()
         torch.set_num_threads(n_threads)
@@ -178,12 +255,17 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
     with tempfile.TemporaryDirectory() as tmp:
         path = model_or_onnx_path if is_path else export_onnx(model_or_onnx_path, args, Path(tmp) / "model.onnx")
         try:
-            sess = ort_session(path, n_threads)
+            run = onnx_runner(path, runtime, n_threads)
+        except InputError:
+            raise
         except Exception as e:  # noqa: BLE001 - a bad file is the user's input
-            raise InputError(f"{path}: ONNX Runtime cannot load it ({str(e).splitlines()[0][:160]})") from None
-        names = [i.name for i in sess.get_inputs()]
-        if len(names) != len(args):
-            raise InputError(f"{path}: expected {len(names)} inputs, got {len(args)}")
-        feed = {n: a.detach().cpu().numpy() for n, a in zip(names, args, strict=True)}
-        samples, secs, done = _time(lambda: sess.run(None, feed), warmup, repeats, min_seconds, max_seconds)
-    return _summarise(samples, "onnxruntime", n_threads, batch, done, secs, load)
+            name = "ONNX Runtime" if runtime == "onnxruntime" else "OpenVINO"
+            raise InputError(f"{path}: {name} cannot load it ({str(e).strip().splitlines()[0][:160]})") from None
+        feed = [a.detach().cpu().numpy() for a in args]
+        try:
+            run(*feed)
+        except Exception as e:  # noqa: BLE001 - wrong number or shape of inputs
+            raise InputError(f"{path}: cannot run it on inputs of shape "
+                             f"{[list(a.shape) for a in feed]} ({str(e).strip().splitlines()[0][:160]})") from None
+        samples, secs, done = _time(lambda: run(*feed), warmup, repeats, min_seconds, max_seconds)
+    return _summarise(samples, runtime, n_threads, batch, done, secs, load)

@@ -127,8 +127,9 @@ def node_cost(node, shapes) -> tuple[int, int, bool]:
 
 
 def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,
-                 warmup=10, repeats=30, min_seconds=1.0, max_seconds=20.0, bits=None, energy=True, name=None) -> Profile:
-    """Profile an ONNX file: counts from the graph, latency with ONNX Runtime.
+                 warmup=10, repeats=30, min_seconds=1.0, max_seconds=20.0, bits=None, energy=True, name=None,
+                 runtime="onnxruntime") -> Profile:
+    """Profile an ONNX file: counts from the graph, latency with ONNX Runtime (or `runtime="openvino"`).
 
     >>> import tempfile, os, torch
     >>> from effai.profile.latency import export_onnx
@@ -212,11 +213,11 @@ def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, lat
             raise InputError(f"{path}: latency needs a single-input model, this one has {len(inputs)} inputs")
         meter = Meter("cpu")
         with meter:
-            lat = measure_latency(str(path), (x,), runtime="onnxruntime", threads=threads, warmup=warmup,
+            lat = measure_latency(str(path), (x,), runtime=runtime, threads=threads, warmup=warmup,
                                   repeats=repeats, min_seconds=min_seconds, max_seconds=max_seconds)
         if meter.joules is not None:
             en = Energy(joules=meter.joules / (lat.repeats + lat.warmup), method="measured",
-                        detail=f"measured with {meter.source} (onnxruntime, {lat.threads} threads)")
+                        detail=f"measured with {meter.source} ({runtime}, {lat.threads} threads)")
     if en is None and energy:
         en = estimate(macs, elem, stored, sum(sizes.values()), precision_for(bits))
     return Profile(model=name or Path(path).stem, input_shape=list(input_shape or []), total=total, layers=layers,

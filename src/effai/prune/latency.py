@@ -11,9 +11,7 @@ spends the channel budget where a removed channel saves the most time.
 from __future__ import annotations
 
 import copy
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,23 +32,14 @@ def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: in
 
 def interleaved_ms(sessions: list, example: torch.Tensor, rounds: int = 5, runs: int = 10,
                    warmup: int = 3) -> list[float]:
-    """Median latency (ms) of each session over `rounds * runs` calls, interleaved call by call.
+    """Median latency (ms) of each session, timed side by side in `rounds` interleaved rounds of
+    `runs` calls (effai.profile.latency.interleaved)."""
+    from effai.profile.latency import interleaved
 
-    Calls go round-robin over the sessions, so a burst of load from another process hits
-    every candidate alike instead of biasing one; the median discards the bursts.
-    """
     feed = example.numpy()
-    names = [s.get_inputs()[0].name for s in sessions]
-    for s, n in zip(sessions, names, strict=True):
-        for _ in range(warmup):
-            s.run(None, {n: feed})
-    samples: list[list[float]] = [[] for _ in sessions]
-    for _ in range(rounds * runs):
-        for i, (s, n) in enumerate(zip(sessions, names, strict=True)):
-            t0 = time.perf_counter_ns()
-            s.run(None, {n: feed})
-            samples[i].append((time.perf_counter_ns() - t0) / 1e6)
-    return [statistics.median(r) for r in samples]
+    calls = {i: (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed})) for i, s in enumerate(sessions)}
+    ms = interleaved(calls, rounds=rounds, inner=runs, warmup=warmup)
+    return [ms[i] for i in range(len(sessions))]
 
 
 def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,

@@ -129,7 +129,7 @@ def savings(original: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor
 
         lat_a, lat_b = measure_models([original, pruned], example_inputs, threads, rounds, runs)
         method = (f"ONNX Runtime CPU, batch {example_inputs.shape[0]}, {threads} thread(s), "
-                  f"{rounds} interleaved rounds x {runs} runs, median of round medians")
+                  f"{rounds} interleaved rounds x {runs} runs, median of the per-round means")
     smaller = min(after, sparse_after) < before
     faster = None if lat_a is None else lat_a / lat_b >= min_speedup
     rep = SavingsReport(

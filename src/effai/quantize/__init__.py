@@ -26,7 +26,7 @@ from effai.quantize.config import (
     WeightOnlyConfig,
 )
 from effai.quantize.core import ActQuant, QuantLayer, convert_, quantize_, register, save, state_dict_bytes
-from effai.quantize.export import cpu_flags, export_onnx, ort_int8_settings
+from effai.quantize.export import cpu_flags, export_onnx, int8_candidates, ort_int8_settings
 from effai.quantize.mixed import choose, mixed_precision, sensitivity
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "cpu_flags",
     "export_onnx",
     "fold_bn_",
+    "int8_candidates",
     "mixed_precision",
     "ort_int8_settings",
     "quantize_",
