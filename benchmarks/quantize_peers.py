@@ -10,7 +10,8 @@ would; the weights stay random.
 
 effai rows: its default (`export_onnx`, settings from the CPU flags, ONNX Runtime), tuned on
 ONNX Runtime (`tune=True`), for OpenVINO (`runtime="openvino"`), and `runtime="auto"` (every
-candidate of both runtimes timed, fastest within 1 dB of the best SQNR kept): effai's best.
+candidate of both runtimes timed, the fastest kept among those at most 1 dB below the SQNR of
+the CPU-chosen default): effai's best.
 Latency: batch 1, 1 thread, persistent sessions, interleaved rounds (effai.profile.latency.interleaved),
 median. Usage: .venv/bin/python benchmarks/quantize_peers.py [--quick]
 """
@@ -45,6 +46,7 @@ from effai.quantize.export import (  # noqa: E402
 
 THREADS = 1
 N_CALIB = 16  # every INT8 method calibrates on the same 16 inputs
+ROUND_MS = 50.0  # each variant's share of a round lasts >= 50 ms (>= 10 calls)
 GRID = [  # the ORT settings tried to find "ORT's best for this CPU"
     {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "per_channel": True, "reduce_range": False},
     {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8", "per_channel": True, "reduce_range": False},
@@ -53,6 +55,7 @@ GRID = [  # the ORT settings tried to find "ORT's best for this CPU"
     {"quant_format": "QOperator", "activation_type": "QUInt8", "weight_type": "QInt8", "per_channel": True, "reduce_range": True},
 ]
 PEERS = ("ORT quantize_static default", "NNCF + OpenVINO int8")  # plus "ORT best of grid (...)"
+NOISE = "noise control: fp32 (ORT) again"
 
 
 def first_output(run):
@@ -108,6 +111,7 @@ def evaluate_model(name, model, x_eval, y_eval, calib, rounds, quick):
         variants[label] = (first_output(onnx_runner(path, runtime, THREADS)), os.path.getsize(path), secs, note)
 
     onnx_variant("fp32 (ORT)", fp)
+    onnx_variant(NOISE, fp)  # a second session on the same file: its 'speedup' is the timing noise
     t = time.time()
     to_fp16(fp, tmp / "fp16.onnx")
     onnx_variant("effai fp16 (ORT)", tmp / "fp16.onnx", secs=time.time() - t)
@@ -143,10 +147,12 @@ def evaluate_model(name, model, x_eval, y_eval, calib, rounds, quick):
         onnx_variant("OpenVINO fp32", fp, "openvino")
     # latency: the grid first to find ORT's best, then everything in one interleaved run
     xin = x_eval[:1]
-    grid_lat = interleaved({k: (lambda r=v[0]: r(xin)) for k, v in grid.items()}, rounds=max(3, rounds // 2), inner=10)
+    grid_lat = interleaved({k: (lambda r=v[0]: r(xin)) for k, v in grid.items()}, rounds=max(3, rounds // 2),
+                           inner=10, min_round_ms=ROUND_MS)
     best = min(grid_lat, key=grid_lat.get)
     variants[f"ORT best of grid ({best})"] = grid[best]
-    lat = interleaved({k: (lambda r=v[0]: r(xin)) for k, v in variants.items()}, rounds=rounds, inner=10)
+    lat = interleaved({k: (lambda r=v[0]: r(xin)) for k, v in variants.items()}, rounds=rounds, inner=10,
+                      min_round_ms=ROUND_MS)
     # agreement with FP32 (and accuracy where labels exist)
     ref = np.concatenate([variants["fp32 (ORT)"][0](x_eval[i:i + 1]) for i in range(len(x_eval))])
     rows = []
@@ -179,7 +185,8 @@ def summary(rows: list[dict]) -> list[dict]:
         out.append({"model": model, "effai": effai["settings"], "effai_ms": effai["latency_ms"],
                     "effai_sqnr_db": effai["sqnr_db_vs_fp32"], "peer": peer["variant"], "peer_ms": peer["latency_ms"],
                     "peer_sqnr_db": peer["sqnr_db_vs_fp32"], "effai_vs_peer": effai["latency_ms"] / peer["latency_ms"],
-                    "effai_speedup_vs_fp32_ort": effai["speedup_vs_fp32_ort"]})
+                    "effai_speedup_vs_fp32_ort": effai["speedup_vs_fp32_ort"],
+                    "noise": abs(mine[NOISE]["latency_ms"] / mine["fp32 (ORT)"]["latency_ms"] - 1)})
     return out
 
 
@@ -199,6 +206,12 @@ def main():
     calib = [c[None].numpy().astype(np.float32) for c in ds.calibration(N_CALIB)]
     torch_acc = train.evaluate(mnv2, torch.utils.data.DataLoader(ds.test, batch_size=500))["accuracy"]
     notes.append(f"mnist5k MobileNetV2-0.5 (28x28) torch FP32 test accuracy {torch_acc:.4f}")
+    notes.append("Random weights give nearly tied logits, so top-1 agreement on the 224 models is a weak signal "
+                 "(FP16 agrees on only ~94% of MobileNetV2's inputs); SQNR compares methods there, the trained "
+                 "mnist model compares accuracy.")
+    notes.append("effai's auto choice keeps output SQNR within 1 dB of its per-channel default; ORT's fastest "
+                 "setting on the mnist model (per-tensor QOperator) is ~3 dB lower. `max_sqnr_loss_db=3` lets "
+                 "effai make the same trade.")
     r, g, c, why = evaluate_model("mobilenet_v2 0.5 mnist5k", mnv2, x_test, y_test, calib, rounds, args.quick)
     all_rows, grid_rows, cand_rows = all_rows + r, grid_rows + g, cand_rows + c
     if why:
@@ -224,22 +237,24 @@ def main():
     md = [
         "## INT8 deployment against peers (`benchmarks/quantize_peers.py`)",
         "",
-        f"Latency: batch 1, {THREADS} thread, persistent sessions, {rounds} interleaved rounds x 10 calls, median of "
-        "the per-round means (`effai.profile.latency.interleaved`; all variants of one model in the same rounds). "
+        f"Latency: batch 1, {THREADS} thread, persistent sessions, {rounds} interleaved rounds of >= 10 calls and "
+        f">= {ROUND_MS:.0f} ms per variant, median of the per-round means (`effai.profile.latency.interleaved`; all variants of one model in the same rounds). "
         f"Calibration: the same {N_CALIB} inputs for every INT8 method, minmax (training images for mnist, "
         "random-normal inputs for the 224 models, whose random weights get BatchNorm statistics from forward "
         "passes so activations keep their scale). SQNR / top-1 agreement compare the logits with FP32 ONNX "
         "Runtime on held-out inputs. *ORT best of grid* is the fastest of the ORT settings grid below, measured "
         "in this run. effai *auto* = `export_onnx(..., runtime=\"auto\")`: every candidate of both runtimes "
-        "quantized and timed during export, the fastest within 1 dB of the best SQNR kept.",
+        "quantized and timed during export, the fastest kept among those whose SQNR is at most 1 dB below the CPU-chosen default's.",
         "",
-        "**effai's best INT8 against the fastest peer** (ratio < 1: effai faster):",
+        "**effai's best INT8 against the fastest peer** (ratio < 1: effai faster; *noise* is how far a second "
+        "session on the FP32 file lands from the first in the same rounds, so a ratio within it is a tie). The "
+        "latency goal is on the two 224x224 models; the mnist model (0.3 ms a call) is there for accuracy:",
         "",
         table(["model", "effai (auto)", "effai ms", "effai SQNR dB", "fastest peer", "peer ms", "peer SQNR dB",
-               "effai / peer", "effai speedup vs FP32 ORT"],
+               "effai / peer", "effai speedup vs FP32 ORT", "noise (fp32 twice)"],
               [[s["model"], s["effai"], f"{s['effai_ms']:.2f}", f"{s['effai_sqnr_db']:.1f}", s["peer"],
                 f"{s['peer_ms']:.2f}", f"{s['peer_sqnr_db']:.1f}", f"{s['effai_vs_peer']:.3f}",
-                f"{s['effai_speedup_vs_fp32_ort']:.2f}x"] for s in summ]),
+                f"{s['effai_speedup_vs_fp32_ort']:.2f}x", f"{s['noise']:.1%}"] for s in summ]),
         "",
         "**All variants:**",
         "",
@@ -249,8 +264,9 @@ def main():
                 f"{r['latency_ms']:.2f}", f"{r['speedup_vs_fp32_ort']:.2f}x", f"{r['sqnr_db_vs_fp32']:.1f}",
                 f"{r['top1_agreement']:.3f}", f"{r['accuracy']:.4f}" if "accuracy" in r else "-"] for r in all_rows]),
         "",
-        "effai *auto*'s candidates as measured during export (SQNR on 8 calibration inputs; 5 interleaved "
-        "rounds x 5 calls):",
+        "effai *auto*'s candidates as measured during export (SQNR on 8 calibration inputs; "
+        "11 interleaved rounds of >= 20 ms per candidate after 10 warm-up calls, fastest round; the first row, the CPU-chosen default, is the "
+        "accuracy reference):",
         "",
         table(["model", "runtime", "settings", "SQNR dB", "latency ms", "chosen"],
               [[c["model"], c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}", f"{c['latency_ms']:.2f}",

@@ -296,6 +296,24 @@ def test_interleaved_ranks_candidates_and_checks_arguments():
     assert calls[:2] == ["f", "s"] and calls.count("f") == calls.count("s") == 1 + 3 * 2
     with pytest.raises(InputError, match="rounds >= 1"):
         interleaved({"a": lambda: None}, rounds=0)
+    with pytest.raises(InputError, match="statistic must be"):
+        interleaved({"a": lambda: None}, statistic="mean")
+    for stat, lo, hi in (("median", 9.0, 50.0), ("min", 0.9, 5.0)):  # rounds of 10, 10 and 1 ms
+        pauses = iter([0.010, 0.010, 0.001])
+        ms = interleaved({"a": lambda it=pauses: time.sleep(next(it))}, rounds=3, inner=1, warmup=0, statistic=stat)
+        assert lo <= ms["a"] <= hi, (stat, ms)
+    # min_round_ms: the fast callable is called more often per round, the slow one at least `inner` times
+    counts = {"fast": 0, "slow": 0}
+
+    def fast():
+        counts["fast"] += 1
+
+    def slow():
+        counts["slow"] += 1
+        time.sleep(0.004)
+
+    interleaved({"fast": fast, "slow": slow}, rounds=2, inner=1, warmup=0, min_round_ms=10.0)
+    assert counts["fast"] > 2 * 10 and 1 + 2 * 2 <= counts["slow"] <= 1 + 2 * 3
 
 
 def test_bad_input_is_an_input_error():

@@ -96,6 +96,8 @@ def test_model_files_via_cli(corpus):
     expect["TorchScript file → fit"] = (0,)
     cases["TorchScript file on 8x8 digits → compress"] = ["compress", ts, "--recipe", recipe, "--out", t / "cts"]
     expect["TorchScript file on 8x8 digits → compress"] = (2, "scripted.pt", "cannot run on one sample", "1x1x8x8")
+    cases["latency runtime that effai does not have → profile"] = ["profile", "lenet5", "--runtime", "tensorrt"]
+    expect["latency runtime that effai does not have → profile"] = (2, "--runtime", "'tensorrt'", "openvino")
     results = run_and_record(cases, t, expect, markers)
     assert '"params"' in results["TorchScript file → profile"]["stdout"]
     assert not mk.exists()
