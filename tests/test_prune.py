@@ -88,6 +88,48 @@ def test_channel_pruning_keeps_graph_consistent(name, shape):
     assert sum(p.numel() for p in m.parameters()) < 0.5 * before
 
 
+def test_latency_allocation_spends_the_budget_where_measured_time_falls_most(monkeypatch):
+    """The allocation logic on injected timings: the group whose probe saves the most time per
+    removed channel is cut to max_ratio first, and the whole budget is spent."""
+    from effai.prune import latency as L
+    from effai.prune.structured import plan
+
+    m = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3),
+                      nn.ReLU(), nn.Flatten(), nn.Linear(32 * 2 * 2, 10)).eval()
+    cfg = ChannelConfig(0.25, input_shape=(1, 3, 8, 8), allocation="latency", round_to=1, max_ratio=0.5)
+    saved = {"0": 1.0, "2": 3.0, "4": 2.0}  # ms saved by each group's probe (conv name -> ms)
+    seen = []
+
+    def fake_measure(models, example, threads=1, rounds=5, runs=10, statistic="median"):
+        seen.append(len(models))
+        names = [g.name for g in plan(copy.deepcopy(m), ChannelConfig(0.5, input_shape=(1, 3, 8, 8)))[0].groups]
+        return [10.0] + [10.0 - saved[n] for n in names]
+
+    monkeypatch.setattr(L, "measure_models", fake_measure)
+    dg, keep = plan(copy.deepcopy(m), cfg)
+    by_name = {g.name: keep[g.root] for g in dg.groups}
+    assert seen == [4]  # the dense model and one probe per group, timed in one interleaved run
+    # budget 0.25 * 96 = 24 channels: all 16 allowed from conv "2" (3 ms), the other 8 from "4" (2 ms)
+    assert by_name == {"0": 32, "2": 16, "4": 24}
+
+
+def test_latency_allocation_prunes_a_real_network():
+    torch.manual_seed(0)
+    shape = (1, 3, 32, 32)
+    m = zoo.create("mobilenet_v1", resolution=32, num_classes=10, width_mult=0.25).eval()
+    x = torch.randn(shape)
+    from effai.prune.structured import plan
+
+    dg, keep = plan(copy.deepcopy(m), ChannelConfig(0.5, input_shape=shape, allocation="latency", round_to=4))
+    total = sum(g.size for g in dg.groups)
+    removed = sum(g.size - keep[g.root] for g in dg.groups)
+    assert 0.45 * total <= removed <= 0.55 * total  # the channel budget is spent (up to rounding)
+    assert all(keep[g.root] >= g.size * 0.25 - 4 for g in dg.groups)  # max_ratio 0.75 respected
+    before = sum(p.numel() for p in m.parameters())
+    prune_(m, ChannelConfig(0.5, input_shape=shape, allocation="latency", round_to=4))
+    assert m(x).shape == (1, 10) and sum(p.numel() for p in m.parameters()) < before
+
+
 def test_removing_dead_channels_changes_nothing():
     """Channels whose conv filter, bias and BN shift are zero carry nothing: removing them
     through a residual add must leave the output unchanged."""
