@@ -159,9 +159,10 @@ def interleaved(calls: dict[str, Callable], rounds: int = 7, inner: int = 10, wa
     the median over `rounds` rounds, so a contention burst that hits one round is discarded
     and hits every candidate alike. `statistic="min"` keeps the fastest round instead: outside
     load only ever adds time, so when a choice must survive bursts that last several rounds,
-    the quietest round of each candidate is the fairer comparison. `min_round_ms` raises a fast callable's `inner` (from one
-    timed call after warm-up) so that each of its rounds lasts at least that long: a
-    sub-millisecond model timed 10 calls at a time measures the clock and the scheduler.
+    the quietest round of each candidate is the fairer comparison. `min_round_ms` raises a fast
+    callable's `inner` (from one timed call after warm-up) so that each of its rounds lasts at
+    least that long: a sub-millisecond model timed 10 calls at a time measures the clock and
+    the scheduler.
 
     >>> ms = interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(10_000))}, rounds=3, inner=2)
     >>> sorted(ms), ms["a"] < ms["b"]
@@ -235,7 +236,7 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
                     warmup: int = 10, repeats: int = 30, min_seconds: float = 1.0,
                     max_seconds: float = 60.0) -> Latency:
     """Measure per-call latency of a model (torch eager) or an ONNX file / model (runtime
-"onnxruntime" or "openvino"; a model is exported to ONNX first).
+    "onnxruntime" or "openvino"; a model is exported to ONNX first).
 
     `threads=None` uses torch's current intra-op thread count for both runtimes (set
     explicitly on the ORT session, so the recorded number is the one used).

@@ -30,24 +30,19 @@ def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: in
     return open_session(path, threads)
 
 
-def interleaved_ms(sessions: list, example: torch.Tensor, rounds: int = 5, runs: int = 10,
-                   warmup: int = 3, statistic: str = "median") -> list[float]:
-    """Latency (ms) of each session, timed side by side in `rounds` interleaved rounds of `runs`
-    calls: the median round, or the fastest with `statistic="min"` (effai.profile.latency.interleaved)."""
+def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,
+                   runs: int = 10, statistic: str = "median") -> list[float]:
+    """ONNX Runtime latency (ms, batch of `example`) of several models, timed side by side in
+    `rounds` interleaved rounds of `runs` calls: each model's median round, or its fastest with
+    `statistic="min"` (effai.profile.latency.interleaved)."""
     from effai.profile.latency import interleaved
 
     feed = example.numpy()
-    calls = {i: (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed})) for i, s in enumerate(sessions)}
-    ms = interleaved(calls, rounds=rounds, inner=runs, warmup=warmup, statistic=statistic)
-    return [ms[i] for i in range(len(sessions))]
-
-
-def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,
-                   runs: int = 10, statistic: str = "median") -> list[float]:
-    """Interleaved ONNX Runtime latency (ms, batch of `example`) of several models (`interleaved_ms`)."""
     with tempfile.TemporaryDirectory() as tmp:
         sessions = [ort_session(m, example, Path(tmp) / f"m{i}.onnx", threads) for i, m in enumerate(models)]
-        return interleaved_ms(sessions, example, rounds, runs, statistic=statistic)
+        calls = {i: (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed})) for i, s in enumerate(sessions)}
+        ms = interleaved(calls, rounds=rounds, inner=runs, warmup=3, statistic=statistic)
+    return [ms[i] for i in range(len(models))]
 
 
 def latency_allocation(model: nn.Module, dg, config) -> dict[int, int]:

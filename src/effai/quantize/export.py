@@ -144,11 +144,23 @@ class _Reader:
         self.i = 0
 
 
-def quantize_onnx_int8(float_path, out_path, calibration, settings: dict | None = None, method: str = "minmax",
-                       max_batches: int = 16, batch_size: int = 1) -> Path:
-    """Static INT8 quantization of an ONNX file with ORT, with `settings` (default: chosen for this CPU)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+def preprocess_onnx(float_path, out_path) -> Path:
+    """ORT's pre-processing for quantization (shape inference, graph optimisation that folds
+    BatchNorm) into `out_path`; the float file itself where it fails (it is an optimisation)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(float_path), str(out_path), skip_symbolic_shape=True)
+    except Exception:  # noqa: BLE001 - fall back to the raw model
+        return Path(float_path)
+    return Path(out_path)
+
+
+def quantize_onnx_int8(float_path, out_path, calibration, settings: dict | None = None, method: str = "minmax",
+                       max_batches: int = 16, batch_size: int = 1, preprocessed: bool = False) -> Path:
+    """Static INT8 quantization of an ONNX file with ORT, with `settings` (default: chosen for this
+    CPU); `preprocessed=True` says `float_path` already went through `preprocess_onnx`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from effai.quantize.calibrate import batches
 
@@ -162,11 +174,7 @@ def quantize_onnx_int8(float_path, out_path, calibration, settings: dict | None 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        try:
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
-        except Exception:  # noqa: BLE001 - pre-processing is an optimisation; fall back to the raw model
-            pre = Path(float_path)
+        pre = Path(float_path) if preprocessed else preprocess_onnx(float_path, Path(tmp) / "pre.onnx")
         tmp_out = Path(tmp) / "q.onnx"
         quantize_static(
             str(pre), str(tmp_out), _Reader(name, data),
@@ -208,9 +216,11 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     inputs = [x[None].numpy().astype(np.float32) for x in torch.cat(batches(calibration, None))[:8]]
     reference = onnx_runner(float_path, "onnxruntime", threads)
     ref = np.concatenate([reference(x)[0] for x in inputs])
+    pre = preprocess_onnx(float_path, out_dir / "pre.onnx")  # once, not once per candidate
     files, calls, rows = [], {}, []
     for i, (runtime, s) in enumerate(candidates):
-        f = quantize_onnx_int8(float_path, out_dir / f"candidate{i}.onnx", calibration, s, method)
+        f = quantize_onnx_int8(pre, out_dir / f"candidate{i}.onnx", calibration, s, method,
+                               preprocessed=pre != Path(float_path))
         run = onnx_runner(f, runtime, threads)
         out = np.concatenate([run(x)[0] for x in inputs])
         files.append(f)
