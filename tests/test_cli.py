@@ -76,3 +76,50 @@ def test_train_cli_writes_checkpoint(tmp_path):
     assert json.loads(r.stdout)["test_accuracy"] > 0.5
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["arch"] == "lenet300_100" and meta["input_shape"] == [1, 8, 8]
+
+
+def test_export_writes_a_tuned_int8_file_from_a_checkpoint(tmp_path):
+    """train -> export --runtime auto: a real INT8 ONNX file that agrees with the float model on
+    the runtime it was chosen for, with the candidates it was chosen from; the FP16 export of the
+    same checkpoint is about half the FP32 file."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from effai import data
+    from effai.profile import onnx_runner
+    from effai.zoo.loading import load_model
+
+    ckpt = tmp_path / "lenet"
+    assert run("train", "lenet300_100", "--dataset", "digits", "--epochs", "2", "--out", str(ckpt)).returncode == 0
+    r = run("export", str(ckpt), "--dataset", "digits", "--runtime", "auto", "--out", str(tmp_path / "q.onnx"), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["dtype"] == "int8" and info["bytes"] < 0.35 * info["float_bytes"]
+    assert sum(c["chosen"] for c in info["candidates"]) == 1 and info["float_latency_ms"] > 0
+    assert {c["runtime"] for c in info["candidates"]} == {"onnxruntime", "openvino"}
+    x = data.load("digits").test.tensors[0][:8]
+    with torch.no_grad():
+        ref = load_model(str(ckpt)).model.eval()(x).numpy()
+    run_int8 = onnx_runner(tmp_path / "q.onnx", info["runtime"])  # the runtime it was chosen for
+    out = np.concatenate([run_int8(x[i:i + 1].numpy())[0] for i in range(8)])
+    assert out.shape == (8, 10) and (out.argmax(1) == ref.argmax(1)).mean() >= 0.75
+    r = run("export", str(ckpt), "--dataset", "digits", "--dtype", "fp16", "--out", str(tmp_path / "h.onnx"))
+    assert r.returncode == 0, r.stderr
+    assert "fp16" in r.stdout and 0.4 < (tmp_path / "h.onnx").stat().st_size / info["float_bytes"] < 0.6
+
+
+@pytest.mark.parametrize("args,says", [
+    (["lenet5", "--dataset", "digits", "--out", "X/m.onnx"], "resolution=8 for 'lenet5'"),
+    (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--dtype", "int4"], "dtype must be 'int8', 'fp16' or 'fp32'"),
+    (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--runtime", "tflite"], "runtime: expected one of"),
+    (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--method", "kl"], "method: expected one of"),
+    (["lenet300_100", "--dataset", "digits", "--out", "X/model.pt"], "expected a file name ending in .onnx"),
+])
+def test_export_bad_input_is_one_line_exit_2(tmp_path, args, says):
+    r = run("export", *[a.replace("X", str(tmp_path)) for a in args])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], r.stderr
+    assert not list(tmp_path.glob("*.onnx"))

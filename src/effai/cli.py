@@ -109,12 +109,7 @@ def train_cmd(
     from effai import train, zoo
 
     ds = data_mod.load(dataset, seed=seed)
-    opts = {"num_classes": ds.num_classes, "in_channels": ds.input_shape[0]}
-    if width_mult is not None:
-        opts["width_mult"] = width_mult
-    if ds.input_shape[-1] != zoo.info(model).input_shape[-1]:
-        opts["resolution"] = ds.input_shape[-1]
-    net = zoo.create(model, **opts)
+    net = zoo.create(model, **zoo.options_for(model, ds, **({} if width_mult is None else {"width_mult": width_mult})))
     cfg = train.TrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads,
         label_smoothing=label_smoothing,
@@ -215,6 +210,68 @@ def compress_cmd(
         t.add_row(s["stage"], f"{s['bytes']:,}", f"{s['ratio']:.1f}x", f"{s['accuracy']:.2%}")
     console.print(t)
     console.print(f"compressed file: {result['file']}")
+
+# ---------------------------------------------------------------- export (deployable ONNX)
+@app.command("export")
+def export_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch) or TorchScript file."),
+    out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
+    dtype: str = typer.Option("int8", help="int8 | fp16 | fp32"),
+    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | synthetic | a path."),
+    method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
+    runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
+    tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),
+    max_sqnr_loss_db: float = typer.Option(1.0, min=0.0, help="Tuning: the most output SQNR (dB) a candidate may lose against the CPU-chosen default."),
+    threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
+    seed: int = typer.Option(0, help="Seed of the data split (calibration images come from its training part)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the export facts (and tuning candidates) as JSON."),
+):
+    """Write a deployable ONNX file: real INT8 (calibrated on the data set), FP16 or FP32.
+
+    With --runtime auto (or --tune) the INT8 settings and runtime are chosen by timing them here.
+
+    Example: effai export runs/lenet5 --dataset mnist5k --dtype int8 --runtime auto --out lenet5_int8.onnx
+    """
+    from effai import data as data_mod
+    from effai import zoo
+    from effai.fileio import ensure_dir
+    from effai.quantize import export_onnx
+    from effai.zoo.loading import check_compatible, load_model
+
+    if out.suffix != ".onnx":
+        raise InputError(f"--out {out}: expected a file name ending in .onnx")
+    ensure_dir(out.parent, "--out ")
+    ds = data_mod.load(dataset, seed=seed)
+    lm = load_model(model, arch=arch, options=zoo.options_for(model, ds) if (model in zoo.names() or arch) else None,
+                    trust_pickle=trust_pickle)
+    if lm.model is None:
+        raise InputError(f"{model}: already an ONNX file; export takes a PyTorch model (zoo name, checkpoint, "
+                         "state dict or TorchScript)")
+    check_compatible(lm.model, ds, model)
+    with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
+        info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
+                           calibration=ds.calibration() if dtype == "int8" else None, method=method,
+                           runtime=runtime, tune=tune, max_sqnr_loss_db=max_sqnr_loss_db, threads=threads)
+    if as_json:
+        print_json(info)
+        return
+    if info["candidates"]:
+        from rich.table import Table
+
+        t = Table(title="INT8 candidates (SQNR against the float model; latency timed here)")
+        for col in ("runtime", "settings", "SQNR dB", "latency ms", "chosen"):
+            t.add_column(col)
+        for c in info["candidates"]:
+            t.add_row(c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}", f"{c['latency_ms']:.3f}",
+                      "yes" if c["chosen"] else "")
+        console.print(t)
+        console.print(f"FP32 on onnxruntime, timed in the same rounds: {info['float_latency_ms']:.3f} ms", highlight=False)
+    how = f"{info['runtime']}: {info['settings']['reason']}" if info["settings"] else info["runtime"]
+    console.print(f"wrote {out}: {dtype}, {info['bytes']:,} bytes ({info['bytes'] / info['float_bytes']:.2f}x "
+                  f"the FP32 file); for {how}", highlight=False)
+
 
 # ---------------------------------------------------------------- hardware targets
 @app.command("targets")

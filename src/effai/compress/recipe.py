@@ -77,11 +77,9 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
 
     ensure_dir(out_dir, "--out ")  # an unusable folder fails now, not after compressing
     ds = data_mod.load(recipe.dataset, seed=recipe.seed)
-    options = {"num_classes": ds.num_classes, "in_channels": ds.input_shape[0]}
     from effai import zoo
 
-    if model_spec in zoo.names() and ds.input_shape[-1] != zoo.info(model_spec).input_shape[-1]:
-        options["resolution"] = ds.input_shape[-1]
+    options = zoo.options_for(model_spec, ds)
     lm = load_model(model_spec, arch=arch, options=options if (model_spec in zoo.names() or arch) else None,
                     trust_pickle=trust_pickle)
     if lm.model is None:

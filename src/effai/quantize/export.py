@@ -204,11 +204,12 @@ def to_fp16(float_path, out_path) -> Path:
 
 
 def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tuple[str, dict]], method: str,
-               example: np.ndarray, threads: int, max_sqnr_loss_db: float) -> tuple[Path, list[dict]]:
+               example: np.ndarray, threads: int, max_sqnr_loss_db: float) -> tuple[Path, list[dict], float]:
     """Quantize each (runtime, settings) candidate into `out_dir`, measure its output SQNR against
     the float model on up to 8 calibration inputs and its latency on `example` (interleaved
-    rounds), and return the file of the fastest candidate whose SQNR is at most
-    `max_sqnr_loss_db` below the first candidate's (the CPU-chosen default), with one row each."""
+    rounds, the float model on ONNX Runtime timed alongside), and return the file of the fastest
+    candidate whose SQNR is at most `max_sqnr_loss_db` below the first candidate's (the
+    CPU-chosen default), one row per candidate, and the float model's latency."""
     from effai.numerics import sqnr_db
     from effai.profile.latency import interleaved, onnx_runner
     from effai.quantize.calibrate import batches
@@ -230,13 +231,14 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     # fresh sessions are slow for their first calls; then 11 rounds of >= 20 ms per candidate
     # (2-3 s for ResNet-18), each candidate judged by its quietest round, because a contention
     # burst on a shared machine can outlast half the rounds and then moves medians by 1.5x
+    calls["float"] = lambda: reference(example)
     ms = interleaved(calls, rounds=11, inner=3, warmup=10, min_round_ms=20.0, statistic="min")
     floor = rows[0]["sqnr_db"] - max_sqnr_loss_db
     eligible = [i for i, r in enumerate(rows) if r["sqnr_db"] >= floor] or [0]
     chosen = min(eligible, key=lambda i: ms[i])
     for i, r in enumerate(rows):
         r.update(latency_ms=ms[i], chosen=i == chosen)
-    return files[chosen], rows
+    return files[chosen], rows, ms["float"]
 
 
 def export_onnx(model: nn.Module, path, example_inputs, dtype: str = "int8", calibration=None,
@@ -252,7 +254,8 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str = "int8", cal
     - `tune=True` (implied by "auto"): quantize every candidate, keep the fastest on `threads`
       threads at the batch of `example_inputs` among those whose output SQNR against the float
       model is at most `max_sqnr_loss_db` below the CPU-chosen default's (the first candidate);
-      `candidates` in the result lists each one's SQNR and latency.
+      `candidates` in the result lists each one's SQNR and latency, and `float_latency_ms` the
+      FP32 model's on ONNX Runtime, timed in the same rounds.
 
     >>> import os, tempfile, torch, torch.nn as nn
     >>> m = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 64))
@@ -269,6 +272,8 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str = "int8", cal
         raise InputError("runtime='auto' chooses INT8 settings by measurement: use it with dtype='int8' and no settings")
     if dtype == "int8" and calibration is None:
         raise InputError("export_onnx: dtype='int8' needs calibration data (a DataLoader or tensors)")
+    if method not in _METHODS:
+        raise InputError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
     if max_sqnr_loss_db < 0 or threads < 1:
         raise InputError(f"export_onnx: expected max_sqnr_loss_db >= 0 and threads >= 1, got {max_sqnr_loss_db}, {threads}")
     if runtime == "openvino":
@@ -277,7 +282,8 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str = "int8", cal
         openvino_core()  # fail early, with the install hint, if OpenVINO is missing
     path = Path(path)
     ex = example_inputs if isinstance(example_inputs, torch.Tensor) else example_inputs[0]
-    info = {"path": str(path), "dtype": dtype, "runtime": runtime, "settings": None, "candidates": None}
+    info = {"path": str(path), "dtype": dtype, "runtime": runtime, "settings": None, "candidates": None,
+            "float_latency_ms": None}
     from effai.fileio import write_atomic
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,11 +294,13 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str = "int8", cal
             candidates = ([(runtime, dict(settings))] if settings is not None
                           else [(r, s) for r in runtimes for s in int8_candidates(r)])
             if tune or runtime == "auto":
-                chosen, rows = _tune_int8(fp, Path(tmp), calibration, candidates, method,
-                                          ex.detach().cpu().numpy().astype(np.float32), threads, max_sqnr_loss_db)
+                chosen, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, candidates, method,
+                                                    ex.detach().cpu().numpy().astype(np.float32), threads,
+                                                    max_sqnr_loss_db)
                 write_atomic(path, chosen.read_bytes())
                 pick = next(i for i, r in enumerate(rows) if r["chosen"])
-                info.update(runtime=candidates[pick][0], settings=candidates[pick][1], candidates=rows)
+                info.update(runtime=candidates[pick][0], settings=candidates[pick][1], candidates=rows,
+                            float_latency_ms=float_ms)
             else:
                 info.update(runtime=candidates[0][0], settings=candidates[0][1])
                 quantize_onnx_int8(fp, path, calibration, candidates[0][1], method)

@@ -55,10 +55,7 @@ class Context:
     def arch(self, name: str, **options) -> nn.Module:
         from effai import zoo
 
-        opts = {"num_classes": self.data.num_classes, "in_channels": self.input_shape[0], **options}
-        if self.input_shape[-1] != zoo.info(name).input_shape[-1]:
-            opts["resolution"] = self.input_shape[-1]
-        return zoo.create(name, **opts)
+        return zoo.create(name, **zoo.options_for(name, self.data, **options))
 
     def finetune_config(self, epochs: int | None = None, lr: float = 5e-4):
         from effai.train import TrainConfig

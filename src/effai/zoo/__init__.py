@@ -11,6 +11,6 @@ Keras references in github.com/mlcommons/tiny. See tests/test_zoo.py for the pin
 """
 
 from . import lenet, mlperf_tiny, mobilenet_v1, mobilenet_v2, mobilenet_v3, resnet, squeezenet  # noqa: F401
-from .registry import ModelInfo, check_input, create, info, input_shape, names, register
+from .registry import ModelInfo, check_input, create, info, input_shape, names, options_for, register
 
-__all__ = ["ModelInfo", "check_input", "create", "info", "input_shape", "names", "register"]
+__all__ = ["ModelInfo", "check_input", "create", "info", "input_shape", "names", "options_for", "register"]

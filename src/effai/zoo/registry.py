@@ -165,6 +165,21 @@ def input_shape(name: str, **opts) -> tuple[int, ...]:
     return (o["in_channels"], h, w)
 
 
+def options_for(name: str, data, **options) -> dict:
+    """`create` options that fit zoo model `name` to data set `data` (a DataSplits): its number
+    of classes and input channels and, where it differs from the model's default, its
+    resolution (not for a name outside the zoo). `options` are added as given.
+
+    >>> from effai import data as d
+    >>> options_for("lenet5", d.load("digits"))
+    {'num_classes': 10, 'in_channels': 1, 'resolution': 8}
+    """
+    opts = {"num_classes": data.num_classes, "in_channels": data.input_shape[0], **options}
+    if name in _INFOS and data.input_shape[-1] != info(name).input_shape[-1]:
+        opts["resolution"] = data.input_shape[-1]
+    return opts
+
+
 def check_input(model, shape) -> None:
     """Raise InputError if an input of `shape` does not suit `model` (a zoo name or created model).
 
