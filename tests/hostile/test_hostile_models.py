@@ -80,6 +80,10 @@ def test_model_files_via_cli(corpus):
         arch = ["--arch", "lenet5"] if what in STATE_DICTS else []
         cases[name] = ["compress", files[what], *arch, "--recipe", recipe, "--out", t / f"c{len(cases)}"]
         expect[name], markers[name] = (2, files[what].name, *EXPECT[what]), mk
+    for what in ("pickle payload in a state dict", "zero-byte .pt", "NaN weight"):
+        name = f"{what} → export"
+        cases[name] = ["export", files[what], "--arch", "lenet5", "--out", t / f"e{len(cases)}.onnx"]
+        expect[name], markers[name] = (2, files[what].name, *EXPECT[what]), mk
     name = "pickle payload in a training resume file (last.pt) → train"
     cases[name] = ["train", "lenet5", "--dataset", "synthetic", "--epochs", "1",
                    "--out", files["pickle payload in a training resume file (last.pt)"]]
