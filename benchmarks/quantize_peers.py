@@ -270,7 +270,8 @@ def main():
         "",
         table(["model", "runtime", "settings", "SQNR dB", "latency ms", "chosen"],
               [[c["model"], c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}", f"{c['latency_ms']:.2f}",
-                "yes" if c["chosen"] else ""] for c in cand_rows]),
+                "yes" if c["chosen"] else ""] if not c["error"] else
+               [c["model"], c["runtime"], c["settings"], "-", "-", f"failed: {c['error']}"] for c in cand_rows]),
         "",
         "ORT settings grid (U8/S8 = activation/weight types, pc = per-channel, rr = reduce_range):",
         "",

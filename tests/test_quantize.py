@@ -202,6 +202,7 @@ def test_auto_runtime_keeps_the_fastest_accurate_candidate(tmp_path, trained):
 
     default = int8_candidates("onnxruntime")[0]  # the CPU-chosen settings are the accuracy reference
     assert (rows[0]["runtime"], rows[0]["settings"]) == ("onnxruntime", settings_label(default))
+    assert all(r["error"] is None for r in rows)  # a small CNN runs on every candidate
     eligible = [r for r in rows if r["sqnr_db"] >= rows[0]["sqnr_db"] - 1.0]  # no worse than the default - 1 dB
     assert chosen[0] in eligible and chosen[0]["latency_ms"] == min(r["latency_ms"] for r in eligible)
     assert info["bytes"] == chosen[0]["bytes"]  # the file written is the chosen candidate
@@ -211,6 +212,26 @@ def test_auto_runtime_keeps_the_fastest_accurate_candidate(tmp_path, trained):
     picked = next(r for r in strict["candidates"] if r["chosen"])
     assert picked["sqnr_db"] >= strict["candidates"][0]["sqnr_db"]
     assert not any(r["chosen"] for r in strict["candidates"] if r["sqnr_db"] < strict["candidates"][0]["sqnr_db"])
+
+
+def test_a_candidate_that_cannot_run_is_recorded_not_fatal(tmp_path, trained, monkeypatch):
+    """A runtime that cannot run one candidate (an op it lacks) leaves that candidate out with
+    the reason; the others are still timed and one is chosen."""
+    import effai.profile.latency as lat
+
+    real = lat.onnx_runner
+
+    def flaky(path, runtime="onnxruntime", threads=1):
+        if runtime == "openvino" and "candidate" in str(path):
+            raise RuntimeError("Model wasn't fully converted.\nNo conversion rule found for operations: com.microsoft.QGemm")
+        return real(path, runtime, threads)
+
+    monkeypatch.setattr(lat, "onnx_runner", flaky)
+    _, m, _, calib = trained
+    info = export_onnx(copy.deepcopy(m), tmp_path / "a.onnx", calib[:1], "int8", calibration=calib, runtime="auto")
+    failed = [r for r in info["candidates"] if r["error"]]
+    assert [r["runtime"] for r in failed] == ["openvino"] and "com.microsoft.QGemm" in failed[0]["error"]
+    assert not failed[0]["chosen"] and info["runtime"] == "onnxruntime" and (tmp_path / "a.onnx").exists()
 
 
 def test_export_rejects_bad_runtime_arguments(tmp_path, trained):

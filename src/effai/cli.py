@@ -264,8 +264,11 @@ def export_cmd(
         for col in ("runtime", "settings", "SQNR dB", "latency ms", "chosen"):
             t.add_column(col)
         for c in info["candidates"]:
-            t.add_row(c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}", f"{c['latency_ms']:.3f}",
-                      "yes" if c["chosen"] else "")
+            if c["error"]:
+                t.add_row(c["runtime"], c["settings"], "-", "-", f"failed: {c['error'][:60]}")
+            else:
+                t.add_row(c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}", f"{c['latency_ms']:.3f}",
+                          "yes" if c["chosen"] else "")
         console.print(t)
         console.print(f"FP32 on onnxruntime, timed in the same rounds: {info['float_latency_ms']:.3f} ms", highlight=False)
     how = f"{info['runtime']}: {info['settings']['reason']}" if info["settings"] else info["runtime"]

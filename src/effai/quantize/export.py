@@ -218,26 +218,38 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     reference = onnx_runner(float_path, "onnxruntime", threads)
     ref = np.concatenate([reference(x)[0] for x in inputs])
     pre = preprocess_onnx(float_path, out_dir / "pre.onnx")  # once, not once per candidate
-    files, calls, rows = [], {}, []
+    files, calls, rows = {}, {}, []
     for i, (runtime, s) in enumerate(candidates):
-        f = quantize_onnx_int8(pre, out_dir / f"candidate{i}.onnx", calibration, s, method,
-                               preprocessed=pre != Path(float_path))
-        run = onnx_runner(f, runtime, threads)
-        out = np.concatenate([run(x)[0] for x in inputs])
-        files.append(f)
+        row = {"runtime": runtime, "settings": settings_label(s), "sqnr_db": None, "bytes": None,
+               "latency_ms": None, "chosen": False, "error": None}
+        rows.append(row)
+        try:  # a runtime may lack an op of this model (OpenVINO and ORT's com.microsoft ops)
+            f = quantize_onnx_int8(pre, out_dir / f"candidate{i}.onnx", calibration, s, method,
+                                   preprocessed=pre != Path(float_path))
+            run = onnx_runner(f, runtime, threads)
+            out = np.concatenate([run(x)[0] for x in inputs])
+        except InputError:
+            raise
+        except Exception as e:  # noqa: BLE001 - recorded in the candidate's row, the others go on
+            row["error"] = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+            continue
+        files[i] = f
         calls[i] = lambda run=run: run(example)
-        rows.append({"runtime": runtime, "settings": settings_label(s), "sqnr_db": float(sqnr_db(ref, out)),
-                     "bytes": os.path.getsize(f)})
+        row.update(sqnr_db=float(sqnr_db(ref, out)), bytes=os.path.getsize(f))
+    if not files:
+        raise InputError("export_onnx: no INT8 candidate could be quantized and run: "
+                         + "; ".join(f"{r['runtime']} {r['settings']}: {r['error']}" for r in rows))
     # fresh sessions are slow for their first calls; then 11 rounds of >= 20 ms per candidate
     # (2-3 s for ResNet-18), each candidate judged by its quietest round, because a contention
     # burst on a shared machine can outlast half the rounds and then moves medians by 1.5x
     calls["float"] = lambda: reference(example)
     ms = interleaved(calls, rounds=11, inner=3, warmup=10, min_round_ms=20.0, statistic="min")
-    floor = rows[0]["sqnr_db"] - max_sqnr_loss_db
-    eligible = [i for i, r in enumerate(rows) if r["sqnr_db"] >= floor] or [0]
+    # the accuracy reference is the CPU-chosen default (the first candidate), or the first that ran
+    floor = rows[min(files)]["sqnr_db"] - max_sqnr_loss_db
+    eligible = [i for i in files if rows[i]["sqnr_db"] >= floor] or [min(files)]
     chosen = min(eligible, key=lambda i: ms[i])
-    for i, r in enumerate(rows):
-        r.update(latency_ms=ms[i], chosen=i == chosen)
+    for i in files:
+        rows[i].update(latency_ms=ms[i], chosen=i == chosen)
     return files[chosen], rows, ms["float"]
 
 
