@@ -79,7 +79,8 @@ def ort_int8_settings(flags: set[str] | None = None) -> dict:
 ORT_DEFAULT = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8",
                "per_channel": False, "reduce_range": False, "reason": "quantize_static defaults"}
 
-_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "mse": "MinMax"}
+# ORT's calibrators; it has no MSE search (quantize_'s "mse" is effai's own, on the torch side)
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 RUNTIMES = ("onnxruntime", "openvino")
 
