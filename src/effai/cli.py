@@ -235,21 +235,15 @@ def export_cmd(
     Example: effai export runs/lenet5 --dataset mnist5k --dtype int8 --runtime auto --out lenet5_int8.onnx
     """
     from effai import data as data_mod
-    from effai import zoo
     from effai.fileio import ensure_dir
     from effai.quantize import export_onnx
-    from effai.zoo.loading import check_compatible, load_model
+    from effai.zoo.loading import load_for_data
 
     if out.suffix != ".onnx":
         raise InputError(f"--out {out}: expected a file name ending in .onnx")
     ensure_dir(out.parent, "--out ")
     ds = data_mod.load(dataset, seed=seed)
-    lm = load_model(model, arch=arch, options=zoo.options_for(model, ds) if (model in zoo.names() or arch) else None,
-                    trust_pickle=trust_pickle)
-    if lm.model is None:
-        raise InputError(f"{model}: already an ONNX file; export takes a PyTorch model (zoo name, checkpoint, "
-                         "state dict or TorchScript)")
-    check_compatible(lm.model, ds, model)
+    lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already")
     with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
                            calibration=ds.calibration() if dtype == "int8" else None, method=method,

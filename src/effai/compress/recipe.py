@@ -67,24 +67,19 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
 
     from effai import data as data_mod
     from effai.compress.pipeline import deep_compression
-    from effai.errors import InputError
     from effai.fileio import write_json
     from effai.train import TrainConfig, fit
-    from effai.zoo.loading import check_compatible, load_model
+    from effai.zoo.loading import load_for_data
 
     recipe = load_recipe(recipe_path)
     from effai.fileio import ensure_dir
 
     ensure_dir(out_dir, "--out ")  # an unusable folder fails now, not after compressing
     ds = data_mod.load(recipe.dataset, seed=recipe.seed)
+    lm = load_for_data(model_spec, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="cannot be retrained")
     from effai import zoo
 
-    options = zoo.options_for(model_spec, ds)
-    lm = load_model(model_spec, arch=arch, options=options if (model_spec in zoo.names() or arch) else None,
-                    trust_pickle=trust_pickle)
-    if lm.model is None:
-        raise InputError(f"{model_spec}: an ONNX file cannot be retrained; give a zoo name or checkpoint")
-    check_compatible(lm.model, ds, model_spec)
+    options = zoo.options_for(model_spec, ds)  # recorded in the compressed file when the model has none
     torch.manual_seed(recipe.seed)
     if recipe.train_epochs:
         fit(lm.model, ds, TrainConfig(epochs=recipe.train_epochs, lr=recipe.train_lr, seed=recipe.seed),

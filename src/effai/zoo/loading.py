@@ -99,6 +99,23 @@ def check_compatible(model: nn.Module, data, where: str) -> None:
                          f"{data.num_classes} classes (expected (1, {data.num_classes}))")
 
 
+def load_for_data(spec: str, data, arch: str | None = None, trust_pickle: bool = False,
+                  onnx_refusal: str = "is not a PyTorch model") -> LoadedModel:
+    """Load MODEL to work on data set `data` (a DataSplits): a zoo name, or a bare state dict
+    with `arch`, is built for the data set's classes, channels and resolution
+    (`effai.zoo.options_for`); an ONNX file is refused (`onnx_refusal` says why); the model must
+    run on one sample and output the data set's classes (`check_compatible`)."""
+    from effai import zoo
+
+    options = zoo.options_for(spec, data) if (spec in zoo.names() or arch) else None
+    lm = load_model(spec, arch=arch, options=options, trust_pickle=trust_pickle)
+    if lm.model is None:
+        raise InputError(f"{spec}: an ONNX file {onnx_refusal}; give a zoo name, checkpoint folder, state dict "
+                         "(with --arch) or TorchScript file")
+    check_compatible(lm.model, data, spec)
+    return lm
+
+
 def zoo_suggestion(name: str) -> InputError:
     from effai import zoo
     from effai.errors import suggest
