@@ -16,7 +16,7 @@ import math
 from statistics import NormalDist
 
 from effai.errors import InputError
-from effai.results.evaluation import Harm
+from effai.results.evaluation import GroupHarm, Harm
 
 
 def compare(base, variant, *, slices=None, alpha: float = 0.05, min_excess: float = 0.02) -> Harm:
@@ -65,7 +65,7 @@ def compare(base, variant, *, slices=None, alpha: float = 0.05, min_excess: floa
     )
 
 
-def _group(name, idx, ok_b, ok_v, change, overall, z_crit, min_excess) -> dict:
+def _group(name, idx, ok_b, ok_v, change, overall, z_crit, min_excess) -> GroupHarm:
     n = len(idx)
     d = [change[i] for i in idx]
     delta = sum(d) / n
@@ -74,16 +74,8 @@ def _group(name, idx, ok_b, ok_v, change, overall, z_crit, min_excess) -> dict:
     se = math.sqrt((var + 1.0 / n) / n)
     excess = delta - overall
     z = excess / se
-    return {
-        "name": name,
-        "n": n,
-        "base": sum(ok_b[i] for i in idx) / n,
-        "variant": sum(ok_v[i] for i in idx) / n,
-        "delta": delta,
-        "excess": excess,
-        "z": z,
-        "flagged": bool(excess < -min_excess and z < -z_crit),
-    }
+    return GroupHarm(name=name, n=n, base=sum(ok_b[i] for i in idx) / n, variant=sum(ok_v[i] for i in idx) / n,
+                     delta=delta, excess=excess, z=z, flagged=bool(excess < -min_excess and z < -z_crit))
 
 
 def _as_dict(ev) -> dict:

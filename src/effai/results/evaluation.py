@@ -37,12 +37,26 @@ class Evaluation(Record):
 
 
 @dataclass(frozen=True)
+class GroupHarm(Record):
+    """One class's (or slice's) accuracy against the base, and whether its drop is flagged."""
+
+    name: str
+    n: int
+    base: float  # the base's accuracy on the group
+    variant: float  # the variant's accuracy on the group
+    delta: float  # variant - base
+    excess: float  # delta - the overall delta
+    z: float  # paired z statistic of the excess
+    flagged: bool  # loses significantly (and materially) more than overall
+
+
+@dataclass(frozen=True)
 class Harm(Record):
     """A paired comparison with the base, class by class and slice by slice (`effai.evaluate.compare`)."""
 
     overall_delta: float  # variant accuracy - base accuracy
-    classes: list[dict]  # one per class: name, n, base, variant, delta, excess, z, flagged
-    slices: list[dict] = field(default_factory=list)  # the same, per user-given slice
+    classes: list[GroupHarm]  # one per class
+    slices: list[GroupHarm] = field(default_factory=list)  # the same, per user-given slice
     exemplars: list[int] = field(default_factory=list)  # CIEs: base right, variant wrong
     fixed: list[int] = field(default_factory=list)  # base wrong, variant right
     changed: int = 0  # examples whose predicted label changed at all
@@ -50,8 +64,8 @@ class Harm(Record):
     @property
     def flagged(self) -> list[str]:
         """Names of the classes and slices that lose significantly more than overall."""
-        return [g["name"] for g in self.classes + self.slices if g["flagged"]]
+        return [g.name for g in self.classes + self.slices if g.flagged]
 
-    def worst(self, n: int = 3) -> list[dict]:
+    def worst(self, n: int = 3) -> list[GroupHarm]:
         """The `n` classes with the largest excess drop."""
-        return sorted(self.classes, key=lambda g: g["excess"])[:n]
+        return sorted(self.classes, key=lambda g: g.excess)[:n]

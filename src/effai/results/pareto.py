@@ -77,8 +77,8 @@ def pareto_front(items: Iterable[T], axes: Sequence[str], on: Split = "test",
     pts = [x for x in items if of(x).ok and accuracy(of(x), on) is not None
            and all(AXES[k].of(of(x)) is not None for k in axes[:1])]
     front = [x for x in pts if not any(dominates(of(o), of(x), axes, on) for o in pts if o is not x)]
-    first = AXES[axes[0]]
-    return sorted(front, key=lambda x: (first.of(of(x)), -accuracy(of(x), on)))  # type: ignore[operator]
+    first = AXES[axes[0]].of if axes else (lambda r: 0.0)
+    return sorted(front, key=lambda x: (first(of(x)), -accuracy(of(x), on)))  # type: ignore[operator]
 
 
 # ------------------------------------------------------------------ constraints
