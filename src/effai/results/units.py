@@ -35,26 +35,28 @@ _UNITS = {  # unit kind -> accepted base-unit spellings
 _QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ$/]*)\s*$")
 
 
-def parse_quantity(v, unit: str, what: str = "value") -> float:
-    """A number in base units, or a string with a unit of the expected kind.
+def parse_quantity(v, unit: str, what: str | None = None) -> float:
+    """A number in base units, or a string with a unit of the expected kind; `what` names the
+    input in the error (pydantic names the field itself).
 
     >>> parse_quantity("4 TOPS", "ops/s"), parse_quantity("256 KiB", "B"), parse_quantity(2, "W")
     (4000000000000.0, 262144.0, 2.0)
     >>> parse_quantity("3 W", "J")
     Traceback (most recent call last):
-    effai.errors.InputError: value='3 W': unit 'W' is not a J unit (e.g. J with k/M/G/T or Ki/Mi/Gi)
+    effai.errors.InputError: unit 'W' is not a J unit (e.g. J with k/M/G/T or Ki/Mi/Gi)
     """
+    where = f"{what}={v!r}: " if what else ""
     if isinstance(v, bool) or not isinstance(v, (int, float, str)):
-        raise InputError(f"{what}={v!r}: expected a number or a string with a unit ({unit})")
+        raise InputError(f"{where}expected a number or a string with a unit ({unit}), got {type(v).__name__}")
     if isinstance(v, (int, float)):
         return float(v)
     m = _QTY.match(v)
     if not m:
-        raise InputError(f"{what}={v!r}: cannot read it as a quantity in {unit}")
+        raise InputError(f"{where}cannot read {v!r} as a quantity in {unit}")
     num, u = float(m.group(1)), m.group(2)
     scale = _scale(u, unit)
     if scale is None:
-        raise InputError(f"{what}={v!r}: unit {u!r} is not a {unit} unit "
+        raise InputError(f"{where}unit {u!r} is not a {unit} unit "
                          f"(e.g. {', '.join(_UNITS[unit][:2])} with k/M/G/T or Ki/Mi/Gi)")
     return num * scale
 
@@ -130,7 +132,7 @@ def fmt_bytes(n: float | None) -> str:
     """
     if n is None:
         return "-"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{int(n)} B"
