@@ -76,20 +76,19 @@ def robustness_svg(records: list[VariantRecord]) -> str | None:
     """One small panel per corruption: accuracy against severity, one line per variant."""
     import matplotlib
 
-    recs = [r for r in records if r.ok and r.evaluation is not None and r.evaluation.robustness]
-    if not recs:
+    evs = [(r.name, r.evaluation) for r in records if r.ok and r.evaluation is not None and r.evaluation.robustness]
+    if not evs:
         return None
-    names = list(recs[0].evaluation.robustness)
+    names = list(evs[0][1].robustness)
     with matplotlib.rc_context(_RC):
         fig, axes = _figure(1, len(names), figsize=(2.4 * len(names), 2.8), sharey=True, squeeze=False)
         cmap = matplotlib.colormaps["tab20"]
         for j, cname in enumerate(names):
             ax = axes[0][j]
-            for i, r in enumerate(recs):
-                ev = r.evaluation
+            for i, (name, ev) in enumerate(evs):
                 xs = [0] + list(ev.severities)
                 ys = [ev.accuracy * 100] + [a * 100 for a in ev.robustness.get(cname, [])]
-                ax.plot(xs[: len(ys)], ys, marker=".", lw=1, color=cmap(i % 20), label=r.name)
+                ax.plot(xs[: len(ys)], ys, marker=".", lw=1, color=cmap(i % 20), label=name)
             ax.set_title(cname.replace("_", " "))
             ax.set_xlabel("severity (0 = clean)")
             ax.grid(alpha=0.3)

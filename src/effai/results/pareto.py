@@ -63,8 +63,8 @@ def dominates(a: VariantRecord, b: VariantRecord, axes: Sequence[str] = tuple(AX
     acc_a, acc_b = accuracy(a, on), accuracy(b, on)
     if acc_a is None or acc_b is None or acc_a < acc_b:
         return False
-    pairs = [(AXES[k].of(a), AXES[k].of(b)) for k in axes]
-    pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+    values = [(AXES[k].of(a), AXES[k].of(b)) for k in axes]
+    pairs = [(x, y) for x, y in values if x is not None and y is not None]
     if any(x > y for x, y in pairs):
         return False
     return acc_a > acc_b or any(x < y for x, y in pairs)

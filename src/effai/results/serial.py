@@ -9,7 +9,6 @@ they mean a newer or a foreign file.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -50,9 +49,14 @@ class Record:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-@functools.cache
+_ADAPTERS: dict[type, TypeAdapter] = {}
+
+
 def _adapter(cls: type) -> TypeAdapter:
-    return TypeAdapter(cls)
+    """The (cached) pydantic adapter that reads and writes records of type `cls`."""
+    if cls not in _ADAPTERS:
+        _ADAPTERS[cls] = TypeAdapter(cls)
+    return _ADAPTERS[cls]
 
 
 def versioned(d: dict) -> dict:

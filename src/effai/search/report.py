@@ -36,8 +36,8 @@ def pareto_svg(result, x_key: str | None = None, width: int = 640, height: int =
     objs = result.objectives
     axis = AXES[x_key or (objs[1] if len(objs) > 1 else "size")]
     on = result.config.accuracy_on
-    pts = [(axis.of(t.record), objective(t.record, "accuracy", on), t) for t in result.trials]
-    pts = [(x, y, t) for x, y, t in pts if x is not None and y is not None]
+    values = [(axis.of(t.record), objective(t.record, "accuracy", on), t) for t in result.trials]
+    pts = [(x, y, t) for x, y, t in values if x is not None and y is not None]
     if not pts:
         return "<p>no finished trials to plot</p>"
     pad = 56
@@ -61,13 +61,13 @@ def pareto_svg(result, x_key: str | None = None, width: int = 640, height: int =
              f'({DIRECTIONS[axis.name]})</text>',
              f'<text x="16" y="{height / 2}" transform="rotate(-90 16 {height / 2})" text-anchor="middle">'
              f'accuracy ({on})</text>']
-    for v, y in ((x0, height - pad + 16), (x1, height - pad + 16)):
-        parts.append(f'<text x="{sx(v):.1f}" y="{y}" text-anchor="middle">{html.escape(axis.fmt(v))}</text>')
+    for v in (x0, x1):
+        parts.append(f'<text x="{sx(v):.1f}" y="{height - pad + 16}" text-anchor="middle">{html.escape(axis.fmt(v))}</text>')
     for v in (y0, y1):
         parts.append(f'<text x="{pad - 6}" y="{sy(v):.1f}" text-anchor="end">{fmt_fraction(v, 1)}</text>')
     line = sorted((x, y) for x, y, t in pts if t.number in front)
     if len(line) > 1:
-        d = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
+        d = " ".join(f"{sx(lx):.1f},{sy(ly):.1f}" for lx, ly in line)
         parts.append(f'<polyline points="{d}" fill="none" stroke="#c0392b" stroke-width="2"/>')
     for x, y, t in pts:
         on_front = t.number in front

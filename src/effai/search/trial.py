@@ -234,8 +234,9 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> VariantRecord:
                 params=int(prof.total.params), macs=int(prof.total.macs),
                 peak_activation_bytes=int(prof.total.peak_activation_bytes),
                 latency=None if prof.latency is None else Latency.measured(prof.latency, "eager fp32"),
-                energy=None if prof.energy is None else Energy(prof.energy.joules, prof.energy.method,
-                                                               prof.energy.detail))
+                energy=None if prof.energy is None else Energy(
+                    prof.energy.joules, "measured" if prof.energy.method == "measured" else "estimated",
+                    prof.energy.detail))
     rec = VariantRecord(describe(variant), family=variant["family"], accuracy=test_acc, val_accuracy=val_acc,
                         bits=mean_bits, cost=cost,
                         details={"size_fp32": size_fp32, "resolution": int(ds.input_shape[-1])})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -17,11 +18,15 @@ import torch.nn as nn
 from effai.errors import InputError
 from effai.results import BaseModelInfo
 
+if TYPE_CHECKING:
+    from effai.data import DataSplits
+    from effai.study.config import StudyConfig
+
 
 @dataclass(frozen=True)
 class Context:
-    cfg: object  # StudyConfig
-    data: object  # DataSplits
+    cfg: StudyConfig
+    data: DataSplits
     out: Path
     base: nn.Module  # the trained base model; read-only (builders take `base_copy()`)
     base_info: BaseModelInfo
@@ -79,7 +84,7 @@ class Context:
         return model.eval()
 
 
-def load_base(cfg, data, out: Path) -> tuple[nn.Module, BaseModelInfo]:
+def load_base(cfg: StudyConfig, data: DataSplits, out: Path) -> tuple[nn.Module, BaseModelInfo]:
     """The study's base model and its facts: a zoo name is trained once and cached in `out/base/`
     (reused from there), anything else is loaded with `effai.zoo.loading.load_model` and checked
     against the data set."""
@@ -105,7 +110,7 @@ def load_base(cfg, data, out: Path) -> tuple[nn.Module, BaseModelInfo]:
                                    test_accuracy=lm.meta.get("test_accuracy"))
 
 
-def _zoo_base(cfg, data, folder: Path) -> tuple[nn.Module, BaseModelInfo]:
+def _zoo_base(cfg: StudyConfig, data: DataSplits, folder: Path) -> tuple[nn.Module, BaseModelInfo]:
     from effai import zoo
     from effai.train import TrainConfig, fit, load_checkpoint
 

@@ -13,6 +13,7 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import TextIO
 
 from effai.errors import InputError
 from effai.fileio import append_jsonl, ensure_dir, read_jsonl, write_json
@@ -24,7 +25,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, identity: dict, key: str, force: bool = False):
         self.path = Path(path)
         self.identity, self.key, self.force = identity, key, force
-        self._lock = None
+        self._lock: TextIO | None = None
 
     @property
     def results(self) -> Path:
@@ -38,19 +39,20 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path}: exists and is not a folder")
         ensure_dir(self.path, "--out ")
-        self._lock = open(self.path / ".lock", "a+")
+        lock = open(self.path / ".lock", "a+")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "another process"
-            self._lock.close()
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
             raise InputError(f"--out {self.path}: another study ({holder}) is writing this folder; "
                              "wait for it or choose another --out") from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"pid {os.getpid()}")
-        self._lock.flush()
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        self._lock = lock
         self._check_identity()
         return self
 
