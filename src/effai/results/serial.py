@@ -64,18 +64,19 @@ def versioned(d: dict) -> dict:
     return {"schema": SCHEMA_VERSION, **d}
 
 
-def unversioned(d: Any, where: str) -> dict:
+def unversioned(d: Any, where: str, hint: str = "") -> dict:
     """The record dict of a file's object: its schema version checked (migrated when older)
-    and removed. A file of another program or a newer effai is refused with one line."""
+    and removed. A file of another program or a newer effai is refused with one line (ending
+    with `hint`, what the user can do about it)."""
     if not isinstance(d, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        raise InputError(f"{where}: expected a JSON object, got {type(d).__name__}{hint}")
     version = d.get("schema")
     if version is None:
         raise InputError(f"{where}: no schema version: written by effai before results schema 1, or not by "
-                         "effai; start over (effai study --force)")
+                         f"effai{hint}")
     if not isinstance(version, int) or version > SCHEMA_VERSION:
         raise InputError(f"{where}: results schema {version!r} is newer than this effai's ({SCHEMA_VERSION}); "
-                         "upgrade effai")
+                         f"upgrade effai{hint}")
     d = {k: v for k, v in d.items() if k != "schema"}
     while version < SCHEMA_VERSION:
         d, version = MIGRATIONS[version](d), version + 1

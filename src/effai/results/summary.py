@@ -113,7 +113,7 @@ class StudyResult(Record):
         ...     StudyResult.load(p)
         ... except InputError as e:
         ...     print(str(e).split(": ", 1)[1])
-        no schema version: written by effai before results schema 1, or not by effai; start over (effai study --force)
+        no schema version: written by effai before results schema 1, or not by effai
         """
         p = Path(path)
         try:

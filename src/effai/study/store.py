@@ -95,7 +95,7 @@ class RunDir:
         done = {}
         for i, line in enumerate(read_jsonl(self.results), 1):
             where = f"{self.results} line {i}"
-            d = unversioned(line, where)
+            d = unversioned(line, where, f"; delete {self.results.name} or choose another --out to start over")
             if not isinstance(d.get("record"), dict) or set(d) != {"study_key", "record"}:
                 raise InputError(f"{where}: expected {{schema, study_key, record}}, got keys {sorted(d)}")
             rec = VariantRecord.from_dict(d["record"], where)
