@@ -94,6 +94,17 @@ def test_an_old_results_file_is_refused_in_one_line(tmp_path):
     assert p.stderr.strip().count("\n") == 0 and "results.jsonl line 1: no schema version" in p.stderr
 
 
+def test_a_search_storage_of_an_older_effai_is_refused():
+    """Trials stored before the records (metrics dicts) are refused in one line, not half-read."""
+    from types import SimpleNamespace
+
+    from effai.search.run import _record
+
+    old = SimpleNamespace(number=3, values=[0.9, 100.0], user_attrs={"metrics": {"size": 100}, "variant": {}})
+    with pytest.raises(InputError, match="sqlite:///x.db: trial 3 was written by an effai before results schema 1"):
+        _record(old, "sqlite:///x.db")
+
+
 def test_units_parse_and_print_one_way():
     assert parse_bytes("250KB") == parse_bytes("250kb") == parse_bytes(250_000) == 250_000
     assert parse_ms("800us") == parse_ms("0.8") == parse_ms(0.8)

@@ -39,11 +39,21 @@ class Latency(Record):
 
     @classmethod
     def measured(cls, lat: Any, graph: str = "", how: str = "") -> Latency:
-        """From an `effai.profile` latency measurement."""
+        """From an `effai.profile` latency measurement; `how` (default: runtime, graph, threads,
+        repeats) gains a warning when the machine was contended.
+
+        >>> from types import SimpleNamespace as NS
+        >>> lat = NS(p50_ms=0.2, p90_ms=0.3, p99_ms=0.4, iqr_ms=0.05, runtime="torch", threads=1, repeats=50,
+        ...          load_avg=3.5, contended=True)
+        >>> Latency.measured(lat, "eager fp32").how
+        'torch eager fp32, 1 thread(s), p50 of 50 runs; contended (load 3.5): wall times include waiting for a core'
+        """
+        how = how or f"{lat.runtime} {graph}".strip() + f", {lat.threads} thread(s), p50 of {lat.repeats} runs"
+        if lat.contended:
+            how += f"; contended (load {lat.load_avg:.1f}): wall times include waiting for a core"
         return cls(p50_ms=lat.p50_ms, p90_ms=lat.p90_ms, p99_ms=lat.p99_ms, iqr_ms=lat.iqr_ms,
                    runtime=lat.runtime, graph=graph, threads=lat.threads, repeats=lat.repeats,
-                   load_avg=lat.load_avg, contended=lat.contended,
-                   how=how or f"{lat.runtime} {graph}".strip() + f", {lat.threads} thread(s), p50 of {lat.repeats} runs")
+                   load_avg=lat.load_avg, contended=lat.contended, how=how)
 
 
 @dataclass(frozen=True)
