@@ -180,3 +180,24 @@ def test_ray_backend_runs_trials_as_tasks(tmp_path):
     assert not ray.is_initialized()  # the local cluster it started is shut down
     assert len(result.trials) == 2 and all(0 <= t.record.val_accuracy <= 1 for t in result.trials)
     assert (tmp_path / "search.db").exists() and (tmp_path / "report.html").exists()
+
+
+def test_a_trial_killed_after_storing_its_record_is_measured_again():
+    """A driver killed between storing a trial's record and telling it leaves a FAIL trial (after
+    recovery) that holds a record but no error: it is no measurement to reuse (it used to crash the
+    resumed search with a KeyError)."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from effai.search.run import _measured
+
+    def trial(n, state, **attrs):
+        return SimpleNamespace(number=n, state=state, user_attrs={"variant": {"w": n % 2}, **attrs})
+
+    trials = [trial(0, TrialState.COMPLETE, record={"name": "a"}), trial(1, TrialState.FAIL, error="boom"),
+              trial(2, TrialState.FAIL, record={"name": "c"}, interrupted=True)]
+    study = SimpleNamespace(get_trials=lambda deepcopy, states: [t for t in trials if t.state in states])
+    got = _measured(study)
+    assert got == {'{"w": 0}': (0, {"ok": True, "record": {"name": "a"}}),
+                   '{"w": 1}': (1, {"ok": False, "error": "boom"})}

@@ -193,12 +193,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
         progress(done, cfg.n_trials, f"resumed: {done} complete" if done else "starting")
     backend = make_backend(cfg) if done < cfg.n_trials else None
     pending: dict[int, tuple] = {}  # handle -> (optuna trial, variant)
-    # variant -> (trial number, worker result) of every trial measured so far, failures included
-    measured = {json.dumps(t.user_attrs.get("variant"), sort_keys=True):
-                (t.number, {"ok": True, "record": t.user_attrs.get("record")} if t.state == TrialState.COMPLETE
-                 else {"ok": False, "error": t.user_attrs["error"]})
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-                if "variant" in t.user_attrs and ("record" in t.user_attrs or "error" in t.user_attrs)}
+    measured = _measured(study)
     try:
         while done < cfg.n_trials or pending:
             while backend and len(pending) < cfg.workers and done + len(pending) < cfg.n_trials:
@@ -237,6 +232,26 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     if write:
         write_outputs(result)
     return result
+
+
+def _measured(study) -> dict[str, tuple[int, dict]]:
+    """variant -> (trial number, worker result) of every trial measured so far, failures included.
+    A trial interrupted between storing its record and being told holds a record but is FAIL
+    (not a result): it is measured again."""
+    from optuna.trial import TrialState
+
+    out = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        ua = t.user_attrs
+        if t.state == TrialState.COMPLETE and "record" in ua:
+            res = {"ok": True, "record": ua["record"]}
+        elif t.state == TrialState.FAIL and "error" in ua:
+            res = {"ok": False, "error": ua["error"]}
+        else:
+            continue
+        if "variant" in ua:
+            out[json.dumps(ua["variant"], sort_keys=True)] = (t.number, res)
+    return out
 
 
 def _check_inputs(cfg: SearchConfig) -> None:
