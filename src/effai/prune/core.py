@@ -19,29 +19,30 @@ import torch
 from torch import nn
 
 from effai.errors import InputError
+from effai.prune.layers import find_handler
+from effai.registry import Registry
 
 FilterFn = Callable[[nn.Module, str], bool]
 MASK = "_effai_mask"
-_HANDLERS: dict[type, Callable] = {}
+_HANDLERS: Registry[type, Callable] = Registry("pruning method", argument="config")
 
 
 def register_handler(config_type: type):
     """Decorator registering `fn(model, config) -> model` as the handler of `config_type`."""
 
-    def deco(fn):
-        _HANDLERS[config_type] = fn
-        return fn
-
-    return deco
+    return _HANDLERS.register(config_type)
 
 
 def prunable(module: nn.Module, fqn: str = "") -> bool:
-    """Default filter: the weights of Conv and Linear layers (not biases, not norms).
+    """Default filter: the weights of layers whose output channels structured pruning can remove
+    (those with a layer handler that produces channels: Conv1d/2d/3d, Linear, and any registered
+    with `effai.prune.layers.register_layer`); not biases, not norms.
 
-    >>> prunable(nn.Linear(2, 2)), prunable(nn.BatchNorm2d(2))
-    (True, False)
+    >>> prunable(nn.Linear(2, 2)), prunable(nn.Conv3d(2, 2, 1)), prunable(nn.BatchNorm2d(2))
+    (True, True, False)
     """
-    return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    handler = find_handler(module)
+    return handler is not None and handler.produces_channels
 
 
 def check_sparsity(value: float, what: str = "sparsity") -> float:
@@ -70,11 +71,7 @@ def prune_(model: nn.Module, config, filter_fn: FilterFn | None = None) -> nn.Mo
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    handler = _HANDLERS.get(type(config))
-    if handler is None:
-        known = ", ".join(sorted(t.__name__ for t in _HANDLERS))
-        raise InputError(f"config: no pruning method registered for {type(config).__name__}; known: {known}")
-    return handler(model, config, filter_fn or prunable)
+    return _HANDLERS.lookup(type(config))(model, config, filter_fn or prunable)
 
 
 def targets(model: nn.Module, filter_fn: FilterFn) -> list[tuple[str, nn.Module]]:

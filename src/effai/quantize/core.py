@@ -23,10 +23,11 @@ import torch.nn.functional as F
 import effai.numerics as nx
 from effai.errors import InputError
 from effai.numerics.cast import _from_rows, _to_rows
+from effai.registry import Registry
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-_HANDLERS: dict[type, Callable] = {}
+_HANDLERS: Registry[type, Callable] = Registry("quantization handler", argument="config")
 _TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch.float8_e4m3fn,
                 "fp8_e5m2": torch.float8_e5m2}
 
@@ -37,19 +38,7 @@ def register(config_type: type):
     `targets` is the list of (fqn, module) the filter chose and the format can handle.
     """
 
-    def deco(fn):
-        _HANDLERS[config_type] = fn
-        return fn
-
-    return deco
-
-
-def _handler_for(config) -> Callable:
-    for cls in type(config).__mro__:
-        if cls in _HANDLERS:
-            return _HANDLERS[cls]
-    known = ", ".join(sorted(c.__name__ for c in _HANDLERS))
-    raise InputError(f"config: no quantization handler for {type(config).__name__}; known configs: {known}")
+    return _HANDLERS.register(config_type)
 
 
 def default_filter(module: nn.Module, fqn: str) -> bool:
@@ -72,7 +61,7 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    handler = _handler_for(config)
+    handler = _HANDLERS.lookup(type(config))
     chosen = select(model, filter_fn or default_filter)
     check_finite(chosen)
     targets = []
