@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from effai.hardware.catalogue import Target, TargetSpec
+from effai.hardware.catalogue import MEASURED, Target, TargetSpec
 
 CACHE_VERSION = 6
 
@@ -309,3 +309,6 @@ def host_target(quick: bool = False, threads: int | None = None, recalibrate: bo
         "notes": "Calibrated on micro-benchmarks only (never on zoo models).",
     })
     return Target(name="host", spec=spec, file=str(cache_dir() / "host.json"), calibration=cal)
+
+
+MEASURED.add("host", host_target)
