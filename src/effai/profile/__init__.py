@@ -24,12 +24,12 @@ import torch
 from effai.errors import InputError
 from effai.profile.counting import CountingMode, ModuleStack
 from effai.profile.energy import Energy, Meter, estimate, precision_for
-from effai.profile.latency import RUNTIMES, Latency, export_onnx, interleaved, measure_latency, onnx_runner
+from effai.profile.latency import RUNTIMES, Latency, interleaved, measure_latency, onnx_runner
 from effai.profile.memory import _storage_key, allocator_peak, count_params, peak_from_events, weight_bytes
 from effai.profile.result import LayerProfile, Profile, Total
 
 __all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "measure_latency",
-           "interleaved", "onnx_runner", "export_onnx", "weight_bytes", "count_params"]
+           "interleaved", "onnx_runner", "weight_bytes", "count_params"]
 
 
 def _inputs(model, input_shape, example_inputs, batch_size):

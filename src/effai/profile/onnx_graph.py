@@ -132,9 +132,9 @@ def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, lat
     """Profile an ONNX file: counts from the graph, latency with ONNX Runtime (or `runtime="openvino"`).
 
     >>> import tempfile, os, torch
-    >>> from effai.profile.latency import export_onnx
-    >>> f = export_onnx(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(1, 3, 8, 8),
-    ...                 os.path.join(tempfile.mkdtemp(), "c.onnx"))
+    >>> from effai.profile.latency import export_fp32_onnx
+    >>> f = export_fp32_onnx(torch.nn.Conv2d(3, 8, 3, padding=1), os.path.join(tempfile.mkdtemp(), "c.onnx"),
+    ...                      torch.randn(1, 3, 8, 8))
     >>> p = profile_onnx(f, latency=False)
     >>> p.total.params, p.total.macs, p.layers[0].type
     (224, 13824, 'Conv')

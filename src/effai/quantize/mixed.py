@@ -64,9 +64,9 @@ def _macs(model: nn.Module, layers, x: torch.Tensor) -> dict[str, int]:
 
 
 def _accuracy(model, loader) -> float:
-    from effai.train import evaluate
+    from effai.train import score
 
-    return float(evaluate(model, loader)["accuracy"])
+    return float(score(model, loader).accuracy)
 
 
 def sensitivity(model: nn.Module, example: torch.Tensor, loader=None, formats=("int8", "int4", "int2"),
