@@ -95,7 +95,7 @@ class Registry(MutableMapping[K, V], Generic[K, V]):
         if isinstance(key, type):
             for cls in key.__mro__:
                 if cls in self._entries:
-                    return self._entries[cls]  # type: ignore[index]
+                    return self._entries[cls]
             return None
         return self._entries.get(key)
 

@@ -229,7 +229,7 @@ class Target:
 
     def peak(self, dtype: str) -> float:
         """Peak ops/s at `dtype`."""
-        return self.spec.peak_ops[dtype].value
+        return self.spec.peak_ops[normalise_dtype(dtype)].value  # type: ignore[index]  # normalised: one of DTYPES
 
     def to_dict(self) -> dict:
         return {"name": self.name, "file": self.file, **self.spec.model_dump(mode="json")}

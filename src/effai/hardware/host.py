@@ -55,7 +55,7 @@ def _best(fn, repeats: int, min_seconds: float) -> float:
     """Median time of `fn()` in seconds on the calibration clock (the statistic latency's p50 uses)."""
     clock = _CLOCK["fn"]
     fn()
-    times = []
+    times: list[float] = []
     start = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_seconds:
         t0 = clock()

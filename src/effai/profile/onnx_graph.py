@@ -126,7 +126,7 @@ def node_cost(node, shapes) -> tuple[int, int, bool]:
     return 0, 0, False
 
 
-def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,
+def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,  # noqa: C901 - the public boundary: validates every argument once, then counts and times
                  warmup=10, repeats=30, min_seconds=1.0, max_seconds=20.0, bits=None, energy=True, name=None,
                  runtime="onnxruntime") -> Profile:
     """Profile an ONNX file: counts from the graph, latency with ONNX Runtime (or `runtime="openvino"`).

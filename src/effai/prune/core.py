@@ -74,6 +74,14 @@ def prune_(model: nn.Module, config, filter_fn: FilterFn | None = None) -> nn.Mo
     return _HANDLERS.lookup(type(config))(model, config, filter_fn or prunable)
 
 
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """`module.weight` as the tensor it is (modules chosen by `targets` have one)."""
+    w = module.weight
+    if not isinstance(w, torch.Tensor):
+        raise InputError(f"{type(module).__name__}: has no weight tensor to prune")
+    return w
+
+
 def targets(model: nn.Module, filter_fn: FilterFn) -> list[tuple[str, nn.Module]]:
     """(fqn, module) pairs whose `.weight` the filter selects."""
     out = [(n, m) for n, m in model.named_modules()
@@ -91,7 +99,7 @@ def set_mask(module: nn.Module, mask: torch.Tensor) -> None:
     if old is not None:
         mask = mask & old  # once pruned, a weight stays pruned
     setattr(module, MASK, mask)
-    module.weight.mul_(mask)
+    weight_of(module).mul_(mask)
 
 
 @torch.no_grad()
@@ -100,7 +108,7 @@ def apply_masks(model: nn.Module) -> None:
     for m in model.modules():
         mask = getattr(m, MASK, None)
         if mask is not None:
-            m.weight.mul_(mask)
+            weight_of(m).mul_(mask)
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
@@ -135,8 +143,9 @@ def sparsity(model: nn.Module, filter_fn: FilterFn | None = None) -> float:
     filter_fn = filter_fn or prunable
     zeros = total = 0
     for _, m in targets(model, filter_fn):
-        zeros += int((m.weight == 0).sum())
-        total += m.weight.numel()
+        w = weight_of(m)
+        zeros += int((w == 0).sum())
+        total += w.numel()
     return zeros / max(total, 1)
 
 

@@ -192,11 +192,12 @@ def _reshape(a: Analysis, node: fx.Node, env: Env) -> Channels | None:
 
 def _cat(a: Analysis, node: fx.Node, env: Env) -> Channels | None:
     """Concatenation along the channel axis lists the parts' segments one after another."""
-    parts = [_channels(env, p) for p in node.args[0]]
+    parts = [_channels(env, p) for p in node.args[0]]  # type: ignore[union-attr]  # cat's first argument is a list
     out_shape = _shape(node)
-    dim = _arg(node, 1, "dim", 0) % len(out_shape) if out_shape else None
-    if all(p is not None and p.dim == dim and p.plain for p in parts):
-        return Channels(tuple(s for p in parts for s in p.segments), dim)
+    dim = _arg(node, 1, "dim", 0) % len(out_shape) if out_shape else -1
+    known = [p for p in parts if p is not None and p.dim == dim and p.plain]
+    if len(known) == len(parts):
+        return Channels(tuple(s for p in known for s in p.segments), dim)
     for p in parts:  # along another axis, or with parts we cannot follow: keep them as they are
         a.pin(p)
     return a.fresh(out_shape, pinned=True)

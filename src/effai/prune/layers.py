@@ -17,17 +17,20 @@ last one, so it works on (N, features) and on (N, L, d) tokens alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 from effai.prune.channels import Analysis, Channels, LayerCall, refuse
 from effai.registry import Registry
 
 H = TypeVar("H", bound="LayerHandler")
+L = TypeVar("L", bound=nn.Module)
 
-LAYERS: Registry[type, LayerHandler] = Registry("layer handler", argument="layer")
+LAYERS: Registry[type, LayerHandler[Any]] = Registry("layer handler", argument="layer")
 
 
 def register_layer(*layer_types: type[nn.Module]) -> Callable[[type[H]], type[H]]:
@@ -43,18 +46,18 @@ def register_layer(*layer_types: type[nn.Module]) -> Callable[[type[H]], type[H]
     return deco
 
 
-def find_handler(module: nn.Module) -> LayerHandler | None:
+def find_handler(module: nn.Module) -> LayerHandler[Any] | None:
     """The handler registered for `module`'s class or its nearest base; None if there is none."""
     return LAYERS.find(type(module))
 
 
-def handler_for(module: nn.Module) -> LayerHandler:
+def handler_for(module: nn.Module) -> LayerHandler[Any]:
     """`find_handler` for a module known to have one (a group member, a consumer)."""
     return LAYERS.lookup(type(module))
 
 
-class LayerHandler:
-    """How one layer type takes part in channel pruning. Override what the layer needs."""
+class LayerHandler(Generic[L]):
+    """How one layer type `L` takes part in channel pruning. Override what the layer needs."""
 
     # True for layers whose output channels are a prunable space of their own (conv, linear):
     # `effai.prune.prunable` selects exactly these.
@@ -66,20 +69,20 @@ class LayerHandler:
         """Record the layer in the analysis `a` and return the channels of its output."""
         raise NotImplementedError
 
-    def prune_out(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_out(self, layer: L, idx: torch.Tensor) -> None:
         """Keep output channels `idx` (sorted indices) of a layer that produces a space."""
         raise NotImplementedError(f"{type(layer).__name__} produces no channels")
 
-    def prune_in(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_in(self, layer: L, idx: torch.Tensor) -> None:
         """Keep entries `idx` along the channel axis of the layer's input (a consumer)."""
         raise NotImplementedError(f"{type(layer).__name__} consumes no channels")
 
-    def filters(self, layer: nn.Module) -> torch.Tensor | None:
+    def filters(self, layer: L) -> torch.Tensor | None:
         """The weight whose dim 0 runs over the channels this layer is a member of (scored by the
         l1 / l2 / taylor criteria); None if it has none."""
         return None
 
-    def scale(self, layer: nn.Module) -> torch.Tensor | None:
+    def scale(self, layer: L) -> torch.Tensor | None:
         """A learned per-channel scale (BatchNorm's gamma), for the bn_scale criterion."""
         return None
 
@@ -103,7 +106,7 @@ def _needs(x: Channels | None, call: LayerCall) -> Channels:
 
 
 @register_layer(nn.Conv1d, nn.Conv2d, nn.Conv3d)
-class ConvHandler(LayerHandler):
+class ConvHandler(LayerHandler[_ConvNd]):
     """Dense convs make a new space from their input; depthwise convs (groups == channels) keep
     channel c -> channel c; other grouped convs pin their channels."""
 
@@ -111,6 +114,7 @@ class ConvHandler(LayerHandler):
 
     def connect(self, a: Analysis, call: LayerCall) -> Channels | None:
         m = call.module
+        assert isinstance(m, _ConvNd)
         x = _needs(a.along(call.x, 1, call.in_shape, call.fqn), call)
         if m.groups == 1:
             a.consume(call, x)
@@ -122,12 +126,12 @@ class ConvHandler(LayerHandler):
         a.pin(x)
         return a.fresh(call.out_shape, 1, pinned=True)
 
-    def prune_out(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_out(self, layer: _ConvNd, idx: torch.Tensor) -> None:
         slice_param(layer, "weight", 0, idx)
         slice_param(layer, "bias", 0, idx)
         layer.out_channels = len(idx)
 
-    def prune_in(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_in(self, layer: _ConvNd, idx: torch.Tensor) -> None:
         if _is_depthwise(layer):  # its filters follow its channels (dim 0); groups shrink with them
             self.prune_out(layer, idx)
             layer.in_channels = layer.groups = len(idx)
@@ -135,16 +139,16 @@ class ConvHandler(LayerHandler):
             slice_param(layer, "weight", 1, idx)
             layer.in_channels = len(idx)
 
-    def filters(self, layer: nn.Module) -> torch.Tensor | None:
+    def filters(self, layer: _ConvNd) -> torch.Tensor | None:
         return layer.weight
 
 
-def _is_depthwise(m: nn.Module) -> bool:
+def _is_depthwise(m: _ConvNd) -> bool:
     return m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
 
 @register_layer(nn.Linear)
-class LinearHandler(LayerHandler):
+class LinearHandler(LayerHandler[nn.Linear]):
     """Features on the last axis in and out: (N, d) vectors and (N, L, d) tokens alike."""
 
     produces_channels = True
@@ -154,21 +158,21 @@ class LinearHandler(LayerHandler):
         a.consume(call, x)
         return a.produce(call, dim=-1)
 
-    def prune_out(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_out(self, layer: nn.Linear, idx: torch.Tensor) -> None:
         slice_param(layer, "weight", 0, idx)
         slice_param(layer, "bias", 0, idx)
         layer.out_features = len(idx)
 
-    def prune_in(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_in(self, layer: nn.Linear, idx: torch.Tensor) -> None:
         slice_param(layer, "weight", 1, idx)
         layer.in_features = len(idx)
 
-    def filters(self, layer: nn.Module) -> torch.Tensor | None:
+    def filters(self, layer: nn.Linear) -> torch.Tensor | None:
         return layer.weight
 
 
 @register_layer(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-class BatchNormHandler(LayerHandler):
+class BatchNormHandler(LayerHandler[_BatchNorm]):
     """Normalises each channel (axis 1) on its own: its four vectors are sliced with its input."""
 
     def connect(self, a: Analysis, call: LayerCall) -> Channels | None:
@@ -178,19 +182,19 @@ class BatchNormHandler(LayerHandler):
             a.channelwise(call, x)
         return x
 
-    def prune_in(self, layer: nn.Module, idx: torch.Tensor) -> None:
+    def prune_in(self, layer: _BatchNorm, idx: torch.Tensor) -> None:
         for name in ("weight", "bias", "running_mean", "running_var"):
             slice_param(layer, name, 0, idx)
         layer.num_features = len(idx)
 
-    def scale(self, layer: nn.Module) -> torch.Tensor | None:
+    def scale(self, layer: _BatchNorm) -> torch.Tensor | None:
         return layer.weight
 
 
 @register_layer(nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.SiLU, nn.GELU, nn.Tanh,
                 nn.LeakyReLU, nn.ELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.Identity, nn.Dropout,
                 nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-class ElementwiseHandler(LayerHandler):
+class ElementwiseHandler(LayerHandler[nn.Module]):
     """Acts on every entry alone (activations, dropout): channels pass through on any axis."""
 
     stateful = False
@@ -203,7 +207,7 @@ class ElementwiseHandler(LayerHandler):
                 nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
                 nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Upsample, nn.ZeroPad2d, nn.ConstantPad1d,
                 nn.ConstantPad2d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReplicationPad2d)
-class SpatialHandler(LayerHandler):
+class SpatialHandler(LayerHandler[nn.Module]):
     """Pooling, resizing, padding: act on the axes after the channels (which must be axis 1)."""
 
     stateful = False
@@ -213,9 +217,10 @@ class SpatialHandler(LayerHandler):
 
 
 @register_layer(nn.Flatten)
-class FlattenHandler(LayerHandler):
+class FlattenHandler(LayerHandler[nn.Flatten]):
     stateful = False
 
     def connect(self, a: Analysis, call: LayerCall) -> Channels | None:
         m = call.module
+        assert isinstance(m, nn.Flatten)
         return a.flatten(call.x, call.in_shape, m.start_dim, m.end_dim, call.fqn)

@@ -96,8 +96,14 @@ def keep_count(n: int, ratio: float, round_to: int, where: str) -> int:
 CRITERIA: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
     "l1": lambda w, g: w.abs().sum(1),
     "l2": lambda w, g: w.pow(2).sum(1),
-    "taylor": lambda w, g: (w * g).sum(1).abs(),  # first-order loss change (Molchanov et al. 2019)
+    "taylor": lambda w, g: (w * _given(g)).sum(1).abs(),  # first-order loss change (Molchanov et al. 2019)
 }
+
+
+def _given(g: torch.Tensor | None) -> torch.Tensor:
+    if g is None:
+        raise InputError("importance='taylor': needs the gradients of the filters (config.data)")
+    return g
 
 
 def importance(group: Group, kind: str, grads: dict | None = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.conv import _ConvNd
 
 import effai.numerics as nx
 from effai.errors import InputError
@@ -172,6 +173,7 @@ def fake_quant_weight(w: torch.Tensor, fmt: str, per_channel: bool = True, group
         q = torch.where(rows.detach() >= 0, 1.0, -1.0) * alpha
     else:
         qmax = nx.get(fmt).qmax
+        assert qmax is not None  # an integer format (floats went through nx.cast above)
         scale = (a.amax(1, keepdim=True) / qmax).clamp(min=1e-12)
         q = torch.clamp(torch.round(rows.detach() / scale), -qmax, qmax) * scale
     return w + (q.reshape(w.shape) - w).detach()
@@ -185,7 +187,7 @@ class QuantLayer(nn.Module):
     as `layer` without its weight (for stride, padding, groups and bias).
     """
 
-    def __init__(self, layer: nn.Module, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
+    def __init__(self, layer: nn.Linear | _ConvNd, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
                  symmetric: bool = True, scaled: bool = True, act: ActQuant | None = None, qat: bool = False,
                  store_bias_as: str | None = None):
         super().__init__()
@@ -202,7 +204,7 @@ class QuantLayer(nn.Module):
             self.weight = nn.Parameter(w)
         bias = layer.bias
         del layer._parameters["weight"]
-        layer.weight = None
+        layer.weight = None  # type: ignore[assignment]  # the weight lives in w_codes from now on
         if bias is not None and store_bias_as in _TORCH_FLOAT:
             del layer._parameters["bias"]
             layer.register_buffer("bias", bias.detach().to(_TORCH_FLOAT[store_bias_as]))
@@ -258,6 +260,7 @@ class QuantLayer(nn.Module):
         f = nx.get(self.fmt)
         n = math.prod(self.weight_shape)
         codes = self._buffers["w_codes"]
+        assert codes is not None  # _store wrote it
         scale = self._buffers.get("w_scale")
         if f.kind == "float":
             if self.fmt in _TORCH_FLOAT:
@@ -278,6 +281,7 @@ class QuantLayer(nn.Module):
         else:
             c = nx.unpack(codes.numpy().tobytes(), self.fmt, n).reshape(self.weight_shape)
         zp = self._buffers.get("w_zero_point")
+        assert scale is not None  # integer formats always store their scales
         q = nx.QTensor(c.reshape(self.weight_shape), scale.numpy(),
                        zp.numpy() if zp is not None else np.zeros(scale.numel(), np.int32),
                        self.fmt, self.weight_shape, "group" if self.group_size else self.granularity, 0,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -62,7 +63,7 @@ class TrainResult:
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def fit(
+def fit(  # noqa: C901 - the one training loop: resume, early stopping and checkpoints in one readable sequence
     model: nn.Module,
     data,
     cfg: TrainConfig = TrainConfig(),
@@ -91,7 +92,7 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg, steps_per_epoch))
     loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y, label_smoothing=cfg.label_smoothing))
 
-    state = {"epoch": 0, "best_val": -1.0, "best_state": None, "history": [], "stale": 0}
+    state: dict[str, Any] = {"epoch": 0, "best_val": -1.0, "best_state": None, "history": [], "stale": 0}  # saved in last.pt
     resumed = 0
     if out_dir:
         from effai.fileio import ensure_dir

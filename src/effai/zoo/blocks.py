@@ -63,7 +63,8 @@ class SqueezeExcite(nn.Module):
     torch.Size([1, 16, 5, 5])
     """
 
-    def __init__(self, channels: int, squeeze: int, act: Act = nn.ReLU, gate: Act = nn.Sigmoid):
+    def __init__(self, channels: int, squeeze: int, act: Callable[[], nn.Module] = nn.ReLU,
+                 gate: Callable[[], nn.Module] = nn.Sigmoid):
         super().__init__()
         self.fc1 = nn.Conv2d(channels, squeeze, 1)
         self.act = act()
@@ -210,7 +211,7 @@ def init_weights(model: nn.Module, conv_mode: str = "fan_out", linear_std: float
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")  # type: ignore[arg-type]  # fan_in | fan_out
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):

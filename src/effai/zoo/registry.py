@@ -144,7 +144,7 @@ def create(name: str, *, num_classes=None, in_channels=None, width_mult=None, re
         model = _BUILDERS[name](**opts, **kwargs)
     except TypeError as e:  # an unknown keyword option
         raise InputError(f"bad option for model {name!r}: {e}") from None
-    model.effai_arch = {"name": name, "options": {**opts, **kwargs}}
+    model.effai_arch = {"name": name, "options": {**opts, **kwargs}}  # type: ignore[assignment]  # a plain attribute
     return model
 
 
