@@ -28,8 +28,8 @@ _HANDLERS: Registry[type, Callable] = Registry("pruning method", argument="confi
 
 
 def register_handler(config_type: type):
-    """Decorator registering `fn(model, config) -> model` as the handler of `config_type`."""
-
+    """Decorator registering `fn(model, config, filter_fn) -> model` as the handler of
+    `config_type` (and its subclasses); a type registered twice raises `DuplicateRegistration`."""
     return _HANDLERS.register(config_type)
 
 

@@ -36,9 +36,10 @@ _TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch
 def register(config_type: type):
     """Decorator: register `fn(model, config, targets) -> model` as the handler for `config_type`.
 
-    `targets` is the list of (fqn, module) the filter chose and the format can handle.
+    `targets` is the list of (fqn, module) the filter chose and the format can handle. A subclass
+    of a registered config uses its base's handler; a type registered twice raises
+    `effai.registry.DuplicateRegistration`.
     """
-
     return _HANDLERS.register(config_type)
 
 

@@ -96,6 +96,18 @@ def _qbytes(model: nn.Module) -> int:
     return state_dict_bytes(model)
 
 
+def _qat(ctx, fmt: str, **options) -> nn.Module:
+    """The base model after a short quantization-aware fine-tune to `fmt`, frozen into codes."""
+    from effai.quantize import QATConfig, convert_, quantize_
+
+    return convert_(quantize_(ctx.base_copy(), QATConfig(fmt=fmt, data=ctx.data, train=ctx.finetune_config(),
+                                                         **options)))
+
+
+def _no_kernels(fmt: str) -> list[str]:
+    return [f"no {fmt} CPU kernels: latency measured on the dequantized fp32 graph"]
+
+
 def _fp32(model: nn.Module) -> Built:
     return Built(model, _qbytes(model), "fp32 state dict (torch.save)")
 
@@ -140,10 +152,7 @@ def int8_ptq(ctx):
 @variant("int8_qat", family="quantization")
 def int8_qat(ctx):
     """Quantization-aware training to INT8 (weights and activations), a short fine-tune."""
-    from effai.quantize import QATConfig, convert_, quantize_
-
-    m = quantize_(ctx.base_copy(), QATConfig(fmt="int8", act_bits=8, data=ctx.data, train=ctx.finetune_config()))
-    convert_(m)
+    m = _qat(ctx, "int8", act_bits=8)
     return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx_dtype="int8", structure=ctx.base)
 
 
@@ -154,29 +163,23 @@ def int4(ctx):
 
     m = quantize_(ctx.base_copy(), WeightOnlyConfig(bits=4, group_size=32))
     return Built(m, _qbytes(m), "packed int4 weights + fp32 group scales", dtype="int4", bits=4, structure=ctx.base,
-                 notes=["no int4 CPU kernels: latency measured on the dequantized fp32 graph"])
+                 notes=_no_kernels("int4"))
 
 
 @variant("ternary", family="quantization")
 def ternary(ctx):
     """Ternary weights {-a, 0, +a} (TWN), trained with QAT for a short fine-tune."""
-    from effai.quantize import QATConfig, convert_, quantize_
-
-    m = quantize_(ctx.base_copy(), QATConfig(fmt="ternary", data=ctx.data, train=ctx.finetune_config()))
-    convert_(m)
+    m = _qat(ctx, "ternary")
     return Built(m, _qbytes(m), "2-bit packed ternary codes + fp32 scales", dtype="ternary", bits=2, structure=ctx.base,
-                 notes=["no ternary CPU kernels: latency measured on the dequantized fp32 graph"])
+                 notes=_no_kernels("ternary"))
 
 
 @variant("binary", family="quantization")
 def binary(ctx):
     """Binary weights a*sign(w) (XNOR-Net style, first and last layers float), QAT fine-tune."""
-    from effai.quantize import QATConfig, convert_, quantize_
-
-    m = quantize_(ctx.base_copy(), QATConfig(fmt="binary", data=ctx.data, train=ctx.finetune_config()))
-    convert_(m)
+    m = _qat(ctx, "binary")
     return Built(m, _qbytes(m), "1-bit packed weights (+ fp32 first/last layers)", dtype="binary", bits=1, structure=ctx.base,
-                 notes=["no binary CPU kernels: latency measured on the dequantized fp32 graph"])
+                 notes=_no_kernels("binary"))
 
 
 # ------------------------------------------------------------------ pruning
