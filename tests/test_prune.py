@@ -350,3 +350,38 @@ def test_linear_on_tokens_prunes_the_hidden_features():
     prune_(m, ChannelConfig(0.5, input_shape=(1, 5, 8)))
     assert (m[0].out_features, m[2].in_features, m[2].out_features) == (16, 16, 8)
     torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_a_layer_called_twice_keeps_both_inputs_consistent():
+    """One grouped conv applied to two tensors: both inputs stay whole (its groups fix them), which
+    leaves nothing to prune; one dense conv applied to two tensors: their channels go together."""
+
+    class Twice(nn.Module):
+        def __init__(self, groups):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 1)
+            self.shared = nn.Conv2d(8, 8, 1, groups=groups)
+            self.head = nn.Conv2d(16, 4, 1)
+
+        def forward(self, x):
+            return self.head(torch.cat([self.shared(self.a(x)), self.shared(self.b(x))], 1))
+
+    with pytest.raises(InputError, match="no channel group can be pruned"):  # b's channels too are fixed
+        prune_(Twice(groups=2).eval(), ChannelConfig(0.5, input_shape=(1, 3, 4, 4)))
+    dense = Twice(groups=1).eval()
+    prune_(dense, ChannelConfig(0.5, input_shape=(1, 3, 4, 4)))
+    assert (dense.a.out_channels, dense.b.out_channels, dense.shared.in_channels) == (4, 4, 4)
+    assert dense(torch.zeros(1, 3, 4, 4)).shape == (1, 4, 4, 4)
+
+
+def test_padding_the_feature_axis_of_a_vector_is_refused():
+    class Pad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(10, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.nn.functional.pad(self.fc1(x), (1, 1)))
+
+    with pytest.raises(InputError, match="holds the channels"):
+        prune_(Pad(), ChannelConfig(0.5, input_shape=(1, 4)))

@@ -136,6 +136,13 @@ class Analysis:
             refuse(where, f"expects channels on axis {dim}, but they lie on axis {x.dim} of shape {tuple(shape)}")
         return self.fresh(shape, dim, pinned=True)
 
+    def spatial(self, x: Channels | None, shape: tuple | None, where: str) -> Channels | None:
+        """`x` under an op on the axes after the channels (pooling, padding, resizing): the
+        channels must be axis 1 of a tensor with spatial axes; otherwise they must be pinned."""
+        if x is not None and shape is not None and len(shape) < 3 and not self.all_pinned(x):
+            refuse(where, f"acts on the last axis of a {len(shape)}-d tensor, which holds the channels")
+        return self.along(x, 1, shape, where)
+
     # ---------------------------------------------------------------- joining
     def join(self, a: Channels, b: Channels, where: str) -> Channels:
         """Tensors that meet channel by channel (a residual add, a gate): their spaces become one.
@@ -152,12 +159,14 @@ class Analysis:
 
     # ---------------------------------------------------------------- what layers record
     def repeated(self, call: LayerCall) -> bool:
-        """True when `call.fqn` was called before: its input must agree with the first call's,
-        and the caller returns `self.outputs[call.fqn]`."""
+        """True when `call.fqn` was called before (the caller then returns `self.outputs[call.fqn]`):
+        its input must agree with the first call's, or stay as it is where the first was pinned."""
         if call.fqn not in self.outputs:
             return False
         first = self.consumers.get(call.fqn)
-        if first is not None and call.x is not None:
+        if first is None:
+            self.pin(call.x)
+        elif call.x is not None:
             self.join(first[1], call.x, call.fqn)
         return True
 

@@ -152,7 +152,7 @@ def _same(a: Analysis, node: fx.Node, env: Env) -> Channels | None:
 
 def _spatial(a: Analysis, node: fx.Node, env: Env) -> Channels | None:
     """Pooling, resizing, padding: the axes after the channels (axis 1) change."""
-    return a.along(_channels(env, node.args[0]), 1, _shape(node.args[0]), node.name)
+    return a.spatial(_channels(env, node.args[0]), _shape(node.args[0]), node.name)
 
 
 def _elementwise(a: Analysis, node: fx.Node, env: Env) -> Channels | None:

@@ -213,7 +213,7 @@ class SpatialHandler(LayerHandler[nn.Module]):
     stateful = False
 
     def connect(self, a: Analysis, call: LayerCall) -> Channels | None:
-        return a.along(call.x, 1, call.in_shape, call.fqn)
+        return a.spatial(call.x, call.in_shape, call.fqn)
 
 
 @register_layer(nn.Flatten)
