@@ -202,7 +202,7 @@ def _quantize(model: nn.Module, layer_bits: dict[str, int], qat: bool, ds, cfg: 
 def evaluate_variant(variant: dict, cfg: SearchConfig) -> VariantRecord:
     """Build, train, compress and measure one variant (see module doc)."""
     from effai import profile as profile_mod
-    from effai.train import evaluate, fit
+    from effai.train import fit, score
 
     if cfg.threads_per_trial:
         torch.set_num_threads(cfg.threads_per_trial)
@@ -229,7 +229,7 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> VariantRecord:
     model = _quantize(model, layer_bits, bool(variant.get("qat")), ds, cfg, loss_fn)
 
     _, val_loader, test_loader = ds.loaders(512)
-    val_acc, test_acc = evaluate(model, val_loader)["accuracy"], evaluate(model, test_loader)["accuracy"]
+    val_acc, test_acc = score(model, val_loader).accuracy, score(model, test_loader).accuracy
     cost = Cost(size_bytes=size, size_format=f"{mean_bits:g}-bit weights (mean) + fp32 scales",
                 params=int(prof.total.params), macs=int(prof.total.macs),
                 peak_activation_bytes=int(prof.total.peak_activation_bytes),

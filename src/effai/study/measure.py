@@ -11,8 +11,9 @@ import torch
 
 from effai.results import Energy, Latency, TargetFit
 
-# Sub-8-bit weights run on int8 kernels where a target has no int4 ones; fp16/bf16 run as fp32.
-_FALLBACK = {"int4": ["int4", "int8"], "int8": ["int8"], "fp16": ["fp16", "fp32"], "bf16": ["bf16", "fp16", "fp32"],
+# Sub-8-bit weights run on int4 or int8 kernels where a target has none of their own; fp16/bf16 run
+# as fp32. The first dtype of a chain is the one a target supporting none of them is judged at.
+_FALLBACK = {"ternary": ["int4", "int8"], "binary": ["int4", "int8"], "int4": ["int4", "int8"], "int8": ["int8"], "fp16": ["fp16", "fp32"], "bf16": ["bf16", "fp16", "fp32"],
              "fp32": ["fp32"]}
 
 
@@ -28,16 +29,16 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
                                                                                  "min_seconds": 0.1}
     meter = Meter("cpu")
     lat, graph, note = None, "", ""
-    if built.onnx and not quick:
+    if built.onnx_dtype and not quick:
         from effai.quantize import export_onnx
 
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "m.onnx"
-                export_onnx(model.eval(), path, example, dtype=built.onnx, calibration=calibration[:64])
+                export_onnx(model.eval(), path, example, dtype=built.onnx_dtype, calibration=calibration[:64])
                 with meter:
                     lat = measure_latency(str(path), example, runtime="onnxruntime", threads=threads, **protocol)
-            graph = f"{built.onnx} graph"
+            graph = f"{built.onnx_dtype} graph"
         except Exception as e:  # noqa: BLE001 - export can fail for exotic layers: measure in torch instead
             note = f"ONNX export failed ({type(e).__name__}), so "
     if lat is None:
@@ -68,7 +69,8 @@ def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, TargetFit
     out = {}
     for name in names:
         t = cat[name]
-        dtype = next((d for d in _FALLBACK.get(deploy_dtype, [deploy_dtype]) if d in t.spec.dtypes), deploy_dtype)
+        chain = _FALLBACK.get(deploy_dtype, [deploy_dtype])
+        dtype = next((d for d in chain if d in t.spec.dtypes), chain[0])
         f = hardware.fit(profile, t, dtype=dtype)
         fit = TargetFit(fits=f.fits, dtype=dtype, reason=f.verdict())
         if dtype in t.spec.dtypes:
