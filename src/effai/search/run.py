@@ -213,6 +213,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
                 pending[backend.submit(variant)] = (trial, variant)
             if not pending:
                 break
+            assert backend is not None  # pending trials were submitted to it
             for h, res in backend.wait(list(pending)):
                 trial, variant = pending.pop(h)
                 msg = _finish(study, trial, res, cfg, limits)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,8 +26,8 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
     from effai.profile.energy import Meter
 
     model = built.structure if built.structure is not None else built.model
-    protocol = {"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else {"warmup": 10, "repeats": 50,
-                                                                                 "min_seconds": 0.1}
+    protocol: dict[str, Any] = ({"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else
+                                {"warmup": 10, "repeats": 50, "min_seconds": 0.1})
     meter = Meter("cpu")
     lat, graph, note = None, "", ""
     if built.onnx_dtype and not quick:
@@ -55,10 +56,10 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
 
 def counts(built, input_shape: tuple[int, ...]):
     """The effai Profile of the variant's float structure (no timing), with energy estimated at its bits."""
-    import effai
+    from effai.profile import profile
 
     model = built.structure if built.structure is not None else built.model
-    return effai.profile(model.eval(), input_shape=(1, *input_shape), latency=False, bits=built.bits)
+    return profile(model.eval(), input_shape=(1, *input_shape), latency=False, bits=built.bits)
 
 
 def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, TargetFit]:
