@@ -2,8 +2,11 @@
 benchmarks/results/, a marked section of docs/benchmarks.md). Side-by-side timing is
 `effai.profile.latency.interleaved`.
 
-Each benchmark owns one section of docs/benchmarks.md between
-`<!-- NAME:start -->` and `<!-- NAME:end -->` and replaces only that section.
+Each benchmark owns one section of docs/benchmarks.md between `<!-- NAME:start -->` and
+`<!-- NAME:end -->` (NAME = its results file, benchmarks/results/NAME.json) and replaces only
+that section; the section's last line, `> Provenance: ...`, is written from the JSON's
+"provenance" record (commit, machine, threads, load) and rewritten by `benchmarks/check.py`
+when the code it ran has changed since. The convention: docs/decisions.md, "Benchmark sections".
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +52,60 @@ def machine() -> dict:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "simd": flags, **versions,
             "date": time.strftime("%Y-%m-%d")}
+
+
+# --- provenance: which code, on which machine, under which load, produced a results file -------------------
+
+
+def _git(*args: str) -> str:
+    out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def begin() -> dict:
+    """Call at the start of a benchmark: the commit, time and load it starts from, and the content
+    of the code as it is now (a file edited while the benchmark runs does not pass for what ran)."""
+    files = [p.relative_to(ROOT).as_posix() for d in ("src/effai", "benchmarks") for p in sorted((ROOT / d).rglob("*.py"))]
+    return {"commit": _git("rev-parse", "HEAD"), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()], "argv": sys.argv[1:],
+            "_code_at_start": content_ids(files)}
+
+
+def code_files(script: str) -> list[str]:
+    """The files whose content decides a benchmark's numbers: its script, this helper and every
+    effai module it imported (effai imports its subpackages lazily, so this is what the run used)."""
+    files = {f"benchmarks/{script}", "benchmarks/common.py"}
+    src = ROOT / "src"
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and Path(f).resolve().is_relative_to(src):
+            files.add(Path(f).resolve().relative_to(ROOT).as_posix())
+    return sorted(files)
+
+
+def content_ids(files: list[str]) -> dict[str, str]:
+    """Git blob ids of the files as they are on disk now ('' for a file that is gone)."""
+    present = [f for f in files if (ROOT / f).exists()]
+    ids = _git("hash-object", "--", *present).split("\n") if present else []
+    out = dict.fromkeys(files, "")
+    out.update(zip(present, ids, strict=True))
+    return out
+
+
+def provenance(start: dict, script: str, threads: int | None = None) -> dict:
+    """The record every results JSON carries under "provenance": commit the run started on,
+    whether its code differed from that commit, machine, torch threads, load, and the content
+    ids of the code it ran (what `benchmarks/check.py` compares to decide a table is stale)."""
+    import torch
+
+    start = dict(start)
+    snapshot = start.pop("_code_at_start")
+    files = code_files(script)
+    ids = {f: snapshot.get(f, "") for f in files}
+    head = dict(zip(files, [_git("rev-parse", f"{start['commit']}:{f}") for f in files], strict=True))
+    return {**start, "script": f"benchmarks/{script}", "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()], "threads": threads or torch.get_num_threads(),
+            "machine": machine(), "uncommitted": sorted(f for f in files if ids[f] != head[f]), "code": ids}
 
 
 def machine_line(m: dict | None = None) -> str:

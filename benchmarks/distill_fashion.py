@@ -1,0 +1,162 @@
+"""Knowledge distillation on Fashion-MNIST, judged as a reviewer would: a small student trained
+with KD against the same student trained alone, over seeds, with a paired test on 10,500 test
+images; T and alpha chosen on the validation split, never on the test split.
+
+Data: `effai.data.load("fashion_mnist", test_fraction=0.15)`: 10,500 test / 7,000 validation
+images; the first 10,000 of the (seeded, shuffled) training split are used for training, to keep
+the run affordable on 2 cores. Teacher: LeNet-5 (CNN, 61.7 k parameters). Student: LeNet-300-100
+at width 0.1 (an MLP 784-30-10-10, 23,970 parameters), as in Hinton et al.'s MNIST experiment.
+KD: Hinton soft targets with the T^2 scaling (`effai.distill.distill`).
+Protocol: a grid of (T, alpha) is trained on seed 0 and the setting with the best validation
+accuracy is kept; then seeds 0..4 train the student alone and with KD at that setting (same
+initial weights, data order, epochs and optimizer in both arms). Statistics (effai.evaluate.stats):
+Wilson intervals, exact mid-p McNemar per seed, a paired bootstrap over seeds and test images.
+Run: .venv/bin/python benchmarks/distill_fashion.py [--render-only]
+The CI check (`make bench-check`) reruns `reproduce()`: one seed at a reduced setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, begin, provenance, table, write_results  # noqa: E402
+
+from effai import data, train, zoo  # noqa: E402
+from effai.distill import KDConfig, distill  # noqa: E402
+from effai.fileio import write_json  # noqa: E402
+
+NAME = "distill"
+THREADS = 2
+LR = 3e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    train_images: int
+    teacher_epochs: int
+    student_epochs: int
+    seeds: tuple[int, ...]
+    grid: tuple[tuple[float, float], ...]  # (T, alpha) candidates, chosen on validation data
+    val_images: int | None = None  # None: the whole validation split
+
+
+FULL = Setting(train_images=10_000, teacher_epochs=8, student_epochs=15, seeds=(0, 1, 2, 3, 4),
+               grid=((2.0, 0.5), (2.0, 0.9), (4.0, 0.5), (4.0, 0.9), (8.0, 0.5), (8.0, 0.9)))
+# What CI reruns (about a minute on 2 cores): seed 0 at KDConfig's own T and alpha, so a changed default shows.
+CHECK = Setting(train_images=2_000, teacher_epochs=3, student_epochs=5, seeds=(0,), grid=(), val_images=2_000)
+STUDENT = ("lenet300_100", 0.1)
+
+
+def splits(s: Setting):
+    ds = data.load("fashion_mnist", seed=0, test_fraction=0.15)
+    return dataclasses.replace(ds, train=TensorDataset(*(t[: s.train_images] for t in ds.train.tensors)),
+                               val=TensorDataset(*(t[: s.val_images] for t in ds.val.tensors)))
+
+
+def test_predictions(model, ds) -> str:
+    """The predicted class of every test image, one digit each (the JSON keeps them for the paired tests)."""
+    logits, _ = train.predict(model, ds.loaders(512)[2])
+    return "".join(str(int(c)) for c in logits.argmax(1))
+
+
+def teacher_for(ds, epochs: int):
+    torch.manual_seed(0)
+    teacher = zoo.create("lenet5")
+    r = train.fit(teacher, ds, train.TrainConfig(epochs=epochs, lr=LR, seed=0), progress=False)
+    return teacher, {"val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
+                     "predictions": test_predictions(teacher, ds)}
+
+
+def student(ds, teacher, seed: int, epochs: int, kd: KDConfig | None) -> dict:
+    """Train the student from seed `seed`'s initial weights, alone (kd=None) or distilled."""
+    torch.manual_seed(seed)
+    net = zoo.create(STUDENT[0], width_mult=STUDENT[1])
+    if kd is None:
+        r = train.fit(net, ds, train.TrainConfig(epochs=epochs, lr=LR, seed=seed), progress=False)
+    else:
+        r = distill(teacher, net, ds, dataclasses.replace(kd, epochs=epochs, lr=LR, seed=seed)).distill_result
+    return {"seed": seed, "val_accuracy": r.val_accuracy, "test_accuracy": r.test_accuracy,
+            "predictions": test_predictions(net, ds)}
+
+
+def measure(s: Setting) -> dict:
+    torch.set_num_threads(THREADS)
+    t0 = time.perf_counter()
+    ds = splits(s)
+    teacher, t = teacher_for(ds, s.teacher_epochs)
+    print("teacher", t["val_accuracy"], t["test_accuracy"], flush=True)
+    grid = []
+    for temperature, alpha in s.grid:
+        r = student(ds, teacher, s.seeds[0], s.student_epochs, KDConfig(temperature=temperature, alpha=alpha))
+        grid.append({"temperature": temperature, "alpha": alpha, **r})
+        print("grid", temperature, alpha, r["val_accuracy"], flush=True)
+    # the best validation accuracy; ties go to the earlier (smaller T, then smaller alpha) setting
+    best = max(grid, key=lambda g: g["val_accuracy"]) if grid else None
+    kd = KDConfig(temperature=best["temperature"], alpha=best["alpha"]) if best else KDConfig()
+    alone, with_kd = [], []
+    for seed in s.seeds:
+        alone.append(student(ds, teacher, seed, s.student_epochs, None))
+        reuse = best if best and seed == s.seeds[0] else None  # the grid already trained this run
+        with_kd.append({k: v for k, v in reuse.items() if k not in ("temperature", "alpha")} if reuse
+                       else student(ds, teacher, seed, s.student_epochs, kd))
+        print("seed", seed, alone[-1]["test_accuracy"], with_kd[-1]["test_accuracy"], flush=True)
+    labels = "".join(str(int(c)) for c in ds.test.tensors[1])
+    return {"setting": dataclasses.asdict(s), "student": {"name": STUDENT[0], "width_mult": STUDENT[1],
+            "params": sum(p.numel() for p in zoo.create(STUDENT[0], width_mult=STUDENT[1]).parameters())},
+            "split": {"train": len(ds.train), "val": len(ds.val), "test": len(ds.test)},
+            "class_names": ds.class_names, "test_labels": labels, "teacher": t, "grid": grid,
+            "chosen": {"temperature": kd.temperature, "alpha": kd.alpha}, "alone": alone, "kd": with_kd,
+            "seconds": time.perf_counter() - t0}
+
+
+def render(r: dict) -> str:
+    """The doc section, from the results JSON alone."""
+    rows = [[a["seed"], f"{a['test_accuracy']:.2%}", f"{k['test_accuracy']:.2%}",
+             f"{100 * (k['test_accuracy'] - a['test_accuracy']):+.2f}"] for a, k in zip(r["alone"], r["kd"], strict=True)]
+    return ("## Knowledge distillation on Fashion-MNIST (`benchmarks/distill_fashion.py`)\n\n"
+            + table(["seed", "student alone", "student with KD", "KD gain (pp)"], rows))
+
+
+def right(predictions: str, labels: str) -> int:
+    return sum(p == y for p, y in zip(predictions, labels, strict=True))
+
+
+def reproduce() -> dict:
+    """The numbers `make bench-check` compares: test images right at the CHECK setting."""
+    r = measure(CHECK)
+    y = r["test_labels"]
+    return {"setting": dataclasses.asdict(CHECK), "rows": {
+        "teacher LeNet-5": {"test images right": right(r["teacher"]["predictions"], y)},
+        "student alone, seed 0": {"test images right": right(r["alone"][0]["predictions"], y)},
+        "student with KD at KDConfig's defaults, seed 0": {"test images right": right(r["kd"][0]["predictions"], y)},
+    }}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--render-only", action="store_true", help="rewrite the doc section from the results JSON")
+    args = ap.parse_args()
+    path = RESULTS / f"{NAME}.json"
+    if args.render_only:
+        results = json.loads(path.read_text())
+    else:
+        start = begin()
+        results = measure(FULL)
+        results["provenance"] = provenance(start, Path(__file__).name, THREADS)
+        write_json(path, results)  # the training is kept even if rendering fails
+        results["reproduce"] = reproduce()
+        write_json(path, results)
+    write_results(NAME, results, render(results))
+
+
+if __name__ == "__main__":
+    main()
