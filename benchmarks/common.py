@@ -72,9 +72,10 @@ def begin() -> dict:
 
 
 def code_files(script: str) -> list[str]:
-    """The files whose content decides a benchmark's numbers: its script, this helper and every
-    effai module it imported (effai imports its subpackages lazily, so this is what the run used)."""
-    files = {f"benchmarks/{script}", "benchmarks/common.py"}
+    """The files whose content decides a benchmark's numbers: its script and every effai module it
+    imported (effai imports its subpackages lazily, so this is what the run used). This helper is
+    left out: it records and formats, it computes no number."""
+    files = {f"benchmarks/{script}"}
     src = ROOT / "src"
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
@@ -108,6 +109,9 @@ def provenance(start: dict, script: str, threads: int | None = None) -> dict:
             "machine": machine(), "uncommitted": sorted(f for f in files if ids[f] != head[f]), "code": ids}
 
 
+_START = begin()  # a benchmark imports this module first: its run starts here
+
+
 def machine_line(m: dict | None = None) -> str:
     m = m or machine()
     return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['torch']}"
@@ -115,8 +119,19 @@ def machine_line(m: dict | None = None) -> str:
 
 
 def write_results(name: str, data: dict, markdown: str) -> None:
-    """Write benchmarks/results/NAME.json and replace the NAME section of docs/benchmarks.md."""
+    """Write benchmarks/results/NAME.json and replace the NAME section of docs/benchmarks.md.
+
+    The JSON gets a "provenance" record (unless the script made its own with `provenance`): the
+    run started when this module was imported. The section ends with its provenance line."""
+    if "provenance" not in data:
+        script = Path(getattr(sys.modules["__main__"], "__file__", "unknown")).name
+        data = {**data, "provenance": provenance(_START, script)}
     write_json(RESULTS / f"{name}.json", data)
+    replace_section(name, markdown.strip() + "\n\n" + provenance_line(name, data["provenance"]))
+
+
+def replace_section(name: str, markdown: str) -> None:
+    """Replace (or append) the NAME section of docs/benchmarks.md, leaving every other section as it is."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
     text = DOC.read_text(encoding="utf-8") if DOC.exists() else HEADER
@@ -125,6 +140,36 @@ def write_results(name: str, data: dict, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     write_atomic(DOC, text)
+
+
+PROVENANCE = "> Provenance:"  # the first words of a section's provenance line
+
+
+def provenance_line(name: str, prov: dict, changed: dict[str, str] | None = None) -> str:
+    """The last line of a section: which commit, machine, threads and load produced it; with
+    `changed` (file -> the commit that last changed it), it says the table is stale and why."""
+    when = prov.get("started", "")[:16].replace("T", " ")
+    m = prov.get("machine") or {}
+    where = f"{m.get('cpu', 'an unrecorded CPU')}, {m.get('cores', '?')} cores"
+    threads = f"{prov['threads']} torch thread(s)" if prov.get("threads") else "torch threads not recorded"
+    if prov.get("loadavg_start") is not None:
+        load = f"load {prov['loadavg_start'][0]:.1f} at the start"
+        load += f", {prov['loadavg_end'][0]:.1f} at the end" if prov.get("loadavg_end") else ""
+    else:
+        load = "load not recorded"
+    if prov.get("backfilled"):
+        what = (f"`{prov['script']}`, last measured on or before commit `{prov['commit'][:7]}` ({when[:10]}: the commit "
+                f"that last changed `benchmarks/results/{name}.json`; the run itself recorded no commit)")
+    else:
+        what = f"`{prov['script']}` on commit `{prov['commit'][:7]}` ({when} UTC)"
+        if prov.get("uncommitted"):
+            what += " with uncommitted changes to " + ", ".join(f"`{f}`" for f in prov["uncommitted"])
+    line = f"{PROVENANCE} {what}; {where}, {threads}, {load}; results `benchmarks/results/{name}.json`."
+    if changed:
+        files = ", ".join(f"`{f}` ({c[:7] or 'uncommitted'})" for f, c in sorted(changed.items()))
+        line = (f"{PROVENANCE} **stale**: {line[len(PROVENANCE) + 1:]} The code it ran has changed since: {files}; "
+                f"rerun `{prov['script']}` to refresh this table.")
+    return line
 
 
 def table(headers: list[str], rows: list[list]) -> str:
