@@ -27,7 +27,7 @@ from effai.fileio import write_atomic, write_json  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 RESULTS = ROOT / "benchmarks" / "results"
-HEADER = "# Benchmarks\n\nEvery number below was measured by a script in `benchmarks/`; each section names the machine it ran on.\n"
+HEADER = "# Benchmarks\n\nEvery table below is written by a script in `benchmarks/` from its results file.\n"
 
 
 def machine() -> dict:
@@ -145,9 +145,9 @@ def replace_section(name: str, markdown: str) -> None:
 PROVENANCE = "> Provenance:"  # the first words of a section's provenance line
 
 
-def provenance_line(name: str, prov: dict, changed: dict[str, str] | None = None) -> str:
+def provenance_line(name: str, prov: dict, changed: list[str] | None = None) -> str:
     """The last line of a section: which commit, machine, threads and load produced it; with
-    `changed` (file -> the commit that last changed it), it says the table is stale and why."""
+    `changed` (code files whose content differs from the run's), it says the table is stale."""
     when = prov.get("started", "")[:16].replace("T", " ")
     m = prov.get("machine") or {}
     where = f"{m.get('cpu', 'an unrecorded CPU')}, {m.get('cores', '?')} cores"
@@ -166,7 +166,9 @@ def provenance_line(name: str, prov: dict, changed: dict[str, str] | None = None
             what += " with uncommitted changes to " + ", ".join(f"`{f}`" for f in prov["uncommitted"])
     line = f"{PROVENANCE} {what}; {where}, {threads}, {load}; results `benchmarks/results/{name}.json`."
     if changed:
-        files = ", ".join(f"`{f}` ({c[:7] or 'uncommitted'})" for f, c in sorted(changed.items()))
+        shown = sorted(changed)[:5]
+        files = ", ".join(f"`{f}`" for f in shown)
+        files += f" and {len(changed) - len(shown)} more" if len(changed) > len(shown) else ""
         line = (f"{PROVENANCE} **stale**: {line[len(PROVENANCE) + 1:]} The code it ran has changed since: {files}; "
                 f"rerun `{prov['script']}` to refresh this table.")
     return line
