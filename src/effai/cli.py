@@ -17,7 +17,7 @@ from rich.console import Console
 try:  # typer >= 0.20 vendors its own click
     from typer._click.exceptions import ClickException, UsageError
 except ImportError:  # pragma: no cover - older typer on real click
-    from click.exceptions import ClickException, UsageError
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
 from effai import __version__
 from effai.errors import CheckFailed, InputError
@@ -244,6 +244,7 @@ def export_cmd(
     ensure_dir(out.parent, "--out ")
     ds = data_mod.load(dataset, seed=seed)
     lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already")
+    assert lm.model is not None  # load_for_data refuses ONNX files
     with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
                            calibration=ds.calibration() if dtype == "int8" else None, method=method,
@@ -566,13 +567,17 @@ def numerics_cast(
 
 def main() -> None:
     """Entry point: run the app, mapping InputError to exit 2 and CheckFailed to exit 1."""
+    from effai import interrupts
+
+    interrupts.install()  # Ctrl-C / SIGTERM stop at a safe point (never inside a storage commit)
     try:
         # Without standalone mode Typer returns (not raises) an Exit's code, and turns Ctrl-C
         # into Exit(130): honour it, or an interrupted run would exit 0 in silence.
         code = app(standalone_mode=False)
         if isinstance(code, int) and not isinstance(code, bool) and code != 0:
             if code == 130:
-                err_console.print("interrupted; finished results are saved, rerun the same command to resume")
+                code, line = interrupts.stopped()
+                err_console.print(line)
             sys.exit(code)
     except InputError as e:
         if _state["debug"]:
@@ -590,8 +595,9 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        err_console.print("interrupted; finished results are saved, rerun the same command to resume")
-        sys.exit(130)
+        code, line = interrupts.stopped()
+        err_console.print(line)
+        sys.exit(code)
     except (UsageError, ClickException) as e:  # bad option values, missing arguments
         if _state["debug"]:
             raise
