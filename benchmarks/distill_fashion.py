@@ -8,8 +8,9 @@ validation split choose epochs and (T, alpha), to keep the run affordable on a s
 student: the same at width 0.1 (784-30-10-10, 23,970 parameters): a big MLP distilled into a small
 one, as in Hinton et al.'s MNIST experiment (MLPs train ~10x cheaper than LeNet-5 on CPU).
 KD: Hinton soft targets with the T^2 scaling (`effai.distill.distill`).
-Two experiments: A, the teacher trains on the student's 5,000 images; B, on all 52,500 training
-images of the split (its soft targets then carry what the student's images do not show).
+Three experiments: A, the teacher trains on the student's 5,000 images; B, on all 52,500 training
+images of the split (its soft targets then carry what the student's images do not show); C, that
+teacher and a student that sees only 1,000 images (where soft targets are said to help most).
 Protocol, in each: a grid of (T, alpha) is trained on seed 0 and the setting with the best validation
 accuracy is kept; then seeds 0..4 train the student alone and with KD at that setting (same
 initial weights, data order, epochs and optimizer in both arms). Statistics (effai.evaluate.stats):
@@ -61,6 +62,8 @@ FULL = Setting(train_images=5_000, teacher_epochs=12, student_epochs=12, seeds=(
                grid=((2.0, 0.5), (4.0, 0.5), (4.0, 0.9), (8.0, 0.9)), val_images=3_000)
 # The same student, but the teacher learned from every training image of the split
 BIG_TEACHER = dataclasses.replace(FULL, teacher_images=52_500)
+# Scarce data: the student sees 1,000 images (30 epochs, as many steps as 6 epochs of 5,000), the same teacher
+SCARCE = dataclasses.replace(BIG_TEACHER, train_images=1_000, student_epochs=30)
 # What CI reruns (well under a minute on 2 cores): seed 0 at KDConfig's own T and alpha, so a changed default shows.
 CHECK = Setting(train_images=2_000, teacher_epochs=5, student_epochs=5, seeds=(0,), grid=(), val_images=1_000)
 TEACHER = ("lenet300_100", 1.0)
@@ -86,7 +89,17 @@ def test_predictions(model, ds) -> str:
     return "".join(str(int(c)) for c in logits.argmax(1))
 
 
+_TEACHERS: dict = {}  # experiments that share a teacher's data and epochs share the trained teacher
+
+
 def teacher_for(ds, epochs: int):
+    key = (len(ds.train), len(ds.val), epochs)
+    if key not in _TEACHERS:
+        _TEACHERS[key] = _train_teacher(ds, epochs)
+    return _TEACHERS[key]
+
+
+def _train_teacher(ds, epochs: int):
     torch.manual_seed(0)
     teacher = zoo.create(TEACHER[0], width_mult=TEACHER[1])
     r = train.fit(teacher, ds, train.TrainConfig(epochs=epochs, lr=LR, seed=0), progress=False)
@@ -205,7 +218,8 @@ def render_experiment(r: dict, title: str) -> tuple[list[str], object]:
     lines = [
         f"### {title}",
         "",
-        f"Teacher trained on {tm['train_images']:,} images, {s['teacher_epochs']} epochs: {pct(teacher.estimate)} test "
+        f"Student trained on {s['train_images']:,} images for {s['student_epochs']} epochs; teacher on "
+        f"{tm['train_images']:,} images for {s['teacher_epochs']} epochs: {pct(teacher.estimate)} test "
         f"accuracy [{pct(teacher.low)}, {pct(teacher.high)}]. (T, alpha) grid, seed {s['seeds'][0]} with KD, judged "
         "on the validation split only:",
         "",
@@ -228,7 +242,7 @@ def render(r: dict) -> str:
     """The doc section, from the results JSON alone (so it can be checked and regenerated)."""
     experiments = r["experiments"]
     e0 = experiments[0]
-    s, split, st, tm = e0["setting"], e0["split"], e0["student"], e0["teacher_model"]
+    split, st, tm = e0["split"], e0["student"], e0["teacher_model"]
     def title(i: int, e: dict) -> str:
         n = e["teacher_model"]["train_images"]
         whose = {e["setting"]["train_images"]: " (the student's)", split["train_pool"]: " (all of the split's)"}
@@ -245,12 +259,12 @@ def render(r: dict) -> str:
     return "\n".join([
         "## Knowledge distillation on Fashion-MNIST: student alone vs with KD (`benchmarks/distill_fashion.py`)",
         "",
-        f"Fashion-MNIST from Debian's IDX files, one seeded stratified split: the student trains on "
-        f"{s['train_images']:,} images (of the split's {split['train_pool']:,}); {split['val']:,} validation images "
+        f"Fashion-MNIST from Debian's IDX files, one seeded stratified split: student and teacher train on the first "
+        f"images of its {split['train_pool']:,} training images (each experiment says how many); {split['val']:,} validation images "
         f"choose the epoch and (T, alpha); **{split['test']:,} test images** give the final numbers only (one image = "
         f"{100 / split['test']:.3f} pp). Teacher: {tm['name']} at width {tm['width_mult']:g} (an MLP, "
         f"{tm['params']:,} parameters). Student: {st['name']} at width {st['width_mult']:g} (an MLP, "
-        f"{st['params']:,} parameters), {s['student_epochs']} epochs, AdamW {LR:g} with a cosine schedule, batch 128; "
+        f"{st['params']:,} parameters), AdamW {LR:g} with a cosine schedule, batch 128; "
         "both arms start from the same initial weights and see the same batches; KD is Hinton's soft-target loss "
         "with the T^2 scaling (`effai.distill.distill`); the weights with the best validation accuracy are kept. "
         "Test accuracy with Wilson 95% intervals; *only alone / only KD*: test images one arm gets right and the "
@@ -292,7 +306,7 @@ def main():
         results = json.loads(path.read_text())
     else:
         start = begin()
-        results = {"experiments": [measure(FULL, parallel=True), measure(BIG_TEACHER, parallel=True)]}
+        results = {"experiments": [measure(e, parallel=True) for e in (FULL, BIG_TEACHER, SCARCE)]}
         results["provenance"] = provenance(start, Path(__file__).name, THREADS)
         write_json(path, results)  # the training is kept even if rendering fails
         results["reproduce"] = reproduce()
