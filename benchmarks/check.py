@@ -180,10 +180,10 @@ def main() -> int:
     problems = check_provenance(fix=args.fix)
     names = [] if args.skip_rerun else (args.only.split(",") if args.only else list(REPRODUCIBLE))
     for name in names:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         drift = check_reproduction(name)
         print(f"{name}: {'reproduced' if not drift else f'{len(drift)} number(s) moved'} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+              f"({time.perf_counter() - t0:.0f} s, {time.process_time() - c0:.0f} CPU s)", flush=True)
         problems += drift
     for p in problems:
         print("DRIFT " + str(p), file=sys.stderr)
