@@ -187,6 +187,9 @@ def main() -> int:
         problems += drift
     for p in problems:
         print("DRIFT " + str(p), file=sys.stderr)
+    if any(p.column == "provenance line" for p in problems):
+        print("A provenance line is out of date: `make bench-stale` rewrites it (or rerun the benchmark).",
+              file=sys.stderr)
     return 1 if problems else 0
 
 
