@@ -1,0 +1,102 @@
+"""The integer graph effai compiles to C: int8 tensors (NHWC, no batch) and int8 ops.
+
+Semantics follow TFLite's int8 scheme: activations are asymmetric int8 (`real = scale * (q - zp)`),
+weights symmetric per output channel, biases int32 at `scale_in * scale_w`. Requantization is one
+rounding step: `out = zp + ((acc * mult + 2**(shift-1)) >> shift)` with a 31-bit `mult` and
+`shift` in [1, 62], computed in 64-bit integers, identical in numpy (reference.py) and C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OPS = ("conv", "dwconv", "add", "avgpool", "maxpool", "relu")
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]  # (H, W, C) or (N,)
+    scale: float = 1.0
+    zp: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def hwc(self) -> tuple[int, int, int]:
+        return self.shape if len(self.shape) == 3 else (1, 1, self.shape[0])
+
+
+@dataclass
+class Op:
+    kind: str  # one of OPS
+    name: str
+    inputs: list[str]
+    output: str
+    attrs: dict = field(default_factory=dict)  # kernel, stride, pad, ... (ints); "fc": True for dense layers
+    weights: np.ndarray | None = None  # int8: conv (Cout, K) with K = kh*kw*Cin; dwconv (kh*kw, C)
+    bias: np.ndarray | None = None  # int32 (Cout,)
+    mult: np.ndarray | None = None  # int32 per output channel (or 1 for pools, 2 for add)
+    shift: np.ndarray | None = None
+    act_min: int = -128
+    act_max: int = 127
+    macs: int = 0
+
+    @property
+    def label(self) -> str:
+        """The op's name in reports (TFLite's names)."""
+        if self.kind == "conv":
+            if self.attrs.get("fc"):
+                return "fully_connected"
+            return "pointwise_conv" if self.attrs["kernel"] == (1, 1) else "conv"
+        return {"dwconv": "depthwise_conv", "avgpool": "average_pool", "maxpool": "max_pool"}.get(self.kind, self.kind)
+
+
+@dataclass
+class Graph:
+    tensors: dict[str, Tensor]
+    ops: list[Op]
+    input: str
+    output: str
+
+    def consumers(self, name: str) -> list[Op]:
+        return [op for op in self.ops if name in op.inputs]
+
+    @property
+    def weight_bytes(self) -> int:
+        arrays = [a for op in self.ops for a in (op.weights, op.bias, op.mult, op.shift) if a is not None]
+        return int(sum(a.nbytes for a in arrays))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """(mult, shift) with `real ~= mult / 2**shift`, mult < 2**31, shift in [1, 62].
+
+    >>> quantize_multiplier(0.5)
+    (1073741824, 31)
+    """
+    if real <= 0:
+        return 0, 31
+    m, e = np.frexp(real)  # real = m * 2**e, m in [0.5, 1)
+    mult, shift = int(round(float(m) * 2**31)), 31 - int(e)
+    if mult == 2**31:
+        mult, shift = mult // 2, shift - 1
+    if shift > 62:  # tiny multipliers: drop low bits of mult
+        mult, shift = mult >> (shift - 62), 62
+    if shift < 1:
+        raise ValueError(f"requantization multiplier {real} >= 2**30 is not supported")
+    return mult, shift
+
+
+def requantize(acc: np.ndarray, mult, shift) -> np.ndarray:
+    """`(acc * mult + 2**(shift-1)) >> shift` in int64 (arithmetic shift), per channel on the last axis.
+
+    >>> requantize(np.array([3, -3]), 1073741824, 31)
+    array([ 2, -1])
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
+    return (acc * mult + (np.int64(1) << (shift - 1))) >> shift
