@@ -380,6 +380,83 @@ def fit_cmd(
     if not report.fits:
         raise CheckFailed(report.verdict())
 
+# ---------------------------------------------------------------- deploy (microcontroller firmware)
+@app.command("deploy")
+def deploy_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, or state dict (with --arch)."),
+    target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
+    out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
+    inputs: int = typer.Option(8, "--inputs", min=1, help="Test inputs run on the emulated MCU and checked bit for bit."),
+    kernels: str = typer.Option("dsp", "--kernels", help="dsp (SMLAD/SXTB16) | portable (plain C)."),
+    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x1x49x10 (default: the model's)."),
+    width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
+    resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
+    num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
+    arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of a bare state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    as_json: bool = typer.Option(False, "--json", help="Print the deploy result as JSON."),
+):
+    """Compile an int8 model to Cortex-M firmware, run it in QEMU, check it bit for bit.
+
+    Flash and SRAM come from the linked ELF, instructions from QEMU; latency is an estimate.
+    Exit code 1 when the model does not fit the target (the linker's verdict).
+
+    Example: effai deploy ds_cnn --target nano33ble --out runs/fw --json
+    """
+    from effai import mcu
+
+    tgt = mcu.mcu_target(target)  # unknown or non-MCU targets fail before any model is loaded
+    if kernels not in ("dsp", "portable"):
+        raise InputError(f"--kernels: expected dsp or portable, got {kernels!r}")
+    calib = test = None
+    if dataset is not None:
+        from effai import data as data_mod
+        from effai.zoo.loading import load_for_data
+
+        ds = data_mod.load(dataset)
+        lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="cannot be deployed yet")
+        net, calib, test = lm.model, ds.calibration(), ds.test.tensors[0][:inputs]
+        shape = None
+    else:
+        opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
+        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+        if lm.model is None:
+            raise InputError(f"{model}: ONNX files cannot be deployed yet; give the PyTorch model (zoo name or checkpoint)")
+    with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
+        r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
+                       input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels)
+    if as_json:
+        print_json(r.to_dict())
+    else:
+        _print_deploy(lm.name, r, out)
+    if not r.fits:
+        raise CheckFailed(f"{lm.name} {r.reason}")
+    if not r.bit_exact:
+        raise CheckFailed(f"{lm.name}: firmware outputs differ from effai's integer reference on {r.mismatches} of "
+                          f"{r.inputs_checked} inputs (exit code {r.exit_code})")
+
+
+def _print_deploy(name: str, r, out: Path) -> None:
+    from rich.table import Table
+
+    if not r.fits:  # the one-line reason goes to stderr with exit code 1
+        return
+    t = Table(title=f"{name} on {r.target} ({r.core}, {r.kernels} kernels): per-layer instructions counted in QEMU")
+    for col in ("layer", "op", "MACs", "instructions", "instr/MAC"):
+        t.add_column(col)
+    for layer in r.layers:
+        ipm = layer.instructions_per_mac
+        t.add_row(layer.name, layer.op, f"{layer.macs:,}", f"{layer.instructions:,}", f"{ipm:.2f}" if ipm else "-")
+    console.print(t)
+    console.print(f"built and run in QEMU ({r.qemu_machine}): bit-exact {r.bit_exact} on {r.inputs_checked} inputs; "
+                  f"flash {r.flash_bytes:,} B, SRAM {r.sram_bytes:,} B (arena {r.arena_bytes:,} B, TFLite Micro's greedy "
+                  f"plan {r.tflm_greedy_arena_bytes:,} B; stack used {r.stack_bytes:,} B); {r.instructions:,} instructions "
+                  f"per inference", highlight=False)
+    console.print(f"estimated latency {r.estimated_latency_ms:.3g} ms ({r.latency_method})", highlight=False)
+    console.print(f"wrote {out / 'deploy.json'}, {r.elf} and the C sources in {out / 'build'}", highlight=False)
+
+
 # ---------------------------------------------------------------- search
 @app.command("search")
 def search_cmd(

@@ -80,7 +80,7 @@ def _layer(graph: Graph, op: Op, i: int, plan: Plan, blob: _Blob, dsp: bool) -> 
     """(static parameter struct, kernel call) of one layer."""
     t = graph.tensors
     x, y = t[op.inputs[0]], t[op.output]
-    (ih, iw, ic), (oh, ow, oc) = x.hwc, y.hwc
+    (ih, iw, ic), (oh, ow, oc) = graph.geometry(op)
     a = lambda name: f"arena + {plan.offsets[name]}"  # noqa: E731
     acts = {"out_zp": y.zp, "act_min": op.act_min, "act_max": op.act_max}
     p = f"L{i}"

@@ -248,10 +248,8 @@ def _quantize_op(op: FOp, tensors: dict[str, Tensor], env) -> Op:
         return _quantize_weighted(op, x, y, lo, hi)
     if op.kind == "add":
         b = tensors[op.inputs[1]]
-        ra, rb = x.scale / y.scale, b.scale / y.scale
-        shift = int(min(40, np.floor(np.log2((2**31 - 1) / max(ra, rb)))))
-        mult = np.array([round(ra * 2**shift), round(rb * 2**shift)], dtype=np.int32)
-        return Op("add", op.name, op.inputs, op.output, {}, mult=mult, shift=np.array([shift], np.int32), act_min=lo, act_max=hi,
+        mult, shift = add_multipliers(x.scale / y.scale, b.scale / y.scale, op.name)
+        return Op("add", op.name, op.inputs, op.output, {}, mult=mult, shift=shift, act_min=lo, act_max=hi,
                   macs=y.size)
     if op.kind == "avgpool":
         h, w, _ = x.hwc
@@ -267,6 +265,19 @@ def _quantize_op(op: FOp, tensors: dict[str, Tensor], env) -> Op:
         return Op("maxpool", op.name, op.inputs, op.output, {"kernel": op.attrs["kernel"], "stride": op.attrs["stride"],
                   "pad": op.attrs["pad"]}, act_min=lo, act_max=hi, macs=y.size)
     return Op("relu", op.name, op.inputs, op.output, {}, act_min=lo, act_max=hi, macs=y.size)
+
+
+def add_multipliers(ra: float, rb: float, where: str = "add") -> tuple[np.ndarray, np.ndarray]:
+    """Multipliers below 2**22 (so (a-za)*Ma + (b-zb)*Mb stays in int32) and their common shift.
+
+    >>> add_multipliers(0.5, 0.25)
+    (array([2097152, 1048576], dtype=int32), array([22], dtype=int32))
+    """
+    shift = int(min(31, np.floor(np.log2((2**22 - 1) / max(ra, rb)))))
+    if shift < 1:
+        raise InputError(f"model: {where}: input scales {max(ra, rb):.3g}x the output's are not supported")
+    mult = np.array([round(ra * 2**shift), round(rb * 2**shift)], dtype=np.int32)
+    return mult, np.array([shift], np.int32)
 
 
 def _quantize_weighted(op: FOp, x: Tensor, y: Tensor, lo: int, hi: int) -> Op:

@@ -71,9 +71,7 @@ def overlap_offset(graph: Graph, op: Op) -> int:
     """
     if op.kind in ("add", "relu"):
         return 0
-    x, y = graph.tensors[op.inputs[0]], graph.tensors[op.output]
-    ih, iw, ic = x.hwc
-    oh, ow, oc = y.hwc
+    (ih, iw, ic), (oh, ow, oc) = graph.geometry(op)
     (sh, sw), (pt, pl) = op.attrs["stride"], op.attrs["pad"]
     p = np.arange(oh * ow)
     oy, ox = p // ow, p % ow

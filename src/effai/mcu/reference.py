@@ -58,7 +58,7 @@ def _windows(x: np.ndarray, kernel, stride, pad, fill) -> np.ndarray:
 
 def _conv(op: Op, graph: Graph, x):
     zp_in = graph.tensors[op.inputs[0]].zp
-    x = _nhwc(graph, op.inputs[0], x).astype(np.int64) - zp_in  # padding contributes 0 after the offset
+    x = x.reshape(len(x), *graph.geometry(op)[0]).astype(np.int64) - zp_in  # padding contributes 0 after the offset
     win = _windows(x, op.attrs["kernel"], op.attrs["stride"], op.attrs["pad"], 0)
     n, oh, ow = win.shape[:3]
     cols = win.reshape(n * oh * ow, -1).astype(np.float64)

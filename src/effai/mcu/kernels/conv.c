@@ -9,35 +9,9 @@
 #include <arm_acle.h>
 #endif
 
-static void im2col(const effai_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col)
-{
-    const int c = p->in_c, zp = p->in_zp;
-    const int iy0 = oy * p->s_h - p->pad_t, ix0 = ox * p->s_w - p->pad_l;
-    int16_t *dst = col;
-    for (int ky = 0; ky < p->k_h; ky++) {
-        const int iy = iy0 + ky;
-        for (int kx = 0; kx < p->k_w; kx++) {
-            const int ix = ix0 + kx;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                for (int i = 0; i < c; i++) *dst++ = 0;
-                continue;
-            }
-            const int8_t *src = in + (iy * p->in_w + ix) * c;
-            for (int i = 0; i < c; i++) *dst++ = (int16_t)(src[i] - zp);
-        }
-    }
-    while (dst < col + p->k4) *dst++ = 0;
-}
-
 static inline int8_t finish(const effai_conv_t *p, int co, int32_t acc)
 {
     return effai_requant(acc, p->mult[co], p->shift[co], p->out_zp, p->act_min, p->act_max);
-}
-
-#if EFFAI_DSP
-static inline int32_t ror8(int32_t x)
-{
-    return (int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24)); /* folded into SXTB16's ROR #8 */
 }
 
 static inline int32_t load32(const void *src)
@@ -47,13 +21,74 @@ static inline int32_t load32(const void *src)
     return v;
 }
 
+static inline void store32(void *dst, int32_t v) { memcpy(dst, &v, 4); }
+
+#if EFFAI_DSP
+static inline int32_t ror8(int32_t x)
+{
+    return (int32_t)(((uint32_t)x >> 8) | ((uint32_t)x << 24));
+}
+
+static inline int32_t sxtb16_ror8(int32_t x) /* one instruction: SXTB16 with its ROR #8 operand */
+{
+    int32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
+/* dst[i] = src[i] - zp as int16; the DSP path converts 4 bytes with 2 SXTAB16 + 2 PKH */
+static void q7_to_q15(const int8_t *src, int16_t *dst, int n, int zp)
+{
+#if EFFAI_DSP
+    const uint32_t o = (uint16_t)(-zp);
+    const int32_t off = (int32_t)(o | (o << 16));
+    for (; n >= 4; n -= 4, src += 4, dst += 4) {
+        const int32_t w = load32(src);
+        const uint32_t a = (uint32_t)__sxtab16(off, w), b = (uint32_t)__sxtab16(off, ror8(w)); /* (x0,x2) (x1,x3) */
+        store32(dst, (int32_t)((a & 0xFFFFu) | (b << 16)));
+        store32(dst + 2, (int32_t)((b & 0xFFFF0000u) | (a >> 16)));
+    }
+#endif
+    for (; n > 0; n--) *dst++ = (int16_t)(*src++ - zp);
+}
+
+static void im2col(const effai_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col)
+{
+    const int c = p->in_c, zp = p->in_zp, kw = p->k_w;
+    const int iy0 = oy * p->s_h - p->pad_t, ix0 = ox * p->s_w - p->pad_l;
+    const int inside = ix0 >= 0 && ix0 + kw <= p->in_w;
+    int16_t *dst = col;
+    for (int ky = 0; ky < p->k_h; ky++) {
+        const int iy = iy0 + ky;
+        if (iy < 0 || iy >= p->in_h) {
+            for (int i = 0; i < kw * c; i++) *dst++ = 0;
+        } else if (inside) { /* the row's kw taps are contiguous in NHWC */
+            q7_to_q15(in + (iy * p->in_w + ix0) * c, dst, kw * c, zp);
+            dst += kw * c;
+        } else {
+            for (int kx = 0; kx < kw; kx++, dst += c) {
+                const int ix = ix0 + kx;
+                if (ix < 0 || ix >= p->in_w) {
+                    for (int i = 0; i < c; i++) dst[i] = 0;
+                } else {
+                    q7_to_q15(in + (iy * p->in_w + ix) * c, dst, c, zp);
+                }
+            }
+        }
+    }
+    while (dst < col + p->k4) *dst++ = 0;
+}
+
+#if EFFAI_DSP
+
 /* one output channel, one column: the tail of the 2x2 blocking */
 static int32_t dot1(const int8_t *w, const int16_t *x, int k4, int32_t acc)
 {
     for (int k = 0; k < k4; k += 4) {
         const int32_t a = load32(w + k);
         acc = __smlad(__sxtb16(a), load32(x + k), acc);
-        acc = __smlad(__sxtb16(ror8(a)), load32(x + k + 2), acc);
+        acc = __smlad(sxtb16_ror8(a), load32(x + k + 2), acc);
     }
     return acc;
 }
@@ -69,8 +104,8 @@ static void matmul(const effai_conv_t *p, const int16_t *x0, const int16_t *x1, 
             int32_t a01 = a00, a11 = a10;
             for (int k = 0; k < k4; k += 4) {
                 const int32_t u = load32(w0 + k), v = load32(w1 + k);
-                const int32_t u01 = __sxtb16(u), u23 = __sxtb16(ror8(u));
-                const int32_t v01 = __sxtb16(v), v23 = __sxtb16(ror8(v));
+                const int32_t u01 = __sxtb16(u), u23 = sxtb16_ror8(u);
+                const int32_t v01 = __sxtb16(v), v23 = sxtb16_ror8(v);
                 const int32_t p01 = load32(x0 + k), p23 = load32(x0 + k + 2);
                 const int32_t q01 = load32(x1 + k), q23 = load32(x1 + k + 2);
                 a00 = __smlad(u01, p01, a00); a00 = __smlad(u23, p23, a00);

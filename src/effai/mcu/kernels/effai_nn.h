@@ -1,6 +1,8 @@
 /* effai's int8 kernels for microcontrollers (written for effai; no third-party code).
  * Tensors are int8 NHWC without the batch axis; real = scale * (q - zp).
- * Requantization: out = zp + ((acc * mult + 2^(shift-1)) >> shift), in 64-bit, then clamped. */
+ * Requantization: t = (acc * mult + 2^31) >> 32 (SMMULR), out = zp + ((t + (2^shift >> 1)) >> shift),
+ * clamped to [act_min, act_max]; mult < 2^31, shift in [0, 31]; a negative shift (multiplier >= 0.5)
+ * shifts the clamped accumulator left instead (see effai/mcu/ir.py). */
 #ifndef EFFAI_NN_H
 #define EFFAI_NN_H
 #include <stdint.h>
@@ -47,9 +49,26 @@ void effai_avgpool_s8(const effai_pool_t *p, const int8_t *in, int8_t *out);
 void effai_maxpool_s8(const effai_pool_t *p, const int8_t *in, int8_t *out);
 void effai_relu_s8(const effai_relu_t *p, const int8_t *in, int8_t *out);
 
+static inline int32_t effai_mulhi_round(int32_t a, int32_t b)
+{
+#if EFFAI_DSP
+    int32_t r;
+    __asm("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + 0x80000000LL) >> 32);
+#endif
+}
+
 static inline int8_t effai_requant(int32_t acc, int32_t mult, int32_t shift, int32_t zp, int32_t lo, int32_t hi)
 {
-    int64_t v = (((int64_t)acc * mult + ((int64_t)1 << (shift - 1))) >> shift) + zp;
+    if (shift < 0) {
+        const int32_t lim = (int32_t)1 << (30 + shift);
+        acc = (acc > lim ? lim : acc < -lim ? -lim : acc) * ((int32_t)1 << -shift);
+        shift = 0;
+    }
+    const int32_t t = effai_mulhi_round(acc, mult); /* |t| < 2^30: no overflow below */
+    const int32_t v = ((t + ((1 << shift) >> 1)) >> shift) + zp;
     return (int8_t)(v < lo ? lo : v > hi ? hi : v);
 }
 #endif

@@ -3,19 +3,25 @@
 
 void effai_add_s8(const effai_add_t *p, const int8_t *a, const int8_t *b, int8_t *out)
 {
-    const int64_t round = (int64_t)1 << (p->shift - 1);
-    for (uint32_t i = 0; i < p->size; i++) {
-        const int64_t acc = (int64_t)(a[i] - p->zp_a) * p->mult_a + (int64_t)(b[i] - p->zp_b) * p->mult_b;
-        const int64_t v = ((acc + round) >> p->shift) + p->out_zp;
-        out[i] = (int8_t)(v < p->act_min ? p->act_min : v > p->act_max ? p->act_max : v);
+    /* multipliers are below 2^22 (lower.add_multipliers), so the sum fits int32; the fields are
+     * copied to locals because the int8 stores could alias *p */
+    const int32_t shift = p->shift, round = (int32_t)1 << (shift - 1), ma = p->mult_a, mb = p->mult_b;
+    const int32_t za = p->zp_a, zb = p->zp_b, zo = p->out_zp, lo = p->act_min, hi = p->act_max;
+    const uint32_t n = p->size;
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t acc = (a[i] - za) * ma + (b[i] - zb) * mb;
+        const int32_t v = ((acc + round) >> shift) + zo;
+        out[i] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
     }
 }
 
 void effai_relu_s8(const effai_relu_t *p, const int8_t *in, int8_t *out)
 {
-    for (uint32_t i = 0; i < p->size; i++) {
+    const int lo = p->act_min, hi = p->act_max;
+    const uint32_t n = p->size;
+    for (uint32_t i = 0; i < n; i++) {
         const int v = in[i];
-        out[i] = (int8_t)(v < p->act_min ? p->act_min : v > p->act_max ? p->act_max : v);
+        out[i] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
     }
 }
 
