@@ -127,3 +127,13 @@ def test_cli_deploy_json_and_not_fitting_exit_code(tmp_path):
     bad = subprocess.run([".venv/bin/python", "-m", "effai.cli", "deploy", "ds_cnn", "--target", "t4"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not a microcontroller" in bad.stderr
+
+
+def test_fit_uses_built_firmware_for_int8_on_a_microcontroller():
+    base = [".venv/bin/python", "-m", "effai.cli", "fit", "fc_autoencoder", "--target", "nano33ble", "--json"]
+    built = json.loads(subprocess.run([*base, "--dtype", "int8"], capture_output=True, text=True, check=True).stdout)
+    assert built["mcu_numbers"] == "built and run in QEMU"
+    assert built["firmware"]["bit_exact"] and built["firmware"]["flash_bytes"] > built["firmware"]["weight_bytes"]
+    fp32 = [*base[:4], "ds_cnn", *base[5:]]
+    est = json.loads(subprocess.run(fp32, capture_output=True, text=True, check=True).stdout)  # fp32: estimate only
+    assert est["mcu_numbers"] == "estimated" and est["firmware"] is None

@@ -350,8 +350,11 @@ def fit_cmd(
     est = None
     if report.dtype in tgt.spec.dtypes:
         est = hardware.estimate(prof, tgt, dtype=report.dtype)
+    firmware = _firmware_numbers(lm, net, tgt, report.dtype, shape)
     if as_json:
-        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None})
+        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None,
+                    "firmware": firmware.to_dict() if firmware else None,
+                    "mcu_numbers": ("built and run in QEMU" if firmware else "estimated") if tgt.spec.mcu else None})
     else:
         from rich.table import Table
 
@@ -375,10 +378,40 @@ def fit_cmd(
             console.print(line, highlight=False)
         if tgt.spec.status == "research_estimate":
             console.print("note: research hardware, every number is a research estimate", highlight=False)
+        if firmware is not None:
+            console.print(f"firmware (built and run in QEMU, {firmware.qemu_machine}): flash {firmware.flash_bytes:,} B of "
+                          f"{tgt.spec.storage.value:,.0f}, SRAM {firmware.sram_bytes:,} B of {tgt.spec.ram.value:,.0f}"
+                          + (f", bit-exact {firmware.bit_exact}, estimated latency {firmware.estimated_latency_ms:.3g} ms "
+                             "(instructions counted in QEMU x cycles/instruction)" if firmware.fits else
+                             f"; {firmware.reason}"), highlight=False)
+        elif tgt.spec.mcu is not None:
+            console.print("microcontroller numbers above are estimated (for built ones: --dtype int8 with the Arm "
+                          "toolchain and QEMU installed)", highlight=False)
         console.print(("[green]FITS[/] " if report.fits else "[red]DOES NOT FIT[/] ") + report.verdict(),
                       highlight=False)
-    if not report.fits:
+    if firmware is not None and not firmware.fits:
+        raise CheckFailed(f"{lm.name} {firmware.reason} (built)")
+    if not report.fits and firmware is None:
         raise CheckFailed(report.verdict())
+
+
+def _firmware_numbers(lm, net, tgt, dtype: str, shape):
+    """For an int8 fit on a microcontroller with the toolchain installed: the built firmware's
+    numbers (effai.mcu.deploy into a temporary folder), else None and the estimate stands."""
+    from effai import mcu
+
+    if tgt.spec.mcu is None or dtype != "int8" or lm.model is None or mcu.toolchain_missing():
+        return None
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="effai-fit-") as d, err_console.status(f"building {lm.name} firmware ..."):
+        try:
+            r = mcu.deploy(net, tgt.name, out=d, input_shape=shape[1:], n_inputs=2)
+            return dataclasses.replace(r, elf=None)  # the folder is temporary
+        except InputError as e:  # a model the compiler cannot lower keeps the estimate
+            err_console.print(f"note: no firmware built ({e}); numbers are estimated", highlight=False)
+            return None
 
 # ---------------------------------------------------------------- deploy (microcontroller firmware)
 @app.command("deploy")
