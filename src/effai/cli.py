@@ -442,7 +442,7 @@ def deploy_cmd(
     tgt = mcu.mcu_target(target)  # unknown or non-MCU targets fail before any model is loaded
     if kernels not in ("dsp", "portable"):
         raise InputError(f"--kernels: expected dsp or portable, got {kernels!r}")
-    calib = test = None
+    calib = test = labels = None
     if dataset is not None:
         from effai import data as data_mod
         from effai.zoo.loading import load_for_data
@@ -450,7 +450,7 @@ def deploy_cmd(
         ds = data_mod.load(dataset)
         lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="cannot be deployed yet")
         net, calib, test = lm.model, ds.calibration(), ds.test.tensors[0][:inputs]
-        shape = None
+        labels, shape = ds.test.tensors[1][:inputs], None
     else:
         opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
         lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
@@ -458,7 +458,7 @@ def deploy_cmd(
             raise InputError(f"{model}: ONNX files cannot be deployed yet; give the PyTorch model (zoo name or checkpoint)")
     with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
         r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
-                       input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels)
+                       input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels, labels=labels)
     if as_json:
         print_json(r.to_dict())
     else:
@@ -485,8 +485,10 @@ def _print_deploy(name: str, r, out: Path) -> None:
     console.print(f"built and run in QEMU ({r.qemu_machine}): bit-exact {r.bit_exact} on {r.inputs_checked} inputs; "
                   f"flash {r.flash_bytes:,} B, SRAM {r.sram_bytes:,} B (arena {r.arena_bytes:,} B, TFLite Micro's greedy "
                   f"plan {r.tflm_greedy_arena_bytes:,} B; stack used {r.stack_bytes:,} B); {r.instructions:,} instructions "
-                  f"per inference", highlight=False)
-    console.print(f"estimated latency {r.estimated_latency_ms:.3g} ms ({r.latency_method})", highlight=False)
+                  f"per inference" + (f"; firmware accuracy on them {r.accuracy:.1%}" if r.accuracy is not None else ""),
+                  highlight=False)
+    console.print(f"estimated latency {r.estimated_latency_ms:.3g} ms (an estimate: instructions counted in QEMU x a "
+                  "cycles-per-instruction model of the core; the model is in deploy.json)", highlight=False)
     console.print(f"wrote {out / 'deploy.json'}, {r.elf} and the C sources in {out / 'build'}", highlight=False)
 
 

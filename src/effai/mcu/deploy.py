@@ -59,6 +59,8 @@ class DeployResult:
     latency_method: str
     elf: str | None
     exit_code: int | None
+    agreement_with_float: float | None = None  # classifiers: share of inputs where firmware and float model agree (argmax)
+    accuracy: float | None = None  # with labels: the firmware's accuracy on the inputs checked
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,12 +78,13 @@ class DeployResult:
 
 
 def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, input_shape=None, n_inputs: int = 8,
-           kernels: str | None = None, seed: int = 0, count_instructions: bool = True) -> DeployResult:
+           kernels: str | None = None, seed: int = 0, count_instructions: bool = True, labels=None) -> DeployResult:
     """Compile `model` (float, or int8 from effai.quantize) for the microcontroller `target`, build it,
     run `inputs` (float, as the model takes them; random normal of `input_shape` if None) in QEMU.
 
-    `calibration` sets the int8 activation ranges (default: the inputs). Writes `out/deploy.json`
-    and `out/firmware.elf`. A model that does not fit returns fits=False with the reason.
+    `calibration` sets the int8 activation ranges (default: the inputs); `labels` (one class per
+    input) adds the firmware's accuracy. Writes `out/deploy.json` and `out/firmware.elf`. A model
+    that does not fit returns fits=False with the reason.
 
     >>> r = deploy(torch.nn.Sequential(torch.nn.Linear(16, 4)), "nano33ble", out="/tmp/effai-doctest-fw",
     ...            input_shape=(16,), n_inputs=2)
@@ -95,7 +98,7 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     kernels = kernels or "dsp"
     if kernels not in ("dsp", "portable"):
         raise InputError(f"kernels: expected 'dsp' or 'portable', got {kernels!r}")
-    out = Path(out)
+    out = Path(out).resolve()  # the compiler and QEMU run inside the build folder
     work = out / "build"
     shutil.rmtree(work, ignore_errors=True)
     graph = lower.lower(model, calib)
@@ -125,12 +128,27 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     cpi = tgt.core.cycles_per_instruction
     latency = total * cpi / tgt.clock_hz * 1e3 if total else None
     method = LATENCY_METHOD.format(cpi=cpi, source=tgt.core.cpi_source, mhz=tgt.clock_hz / 1e6) if total else ""
+    agree, acc = _agreement(model, x, got[:checked], labels)
     result = DeployResult(**common, bit_exact=r.exit_code == 0 and checked == len(x) and mismatches == 0,
                           inputs_checked=checked, mismatches=mismatches, stack_bytes=r.stack_bytes, instructions=total,
                           layers=layers, estimated_latency_ms=latency, latency_method=method, elf=str(elf),
-                          exit_code=r.exit_code)
+                          exit_code=r.exit_code, agreement_with_float=agree, accuracy=acc)
     write_json(out / "deploy.json", result.to_dict())
     return result
+
+
+def _agreement(model: nn.Module, x: torch.Tensor, got: np.ndarray, labels) -> tuple[float | None, float | None]:
+    """Argmax agreement with the float model, and accuracy against `labels` (classifiers only)."""
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()
+    if ref.ndim != 2 or ref.shape[1] < 2 or len(got) == 0 or ref.shape[1] == x[0].numel():  # not a classifier
+        return None, None
+    pred = got.argmax(axis=1)
+    agree = float((pred == ref[: len(got)].argmax(axis=1)).mean())
+    if labels is None:
+        return agree, None
+    y = np.asarray(labels).reshape(-1)[: len(got)]
+    return agree, float((pred == y).mean())
 
 
 def _inputs(inputs, input_shape, n: int, seed: int) -> torch.Tensor:

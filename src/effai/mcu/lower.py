@@ -122,8 +122,10 @@ def _module_op(m: nn.Module, fqn: str, x: str, out: str) -> FOp:
         return FOp("bn", fqn, [x], out, {"mean": m.running_mean.clone(), "var": m.running_var.clone(), "eps": m.eps}, w, b)
     if isinstance(m, (nn.ReLU, nn.ReLU6)):
         return FOp("relu6" if isinstance(m, nn.ReLU6) else "relu", fqn, [x], out)
-    if isinstance(m, nn.AdaptiveAvgPool2d) and _is_one(m.output_size):
-        return FOp("avgpool", fqn, [x], out, {"global": True})
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        if _is_one(m.output_size):
+            return FOp("avgpool", fqn, [x], out, {"global": True})
+        return FOp("avgpool", fqn, [x], out, {"global": False, "adaptive": _pair(m.output_size)})
     if isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
         k, s, p = (_pair(v) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding))
         if isinstance(m, nn.AvgPool2d) and p != (0, 0):
@@ -190,7 +192,12 @@ def run_float(ops: list[FOp], inp: str, x: torch.Tensor) -> dict[str, torch.Tens
         elif op.kind == "add":
             y = a + env[op.inputs[1]]
         elif op.kind == "avgpool":
-            y = a.mean((2, 3), keepdim=True) if op.attrs["global"] else F.avg_pool2d(a, op.attrs["kernel"], op.attrs["stride"])
+            if op.attrs["global"]:
+                y = a.mean((2, 3), keepdim=True)
+            elif "adaptive" in op.attrs:
+                y = F.adaptive_avg_pool2d(a, op.attrs["adaptive"])
+            else:
+                y = F.avg_pool2d(a, op.attrs["kernel"], op.attrs["stride"])
         elif op.kind == "maxpool":
             y = F.max_pool2d(a, op.attrs["kernel"], op.attrs["stride"], op.attrs["pad"])
         else:  # standalone relu / relu6
@@ -253,8 +260,13 @@ def _quantize_op(op: FOp, tensors: dict[str, Tensor], env) -> Op:
                   macs=y.size)
     if op.kind == "avgpool":
         h, w, _ = x.hwc
-        k = (h, w) if op.attrs["global"] else op.attrs["kernel"]
-        s = (1, 1) if op.attrs["global"] else op.attrs["stride"]
+        k = (h, w) if op.attrs["global"] else op.attrs.get("kernel")
+        s = (1, 1) if op.attrs["global"] else op.attrs.get("stride")
+        if "adaptive" in op.attrs:  # an adaptive pool that tiles its input evenly is a plain average pool
+            (oh, ow) = op.attrs["adaptive"]
+            if h % oh or w % ow:
+                raise InputError(f"model: {op.name}: adaptive pooling {h}x{w} -> {oh}x{ow} does not tile evenly")
+            k = s = (h // oh, w // ow)
         m, sh = quantize_multiplier(x.scale / (y.scale * k[0] * k[1]))
         return Op("avgpool", op.name, op.inputs, op.output, {"kernel": tuple(k), "stride": tuple(s), "pad": (0, 0)},
                   mult=np.array([m], np.int32), shift=np.array([sh], np.int32), act_min=lo, act_max=hi, macs=x.size)
