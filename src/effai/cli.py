@@ -487,6 +487,10 @@ def _print_deploy(name: str, r, out: Path) -> None:
                   f"plan {r.tflm_greedy_arena_bytes:,} B; stack used {r.stack_bytes:,} B); {r.instructions:,} instructions "
                   f"per inference" + (f"; firmware accuracy on them {r.accuracy:.1%}" if r.accuracy is not None else ""),
                   highlight=False)
+    if r.onnxruntime_max_diff_lsb is not None:
+        console.print(f"ONNX Runtime's int8 run of the same graph (QOperator, float requantization): "
+                      f"{r.onnxruntime_equal_share:.1%} of output bytes equal, at most {r.onnxruntime_max_diff_lsb} "
+                      "LSB apart", highlight=False)
     console.print(f"estimated latency {r.estimated_latency_ms:.3g} ms (an estimate: instructions counted in QEMU x a "
                   "cycles-per-instruction model of the core; the model is in deploy.json)", highlight=False)
     console.print(f"wrote {out / 'deploy.json'}, {r.elf} and the C sources in {out / 'build'}", highlight=False)

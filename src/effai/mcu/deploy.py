@@ -61,6 +61,8 @@ class DeployResult:
     exit_code: int | None
     agreement_with_float: float | None = None  # classifiers: share of inputs where firmware and float model agree (argmax)
     accuracy: float | None = None  # with labels: the firmware's accuracy on the inputs checked
+    onnxruntime_max_diff_lsb: int | None = None  # ONNX Runtime's int8 run of the same graph (QOperator) vs the reference
+    onnxruntime_equal_share: float | None = None  # share of output bytes where ONNX Runtime gives the same int8 value
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -129,10 +131,12 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     latency = total * cpi / tgt.clock_hz * 1e3 if total else None
     method = LATENCY_METHOD.format(cpi=cpi, source=tgt.core.cpi_source, mhz=tgt.clock_hz / 1e6) if total else ""
     agree, acc = _agreement(model, x, got[:checked], labels)
+    ort_diff, ort_equal = _onnxruntime(graph, q_in.reshape(len(x), -1), expected)
     result = DeployResult(**common, bit_exact=r.exit_code == 0 and checked == len(x) and mismatches == 0,
                           inputs_checked=checked, mismatches=mismatches, stack_bytes=r.stack_bytes, instructions=total,
                           layers=layers, estimated_latency_ms=latency, latency_method=method, elf=str(elf),
-                          exit_code=r.exit_code, agreement_with_float=agree, accuracy=acc)
+                          exit_code=r.exit_code, agreement_with_float=agree, accuracy=acc,
+                          onnxruntime_max_diff_lsb=ort_diff, onnxruntime_equal_share=ort_equal)
     write_json(out / "deploy.json", result.to_dict())
     return result
 
@@ -149,6 +153,17 @@ def _agreement(model: nn.Module, x: torch.Tensor, got: np.ndarray, labels) -> tu
         return agree, None
     y = np.asarray(labels).reshape(-1)[: len(got)]
     return agree, float((pred == y).mean())
+
+
+def _onnxruntime(graph, q_in: np.ndarray, expected: np.ndarray) -> tuple[int | None, float | None]:
+    """The same integer graph in ONNX Runtime (QOperator), compared with the reference; None without onnxruntime."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None, None
+    from effai.mcu import ort
+
+    return ort.compare(expected, ort.run(graph, q_in))
 
 
 def _inputs(inputs, input_shape, n: int, seed: int) -> torch.Tensor:
