@@ -682,13 +682,17 @@ def numerics_cast(
 
 def main() -> None:
     """Entry point: run the app, mapping InputError to exit 2 and CheckFailed to exit 1."""
+    from effai import interrupts
+
+    interrupts.install()  # Ctrl-C / SIGTERM stop at a safe point (never inside a storage commit)
     try:
         # Without standalone mode Typer returns (not raises) an Exit's code, and turns Ctrl-C
         # into Exit(130): honour it, or an interrupted run would exit 0 in silence.
         code = app(standalone_mode=False)
         if isinstance(code, int) and not isinstance(code, bool) and code != 0:
             if code == 130:
-                err_console.print("interrupted; finished results are saved, rerun the same command to resume")
+                code, line = interrupts.stopped()
+                err_console.print(line)
             sys.exit(code)
     except InputError as e:
         if _state["debug"]:
@@ -706,8 +710,9 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        err_console.print("interrupted; finished results are saved, rerun the same command to resume")
-        sys.exit(130)
+        code, line = interrupts.stopped()
+        err_console.print(line)
+        sys.exit(code)
     except (UsageError, ClickException) as e:  # bad option values, missing arguments
         if _state["debug"]:
             raise
