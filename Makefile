@@ -6,7 +6,7 @@ PY := .venv/bin/python
 STAMP := .venv/.effai-installed
 TORCH := torch==2.13.0
 # Data sets and toolchains that come from Debian (installed once by the bootstrap, as root).
-DEBIAN_PACKAGES := dataset-fashion-mnist
+DEBIAN_PACKAGES := dataset-fashion-mnist gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
 .PHONY: demo test lint bench docs venv clean
 
@@ -16,7 +16,6 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev,docs]'
 	@$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'a dependency replaced torch: ' + v)"
 	@bash scripts/ensure-chromium.sh
-	@bash scripts/ensure-mcu-toolchain.sh
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -1,5 +1,5 @@
 """effai.mcu: int8 lowering, integer reference, memory planner, and firmware built with
-arm-none-eabi-gcc and run in qemu-system-arm (scripts/ensure-mcu-toolchain.sh installs them;
+arm-none-eabi-gcc and run in qemu-system-arm (`make test` installs them: DEBIAN_PACKAGES;
 these tests are not skipped when they are missing: they fail, naming what to install)."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def require_toolchain() -> None:
     missing = toolchain_missing()
     if missing:
         raise InputError(f"{missing} not found; install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm "
-                         "(scripts/ensure-mcu-toolchain.sh)")
+                         "(make test installs them: DEBIAN_PACKAGES in the Makefile)")
 
 
 def _files(sub: str) -> list[Path]:
