@@ -28,27 +28,43 @@ static inline int32_t sxtab16_ror8(int32_t acc, int32_t x)
     return r;
 }
 
+#define TAP(xp, kp)                                                                   \
+    do {                                                                              \
+        const int32_t xv = load32(xp), kv = load32(kp);                               \
+        const int32_t x02 = __sxtab16(off, xv), x13 = sxtab16_ror8(off, xv);          \
+        const int32_t k02 = __sxtb16(kv), k13 = sxtb16_ror8(kv);                      \
+        a0 = __smlabb(k02, x02, a0);                                                  \
+        a2 = __smlatt(k02, x02, a2);                                                  \
+        a1 = __smlabb(k13, x13, a1);                                                  \
+        a3 = __smlatt(k13, x13, a3);                                                  \
+    } while (0)
+
 /* channels ch..ch+3 of one output pixel; `row` points at channel ch of the window's first valid tap */
 static void four_channels(const effai_dwconv_t *p, const int8_t *row, const int8_t *w, int nky, int nkx, int ch,
                           int32_t off, int8_t *dst)
 {
     const int c = p->c, row_step = p->in_w * c, wrow_step = p->k_w * c;
     int32_t a0 = p->bias[ch], a1 = p->bias[ch + 1], a2 = p->bias[ch + 2], a3 = p->bias[ch + 3];
-    for (int ky = 0; ky < nky; ky++, row += row_step, w += wrow_step) {
-        const int8_t *x = row, *k = w;
-        for (int kx = 0; kx < nkx; kx++, x += c, k += c) {
-            const int32_t xv = load32(x), kv = load32(k);
-            const int32_t x02 = __sxtab16(off, xv), x13 = sxtab16_ror8(off, xv);
-            const int32_t k02 = __sxtb16(kv), k13 = sxtb16_ror8(kv);
-            a0 = __smlabb(k02, x02, a0);
-            a2 = __smlatt(k02, x02, a2);
-            a1 = __smlabb(k13, x13, a1);
-            a3 = __smlatt(k13, x13, a3);
+    if (nkx == 3) { /* the 3x3 interior: taps unrolled */
+        for (int ky = 0; ky < nky; ky++, row += row_step, w += wrow_step) {
+            TAP(row, w);
+            TAP(row + c, w + c);
+            TAP(row + 2 * c, w + 2 * c);
+        }
+    } else {
+        for (int ky = 0; ky < nky; ky++, row += row_step, w += wrow_step) {
+            const int8_t *x = row, *k = w;
+            for (int kx = 0; kx < nkx; kx++, x += c, k += c) TAP(x, k);
         }
     }
-    const int32_t acc[4] = {a0, a1, a2, a3};
-    for (int i = 0; i < 4; i++)
-        dst[i] = effai_requant(acc[i], p->mult[ch + i], p->shift[ch + i], p->out_zp, p->act_min, p->act_max);
+    const int32_t *mult = p->mult + ch, *shift = p->shift + ch;
+    const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max;
+    const uint32_t r0 = (uint8_t)effai_requant(a0, mult[0], shift[0], zp, lo, hi);
+    const uint32_t r1 = (uint8_t)effai_requant(a1, mult[1], shift[1], zp, lo, hi);
+    const uint32_t r2 = (uint8_t)effai_requant(a2, mult[2], shift[2], zp, lo, hi);
+    const uint32_t r3 = (uint8_t)effai_requant(a3, mult[3], shift[3], zp, lo, hi);
+    const uint32_t packed = r0 | r1 << 8 | r2 << 16 | r3 << 24;
+    memcpy(dst, &packed, 4);
 }
 #endif
 
