@@ -111,10 +111,15 @@ def test_portable_kernels_and_other_cores_are_bit_exact(tmp_path):
     m = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
                       nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 6, 1), nn.MaxPool2d(2),
                       nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 2 * 2, 5)).eval()
-    for target, kernels in (("nano33ble", "portable"), ("stm32f746", "dsp"), ("corstone300", "dsp")):
+    counts = {}
+    for target, kernels in (("nano33ble", "portable"), ("nano33ble", "dsp"), ("stm32f746", "dsp"), ("corstone300", "mve"),
+                            ("corstone300", "portable")):
         r = effai.mcu.deploy(m, target, out=tmp_path / f"{target}-{kernels}", input_shape=(3, 16, 16), n_inputs=4,
                              kernels=kernels)
         assert r.bit_exact and r.inputs_checked == 4, (target, kernels)
+        counts[target, kernels] = r.instructions
+    assert counts["nano33ble", "dsp"] < counts["nano33ble", "portable"]  # the SMLAD build really is another build
+    assert counts["corstone300", "mve"] < counts["corstone300", "portable"]
 
 
 def test_model_that_does_not_fit_fails_at_link_with_the_overflow(tmp_path):

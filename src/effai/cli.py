@@ -421,7 +421,7 @@ def deploy_cmd(
     dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
     out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
     inputs: int = typer.Option(8, "--inputs", min=1, help="Test inputs run on the emulated MCU and checked bit for bit."),
-    kernels: str = typer.Option("dsp", "--kernels", help="dsp (SMLAD/SXTB16) | portable (plain C)."),
+    kernels: str | None = typer.Option(None, "--kernels", help="dsp (SMLAD/SXTB16, M4/M7) | mve (Helium, M55) | portable (plain C); default: the core's fastest."),
     input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x1x49x10 (default: the model's)."),
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
@@ -440,8 +440,8 @@ def deploy_cmd(
     from effai import mcu
 
     tgt = mcu.mcu_target(target)  # unknown or non-MCU targets fail before any model is loaded
-    if kernels not in ("dsp", "portable"):
-        raise InputError(f"--kernels: expected dsp or portable, got {kernels!r}")
+    if kernels is not None and kernels not in tgt.core.kernels:
+        raise InputError(f"--kernels: {tgt.core.name} runs {', '.join(tgt.core.kernels)}, got {kernels!r}")
     calib = test = labels = None
     if dataset is not None:
         from effai import data as data_mod

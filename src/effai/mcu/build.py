@@ -16,7 +16,8 @@ from effai.mcu.codegen import Sources
 from effai.mcu.targets import McuTarget
 
 STACK_BYTES = 2048
-CFLAGS = ("-O2", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", "-fno-common", "-std=c11",
+# no auto-vectorization: the kernels say which vector instructions they use (and counts stay predictable)
+CFLAGS = ("-O2", "-fno-tree-vectorize", "-ffunction-sections", "-fdata-sections", "-ffp-contract=off", "-fno-common", "-std=c11",
           "-Wall", "-Werror")
 
 
@@ -50,6 +51,12 @@ def _files(sub: str) -> list[Path]:
     return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith((".c", ".h", ".in")))
 
 
+def _core_flags(target: McuTarget, kernels: str) -> list[str]:
+    """Helium intrinsics need the FP/vector register file in the ABI (softfp); other builds stay soft-float."""
+    flags = list(target.core.gcc_flags)
+    return [f if f != "-mfloat-abi=soft" else "-mfloat-abi=softfp" for f in flags] if kernels == "mve" else flags
+
+
 def linker_script(target: McuTarget, stack: int = STACK_BYTES) -> str:
     text = (resources.files("effai.mcu") / "runtime" / "link.ld.in").read_text()
     for k, v in {"TARGET": target.name, "FLASH_ORIGIN": hex(target.core.flash_origin), "FLASH_BYTES": target.flash_bytes,
@@ -62,16 +69,17 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-def build(src: Sources, target: McuTarget, dsp: bool, elf_name: str = "firmware.elf") -> Build:
+def build(src: Sources, target: McuTarget, kernels: str, elf_name: str = "firmware.elf") -> Build:
     """Compile and link; a link that overflows FLASH or RAM returns fits=False with the reason."""
     require_toolchain()
     d = src.dir
-    kernels = [p for p in _files("kernels") if p.suffix == ".c"]
+    kernel_sources = [p for p in _files("kernels") if p.suffix == ".c"]
     runtime = [p for p in _files("runtime") if p.suffix == ".c"]
     inc = [f"-I{d}", f"-I{Path(str(resources.files('effai.mcu') / 'kernels'))}"]
-    flags = [*target.core.gcc_flags, *CFLAGS, f"-DEFFAI_DSP={int(dsp)}", *inc]
+    variant = [f"-DEFFAI_DSP={int(kernels in ('dsp', 'mve'))}", f"-DEFFAI_MVE={int(kernels == 'mve')}"]
+    flags = [*_core_flags(target, kernels), *CFLAGS, *variant, *inc]
     objs = []
-    for c in [*src.c_files, *kernels, *runtime, *src.asm_files]:
+    for c in [*src.c_files, *kernel_sources, *runtime, *src.asm_files]:
         o = d / f"{c.stem}.o"
         r = _run(["arm-none-eabi-gcc", *flags, "-c", str(c), "-o", str(o)], d)
         if r.returncode:
@@ -79,7 +87,7 @@ def build(src: Sources, target: McuTarget, dsp: bool, elf_name: str = "firmware.
         objs.append(str(o))
     (d / "link.ld").write_text(linker_script(target))
     elf = d / elf_name
-    r = _run(["arm-none-eabi-gcc", *target.core.gcc_flags, "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections",
+    r = _run(["arm-none-eabi-gcc", *_core_flags(target, kernels), "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections",
               "-T", str(d / "link.ld"), *objs, "-lgcc", "-o", str(elf)], d)
     if r.returncode:
         over = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", r.stderr)

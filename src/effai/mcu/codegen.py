@@ -64,9 +64,13 @@ def dsp_order(w: np.ndarray) -> np.ndarray:
     return padded.reshape(len(w), -1, 4)[:, :, [0, 2, 1, 3]].reshape(len(w), k4)
 
 
-def _padded(w: np.ndarray) -> np.ndarray:
-    k4 = (w.shape[1] + 3) // 4 * 4
-    out = np.zeros((w.shape[0], k4), dtype=np.int8)
+KERNELS = ("portable", "dsp", "mve")
+PAD = {"portable": 4, "dsp": 4, "mve": 8}  # im2col rows and weight rows are padded to this many values
+
+
+def _padded(w: np.ndarray, pad: int) -> np.ndarray:
+    k = -(-w.shape[1] // pad) * pad
+    out = np.zeros((w.shape[0], k), dtype=np.int8)
     out[:, : w.shape[1]] = w
     return out
 
@@ -76,7 +80,7 @@ def _struct(ctype: str, name: str, fields: dict) -> str:
     return f"static const {ctype} {name} = {{{body}}};"
 
 
-def _layer(graph: Graph, op: Op, i: int, plan: Plan, blob: _Blob, dsp: bool) -> tuple[str, str]:
+def _layer(graph: Graph, op: Op, i: int, plan: Plan, blob: _Blob, kernels: str) -> tuple[str, str]:
     """(static parameter struct, kernel call) of one layer."""
     t = graph.tensors
     x, y = t[op.inputs[0]], t[op.output]
@@ -90,7 +94,7 @@ def _layer(graph: Graph, op: Op, i: int, plan: Plan, blob: _Blob, dsp: bool) -> 
         arrays = {"bias": blob.add(op.bias, "int32_t"), "mult": blob.add(op.mult, "int32_t"),
                   "shift": blob.add(op.shift, "int32_t")}
         if op.kind == "conv":
-            w = dsp_order(op.weights) if dsp else _padded(op.weights)
+            w = dsp_order(op.weights) if kernels == "dsp" else _padded(op.weights, PAD[kernels])
             f = {"w": blob.add(w, "int8_t"), **arrays, "in_h": ih, "in_w": iw, "in_c": ic, "out_h": oh, "out_w": ow,
                  "out_c": oc, "k4": w.shape[1], **geo, **acts}
             scratch = f"(int16_t *)(arena + {plan.offsets[f'scratch:{op.name}']})"
@@ -114,13 +118,13 @@ def _layer(graph: Graph, op: Op, i: int, plan: Plan, blob: _Blob, dsp: bool) -> 
     return _struct("effai_pool_t", p, f), f"{fn}(&{p}, {a(x.name)}, {a(y.name)});"
 
 
-def generate(graph: Graph, plan: Plan, out_dir: Path, dsp: bool) -> Sources:
-    """Write model.h, model.c, weights.bin and weights.S into `out_dir`."""
+def generate(graph: Graph, plan: Plan, out_dir: Path, kernels: str) -> Sources:
+    """Write model.h, model.c, weights.bin and weights.S into `out_dir` for `kernels` (one of KERNELS)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     blob = _Blob()
     structs, calls = [], []
     for i, op in enumerate(graph.ops):
-        s, c = _layer(graph, op, i, plan, blob, dsp)
+        s, c = _layer(graph, op, i, plan, blob, kernels)
         structs.append(s)
         calls.append(f"    effai_mark(); /* {i}: {op.name} ({op.label}) */\n    {c}")
     tin, tout = graph.tensors[graph.input], graph.tensors[graph.output]

@@ -40,7 +40,7 @@ class DeployResult:
     target: str
     core: str
     qemu_machine: str
-    kernels: str  # "dsp" (SMLAD/SXTB16) or "portable"
+    kernels: str  # "dsp" (SMLAD/SXTB16), "mve" (Helium, Cortex-M55) or "portable"
     fits: bool
     reason: str  # "" when it fits, else the linker's verdict in one line
     bit_exact: bool
@@ -97,16 +97,17 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     mcu_build.require_toolchain()
     x = _inputs(inputs, input_shape, n_inputs, seed)
     calib = x if calibration is None else torch.as_tensor(np.asarray(calibration), dtype=torch.float32)
-    kernels = kernels or "dsp"
-    if kernels not in ("dsp", "portable"):
-        raise InputError(f"kernels: expected 'dsp' or 'portable', got {kernels!r}")
+    kernels = kernels or tgt.core.default_kernels
+    if kernels not in codegen.KERNELS or kernels not in tgt.core.kernels:
+        raise InputError(f"kernels: {tgt.core.name} runs {', '.join(tgt.core.kernels)}, got {kernels!r}")
     out = Path(out).resolve()  # the compiler and QEMU run inside the build folder
     work = out / "build"
     shutil.rmtree(work, ignore_errors=True)
     graph = lower.lower(model, calib)
-    plan, baseline = planner.plan(graph), planner.tflm_greedy(graph)
-    src = codegen.generate(graph, plan, work, dsp=kernels == "dsp")
-    b = mcu_build.build(src, tgt, dsp=kernels == "dsp")
+    pad = codegen.PAD[kernels]
+    plan, baseline = planner.plan(graph, pad), planner.tflm_greedy(graph, pad)
+    src = codegen.generate(graph, plan, work, kernels)
+    b = mcu_build.build(src, tgt, kernels)
     macs = sum(op.macs for op in graph.ops)
     common = dict(target=tgt.name, core=tgt.core.name, qemu_machine=tgt.core.qemu_machine, kernels=kernels,
                   fits=b.fits, reason=b.reason, flash_bytes=b.flash_bytes, sram_bytes=b.sram_bytes,

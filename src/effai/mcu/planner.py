@@ -40,16 +40,16 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def scratch_bytes(op: Op) -> int:
-    """int16 im2col scratch of two output pixels for convolutions (and dense layers)."""
-    return 2 * 2 * _k4(op) if op.kind == "conv" else 0
+def scratch_bytes(op: Op, pad: int = 4) -> int:
+    """int16 im2col scratch of two output pixels for convolutions (and dense layers), rows padded to `pad`."""
+    return 2 * 2 * padded_k(op, pad) if op.kind == "conv" else 0
 
 
-def _k4(op: Op) -> int:
-    return (op.weights.shape[1] + 3) // 4 * 4
+def padded_k(op: Op, pad: int) -> int:
+    return -(-op.weights.shape[1] // pad) * pad
 
 
-def buffers(graph: Graph) -> list[Buffer]:
+def buffers(graph: Graph, pad: int = 4) -> list[Buffer]:
     """Every activation tensor and scratch buffer with its lifetime in op indices."""
     n = len(graph.ops)
     first = {graph.input: 0}
@@ -59,7 +59,8 @@ def buffers(graph: Graph) -> list[Buffer]:
         for t in op.inputs:
             last[t] = max(last.get(t, i), i)
     out = [Buffer(t, _align(graph.tensors[t].size), first[t], last.get(t, first[t])) for t in first]
-    out += [Buffer(f"scratch:{op.name}", _align(scratch_bytes(op)), i, i) for i, op in enumerate(graph.ops) if scratch_bytes(op)]
+    out += [Buffer(f"scratch:{op.name}", _align(scratch_bytes(op, pad)), i, i) for i, op in enumerate(graph.ops)
+            if scratch_bytes(op, pad)]
     return out
 
 
@@ -115,14 +116,14 @@ def _place(order: list[Buffer], pairs) -> tuple[dict[str, int], int]:
     return offsets, max((off + b.size for b, off in placed), default=0)
 
 
-def tflm_greedy(graph: Graph) -> Plan:
+def tflm_greedy(graph: Graph, pad: int = 4) -> Plan:
     """TFLite Micro's greedy plan: largest first, first fit, no overlap between live buffers."""
-    bufs = sorted(buffers(graph), key=lambda b: (-b.size, b.first))
+    bufs = sorted(buffers(graph, pad), key=lambda b: (-b.size, b.first))
     offsets, size = _place(bufs, {})
     return Plan(offsets, size, "tflm_greedy")
 
 
-def plan(graph: Graph) -> Plan:
+def plan(graph: Graph, pad: int = 4) -> Plan:
     """effai's plan: overlap where kernels allow, best of several placement orders.
 
     >>> import torch; from effai.mcu.lower import lower
@@ -132,19 +133,19 @@ def plan(graph: Graph) -> Plan:
     True
     """
     pairs = overlaps(graph)
-    bufs = buffers(graph)
+    bufs = buffers(graph, pad)
     orders = [sorted(bufs, key=lambda b: (-b.size, b.first)), sorted(bufs, key=lambda b: (b.first, -b.size)),
               sorted(bufs, key=lambda b: (-(b.last - b.first + 1) * b.size, b.first)),
               sorted(bufs, key=lambda b: (-b.last, -b.first)), sorted(bufs, key=lambda b: (-b.size, -b.first))]
     best = min((_place(o, pairs) for o in orders), key=lambda r: r[1])
-    check(graph, best[0], pairs)
+    check(graph, best[0], pairs, pad)
     return Plan(best[0], best[1], "effai")
 
 
-def check(graph: Graph, offsets: dict[str, int], pairs=None) -> None:
+def check(graph: Graph, offsets: dict[str, int], pairs=None, pad: int = 4) -> None:
     """Raise AssertionError if two live buffers overlap other than as a kernel allows."""
     pairs = overlaps(graph) if pairs is None else pairs
-    bufs = buffers(graph)
+    bufs = buffers(graph, pad)
     for i, a in enumerate(bufs):
         for b in bufs[i + 1:]:
             if a.first <= b.last and b.first <= a.last:

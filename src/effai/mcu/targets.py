@@ -18,6 +18,11 @@ class Core:
     ram_origin: int
     cycles_per_instruction: float
     cpi_source: str
+    kernels: tuple[str, ...] = ("dsp", "portable")  # the first is the default
+
+    @property
+    def default_kernels(self) -> str:
+        return self.kernels[0]
 
 
 # Cycles per instruction for the latency estimate. Cortex-M4 (TRM, instruction timing): ALU, MAC
@@ -31,7 +36,9 @@ CORES = {
     "cortex-m7": Core("cortex-m7", ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=soft"), "mps2-an500", "cortex-m7",
                       0x00000000, 0x20000000, 0.7, "Cortex-M7: dual-issue superscalar; 0.7 cycles per instruction assumed"),
     "cortex-m55": Core("cortex-m55", ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=soft"), "mps3-an547", "cortex-m55",
-                       0x00000000, 0x20000000, 1.0, "Cortex-M55: single-issue in-order; 1.0 cycle per instruction assumed"),
+                       0x00000000, 0x20000000, 1.0, "Cortex-M55: single-issue in-order; 1.0 cycle per instruction "
+                       "assumed (Helium instructions take 1-2 cycles per 128-bit vector, counted as one)",
+                       ("mve", "dsp", "portable")),
 }
 
 

@@ -8,6 +8,9 @@
 #if EFFAI_DSP
 #include <arm_acle.h>
 #endif
+#if EFFAI_MVE
+#include <arm_mve.h>
+#endif
 
 static inline int8_t finish(const effai_conv_t *p, int co, int32_t acc)
 {
@@ -80,7 +83,50 @@ static void im2col(const effai_conv_t *p, const int8_t *in, int oy, int ox, int1
     while (dst < col + p->k4) *dst++ = 0;
 }
 
-#if EFFAI_DSP
+#if EFFAI_MVE
+/* Helium: 8 int8 weights widened to int16 lanes (VLDRB.S16), multiplied with 8 int16 columns and
+ * summed into the accumulator (VMLADAVA.S16); rows are padded to multiples of 8. */
+static void matmul(const effai_conv_t *p, const int16_t *x0, const int16_t *x1, int8_t *out0, int8_t *out1)
+{
+    const int k8 = p->k4, n = p->out_c;
+    int co = 0;
+    for (; co + 1 < n; co += 2) {
+        const int8_t *w0 = p->w + co * k8, *w1 = w0 + k8;
+        int32_t a00 = p->bias[co], a10 = p->bias[co + 1], a01 = a00, a11 = a10;
+        if (x1) {
+            for (int k = 0; k < k8; k += 8) {
+                const int16x8_t u = vldrbq_s16(w0 + k), v = vldrbq_s16(w1 + k);
+                const int16x8_t c0 = vld1q_s16(x0 + k), c1 = vld1q_s16(x1 + k);
+                a00 = vmladavaq_s16(a00, u, c0);
+                a10 = vmladavaq_s16(a10, v, c0);
+                a01 = vmladavaq_s16(a01, u, c1);
+                a11 = vmladavaq_s16(a11, v, c1);
+            }
+            out1[co] = finish(p, co, a01);
+            out1[co + 1] = finish(p, co + 1, a11);
+        } else {
+            for (int k = 0; k < k8; k += 8) {
+                const int16x8_t c0 = vld1q_s16(x0 + k);
+                a00 = vmladavaq_s16(a00, vldrbq_s16(w0 + k), c0);
+                a10 = vmladavaq_s16(a10, vldrbq_s16(w1 + k), c0);
+            }
+        }
+        out0[co] = finish(p, co, a00);
+        out0[co + 1] = finish(p, co + 1, a10);
+    }
+    if (co < n) {
+        const int8_t *w0 = p->w + co * k8;
+        int32_t a0 = p->bias[co], a1 = p->bias[co];
+        for (int k = 0; k < k8; k += 8) {
+            const int16x8_t u = vldrbq_s16(w0 + k);
+            a0 = vmladavaq_s16(a0, u, vld1q_s16(x0 + k));
+            if (x1) a1 = vmladavaq_s16(a1, u, vld1q_s16(x1 + k));
+        }
+        if (x1) out1[co] = finish(p, co, a1);
+        out0[co] = finish(p, co, a0);
+    }
+}
+#elif EFFAI_DSP
 
 /* one output channel, one column: the tail of the 2x2 blocking */
 static int32_t dot1(const int8_t *w, const int16_t *x, int k4, int32_t acc)

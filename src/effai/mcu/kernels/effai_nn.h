@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 typedef struct {
-    const int8_t *w;      /* (out_c, k4); the DSP build stores each group of 4 as k0 k2 k1 k3 */
+    const int8_t *w;      /* (out_c, k4), rows padded to 4 (8 for Helium); the DSP build stores each group of 4 as k0 k2 k1 k3 */
     const int32_t *bias, *mult, *shift;
     uint16_t in_h, in_w, in_c, out_h, out_w, out_c, k4;
     uint8_t k_h, k_w, s_h, s_w, pad_t, pad_l;
