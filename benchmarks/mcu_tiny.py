@@ -29,6 +29,7 @@ TASK = {"ds_cnn": "keyword spotting", "mobilenet_v1_025_vww": "visual wake words
 MLPERF = {"ds_cnn": (181.9, 43.2), "mobilenet_v1_025_vww": (600.6, 88.9), "resnet8": (704.2, 165.1),
           "fc_autoencoder": (10.05, 4.05)}
 TARGET = "nucleo_l4r5zi"
+OTHER_CORES = {"stm32f746": "dsp", "corstone300": "mve"}  # Cortex-M7 (SMLAD), Cortex-M55 (Helium)
 
 
 def conv_ipm(r) -> float:
@@ -53,6 +54,9 @@ def main() -> None:
             results[name] = {k: {**r.to_dict(), "conv_instructions_per_mac": conv_ipm(r),
                                  "depthwise_instructions_per_mac": dw_ipm(r)} for k, r in runs.items()}
             results[name]["repeat_instructions"] = again.instructions
+            results[name]["other_cores"] = {
+                t: effai.mcu.deploy(net, t, out=f"{d}/{name}-{t}", input_shape=shape, n_inputs=8, kernels=k).to_dict()
+                for t, k in OTHER_CORES.items()}
             print(name, {k: (r.bit_exact, r.instructions, round(r.estimated_latency_ms, 1)) for k, r in runs.items()},
                   flush=True)
     m = machine()
@@ -76,6 +80,15 @@ def markdown(results: dict, m: dict, load0, load1, seconds: float) -> str:
                      + (f" / {dw:.2f}" if dw else ""), f"{port['instructions'] / dsp['instructions']:.2f}x",
                      f"{dsp['estimated_latency_ms']:.1f}", f"{ref:g} / {best:g}",
                      f"{100 * (res['repeat_instructions'] / dsp['instructions'] - 1):+.3f}%"])
+    cores = []
+    for name, res in results.items():
+        m4 = res["dsp"]
+        row = [name, f"{m4['instructions'] / 1e6:.2f}M, {m4['estimated_latency_ms']:.1f} ms"]
+        for t in OTHER_CORES:
+            o = res["other_cores"][t]
+            row.append(f"{o['instructions'] / 1e6:.2f}M, {o['estimated_latency_ms']:.1f} ms"
+                       + ("" if o["bit_exact"] else " (**not bit-exact**)"))
+        cores.append(row)
     return f"""## Microcontroller firmware: MLPerf Tiny on a Cortex-M4 (`benchmarks/mcu_tiny.py`)
 
 Each model compiled by `effai.mcu.deploy` for `{TARGET}` (Cortex-M4F, 120 MHz), built with
@@ -93,6 +106,13 @@ first; branches in the clamps depend on the data, nothing else does).
 {table(["model", "bit-exact", "flash B", "SRAM B", "arena: effai / TFLM greedy", "instructions",
         "instr/MAC conv+dense / depthwise (DSP)", "portable C / DSP", "effai ms (estimate)",
         "MLPerf Tiny ms, TFLM ref / best (measured)", "other inputs"], rows)}
+
+The same models on other cores (instructions counted in QEMU, bit-exact; latency an **estimate**
+at each target's clock and cycles-per-instruction model: Cortex-M7 dual-issue 0.7 at 216 MHz;
+Cortex-M55 1.0 at the AN547 image's 32 MHz, Helium instructions counted as one each):
+
+{table(["model", "Cortex-M4 DSP, nucleo_l4r5zi 120 MHz", "Cortex-M7 DSP, stm32f746 216 MHz",
+        "Cortex-M55 Helium, corstone300 32 MHz"], cores)}
 
 {machine_line(m)} Load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end (instruction counts do
 not depend on load). Took {seconds:.0f} s.

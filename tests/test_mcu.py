@@ -158,3 +158,18 @@ def test_fit_uses_built_firmware_for_int8_on_a_microcontroller():
     fp32 = [*base[:4], "ds_cnn", *base[5:]]
     est = json.loads(subprocess.run(fp32, capture_output=True, text=True, check=True).stdout)  # fp32: estimate only
     assert est["mcu_numbers"] == "estimated" and est["firmware"] is None
+
+
+def test_model_quantized_by_effai_deploys_with_its_int8_weights(tmp_path):
+    import copy
+
+    from effai.quantize import Int8StaticConfig, quantize_
+
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 4))
+    x = torch.randn(16, 1, 6, 6, generator=torch.Generator().manual_seed(3))
+    q = quantize_(copy.deepcopy(net.eval()), Int8StaticConfig(calibration=[x]))
+    r = effai.mcu.deploy(q, "nano33ble", out=tmp_path, inputs=x[:4], calibration=x)
+    assert r.bit_exact and r.inputs_checked == 4
+    g = lower.lower(q, x)  # the int8 codes effai.quantize stored are the codes in flash
+    codes = q[0].w_codes.permute(0, 2, 3, 1).reshape(8, -1).numpy()
+    assert np.array_equal(g.ops[0].weights, codes)
