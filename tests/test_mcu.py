@@ -173,3 +173,33 @@ def test_model_quantized_by_effai_deploys_with_its_int8_weights(tmp_path):
     g = lower.lower(q, x)  # the int8 codes effai.quantize stored are the codes in flash
     codes = q[0].w_codes.permute(0, 2, 3, 1).reshape(8, -1).numpy()
     assert np.array_equal(g.ops[0].weights, codes)
+
+
+def test_int8_onnx_qoperator_file_deploys_bit_exact(tmp_path):
+    import onnx
+    import onnxruntime as rt
+
+    from effai.mcu import onnx_import, ort
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+                      nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 6, 1), nn.MaxPool2d(2),
+                      nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 2 * 2, 5)).eval()
+    x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    g = lower.lower(m, x)
+    path = tmp_path / "m_int8.onnx"
+    onnx.save(ort.to_onnx(g, float_io=True), path)  # a QOperator file with float input and output
+    g2 = onnx_import.load(path)
+    q = reference.quantize_input(g2, x.numpy())
+    ours = reference.run(g2, q)[g2.output]
+    assert np.array_equal(ours, reference.run(g, q)[g.output])  # the file's integers are the graph's integers
+    sess = rt.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    theirs = np.concatenate([sess.run(None, {"input": x[i:i + 1].numpy()})[0] for i in range(8)])
+    lsb = np.abs(reference.dequantize_output(g2, ours.reshape(8, -1)) - theirs.reshape(8, -1)) / g2.tensors[g2.output].scale
+    assert lsb.max() <= 1.01  # ONNX Runtime on the file itself, float requantization: within one LSB
+    r = effai.mcu.deploy(path, "nano33ble", out=tmp_path / "fw", inputs=x)
+    assert r.bit_exact and r.inputs_checked == 8
+    with pytest.raises(InputError, match="float operator"):
+        from effai.quantize.export import export_float
+
+        export_float(m, tmp_path / "f.onnx", x[:1])
+        onnx_import.load(tmp_path / "f.onnx")

@@ -416,7 +416,7 @@ def _firmware_numbers(lm, net, tgt, dtype: str, shape):
 # ---------------------------------------------------------------- deploy (microcontroller firmware)
 @app.command("deploy")
 def deploy_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, or state dict (with --arch)."),
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), or int8 QOperator .onnx file."),
     target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
     dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
     out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
@@ -445,17 +445,19 @@ def deploy_cmd(
     calib = test = labels = None
     if dataset is not None:
         from effai import data as data_mod
-        from effai.zoo.loading import load_for_data
+        from effai.zoo.loading import load_for_data, load_model
 
         ds = data_mod.load(dataset)
-        lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="cannot be deployed yet")
-        net, calib, test = lm.model, ds.calibration(), ds.test.tensors[0][:inputs]
-        labels, shape = ds.test.tensors[1][:inputs], None
+        if model.endswith(".onnx"):  # an int8 file: its own scales, the data set only tests it
+            lm = load_model(model)
+            net = lm.onnx_path
+        else:
+            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle)
+            net, calib = lm.model, ds.calibration()
+        test, labels, shape = ds.test.tensors[0][:inputs], ds.test.tensors[1][:inputs], None
     else:
         opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
         lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
-        if lm.model is None:
-            raise InputError(f"{model}: ONNX files cannot be deployed yet; give the PyTorch model (zoo name or checkpoint)")
     with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
         r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
                        input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels, labels=labels)

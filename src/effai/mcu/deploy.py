@@ -79,12 +79,14 @@ class DeployResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, input_shape=None, n_inputs: int = 8,
-           kernels: str | None = None, seed: int = 0, count_instructions: bool = True, labels=None) -> DeployResult:
+def deploy(model: nn.Module | str | Path, target: str, out, inputs=None, calibration=None, input_shape=None,
+           n_inputs: int = 8, kernels: str | None = None, seed: int = 0, count_instructions: bool = True,
+           labels=None) -> DeployResult:
     """Compile `model` (float, or int8 from effai.quantize) for the microcontroller `target`, build it,
     run `inputs` (float, as the model takes them; random normal of `input_shape` if None) in QEMU.
 
-    `calibration` sets the int8 activation ranges (default: the inputs); `labels` (one class per
+    `model` may also be an int8 ONNX file in QOperator form (effai.mcu.onnx_import: its own scales,
+    no calibration). `calibration` sets the int8 activation ranges (default: the inputs); `labels` (one class per
     input) adds the firmware's accuracy. Writes `out/deploy.json` and `out/firmware.elf`. A model
     that does not fit returns fits=False with the reason.
 
@@ -95,6 +97,9 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     """
     tgt = mcu_target(target)
     mcu_build.require_toolchain()
+    onnx_graph = _onnx_graph(model)
+    if onnx_graph is not None and input_shape is None:
+        input_shape = _model_shape(onnx_graph)
     x = _inputs(inputs, input_shape, n_inputs, seed)
     calib = x if calibration is None else torch.as_tensor(np.asarray(calibration), dtype=torch.float32)
     kernels = kernels or tgt.core.default_kernels
@@ -103,7 +108,7 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     out = Path(out).resolve()  # the compiler and QEMU run inside the build folder
     work = out / "build"
     shutil.rmtree(work, ignore_errors=True)
-    graph = lower.lower(model, calib)
+    graph = onnx_graph if onnx_graph is not None else lower.lower(model, calib)
     pad = codegen.PAD[kernels]
     plan, baseline = planner.plan(graph, pad), planner.tflm_greedy(graph, pad)
     src = codegen.generate(graph, plan, work, kernels)
@@ -131,7 +136,7 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     cpi = tgt.core.cycles_per_instruction
     latency = total * cpi / tgt.clock_hz * 1e3 if total else None
     method = LATENCY_METHOD.format(cpi=cpi, source=tgt.core.cpi_source, mhz=tgt.clock_hz / 1e6) if total else ""
-    agree, acc = _agreement(model, x, got[:checked], labels)
+    agree, acc = _agreement(model, x, got[:checked], labels) if onnx_graph is None else (None, _accuracy(got[:checked], labels))
     ort_diff, ort_equal = _onnxruntime(graph, q_in.reshape(len(x), -1), expected)
     result = DeployResult(**common, bit_exact=r.exit_code == 0 and checked == len(x) and mismatches == 0,
                           inputs_checked=checked, mismatches=mismatches, stack_bytes=r.stack_bytes, instructions=total,
@@ -142,18 +147,39 @@ def deploy(model: nn.Module, target: str, out, inputs=None, calibration=None, in
     return result
 
 
+def _onnx_graph(model):
+    """The Graph of an ONNX file given as a path, else None (a torch model is lowered later)."""
+    if isinstance(model, nn.Module):
+        return None
+    if not isinstance(model, (str, Path)) or Path(model).suffix != ".onnx":
+        raise InputError(f"model: expected a torch.nn.Module or an .onnx file, got {model!r}")
+    from effai.mcu import onnx_import
+
+    if not Path(model).is_file():
+        raise InputError(f"{model}: no such file")
+    return onnx_import.load(model)
+
+
+def _model_shape(graph) -> tuple[int, ...]:
+    """The model's input shape without batch, as it takes floats (C, H, W) or (features,)."""
+    s = graph.tensors[graph.input].shape
+    return (s[2], s[0], s[1]) if len(s) == 3 else s
+
+
+def _accuracy(got: np.ndarray, labels) -> float | None:
+    if labels is None or got.ndim != 2 or got.shape[1] < 2 or len(got) == 0:
+        return None
+    return float((got.argmax(axis=1) == np.asarray(labels).reshape(-1)[: len(got)]).mean())
+
+
 def _agreement(model: nn.Module, x: torch.Tensor, got: np.ndarray, labels) -> tuple[float | None, float | None]:
     """Argmax agreement with the float model, and accuracy against `labels` (classifiers only)."""
     with torch.no_grad():
         ref = model.eval()(x).numpy()
     if ref.ndim != 2 or ref.shape[1] < 2 or len(got) == 0 or ref.shape[1] == x[0].numel():  # not a classifier
         return None, None
-    pred = got.argmax(axis=1)
-    agree = float((pred == ref[: len(got)].argmax(axis=1)).mean())
-    if labels is None:
-        return agree, None
-    y = np.asarray(labels).reshape(-1)[: len(got)]
-    return agree, float((pred == y).mean())
+    agree = float((got.argmax(axis=1) == ref[: len(got)].argmax(axis=1)).mean())
+    return agree, _accuracy(got, labels)
 
 
 def _onnxruntime(graph, q_in: np.ndarray, expected: np.ndarray) -> tuple[int | None, float | None]:

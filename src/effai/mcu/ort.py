@@ -16,8 +16,9 @@ def _real(mult, shift) -> np.ndarray:
     return np.asarray(mult, np.float64) / 2.0 ** (32 + np.asarray(shift, np.float64))
 
 
-def to_onnx(graph: Graph):
-    """An onnx.ModelProto (NCHW, int8 activations, per-channel int8 weights) of `graph`."""
+def to_onnx(graph: Graph, float_io: bool = False):
+    """An onnx.ModelProto (NCHW, int8 activations, per-channel int8 weights) of `graph`; with
+    `float_io` it takes and returns float tensors (QuantizeLinear in, DequantizeLinear out)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -81,12 +82,18 @@ def to_onnx(graph: Graph):
                 y_act = os_
             nodes.append(helper.make_node("Clip", [y_act, lo, hi], [y]))
 
-    def vi(name):
+    def vi(name, dtype=TensorProto.INT8):
         s = t[name].shape
         shape = [1, s[2], s[0], s[1]] if len(s) == 3 else [1, *s]
-        return helper.make_tensor_value_info(name, TensorProto.INT8, shape)
+        return helper.make_tensor_value_info(name, dtype, shape)
 
-    g = helper.make_graph(nodes, "effai_mcu", [vi(graph.input)], [vi(graph.output)], inits)
+    ins, outs = [vi(graph.input)], [vi(graph.output)]
+    if float_io:
+        nodes.insert(0, helper.make_node("QuantizeLinear", ["input", *qp(graph.input)], [graph.input]))
+        nodes.append(helper.make_node("DequantizeLinear", [graph.output, *qp(graph.output)], ["output"]))
+        ins, outs = [vi(graph.input, TensorProto.FLOAT)], [vi(graph.output, TensorProto.FLOAT)]
+        ins[0].name, outs[0].name = "input", "output"
+    g = helper.make_graph(nodes, "effai_mcu", ins, outs, inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
     model.ir_version = 8
     onnx.checker.check_model(model)
