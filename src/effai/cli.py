@@ -407,7 +407,7 @@ def _firmware_numbers(lm, net, tgt, dtype: str, shape):
 
     with tempfile.TemporaryDirectory(prefix="effai-fit-") as d, err_console.status(f"building {lm.name} firmware ..."):
         try:
-            r = mcu.deploy(net, tgt.name, out=d, input_shape=shape[1:], n_inputs=2)
+            r = mcu.deploy(net, tgt, out=d, input_shape=shape[1:], n_inputs=2)
             return dataclasses.replace(r, elf=None)  # the folder is temporary
         except InputError as e:  # a model the compiler cannot lower keeps the estimate
             err_console.print(f"note: no firmware built ({e}); numbers are estimated", highlight=False)

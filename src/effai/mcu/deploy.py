@@ -79,10 +79,11 @@ class DeployResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def deploy(model: nn.Module | str | Path, target: str, out, inputs=None, calibration=None, input_shape=None,
+def deploy(model: nn.Module | str | Path, target, out, inputs=None, calibration=None, input_shape=None,
            n_inputs: int = 8, kernels: str | None = None, seed: int = 0, count_instructions: bool = True,
            labels=None) -> DeployResult:
-    """Compile `model` (float, or int8 from effai.quantize) for the microcontroller `target`, build it,
+    """Compile `model` (float, or int8 from effai.quantize) for the microcontroller `target` (a
+    catalogue name or Target with an `mcu:` entry), build it,
     run `inputs` (float, as the model takes them; random normal of `input_shape` if None) in QEMU.
 
     `model` may also be an int8 ONNX file in QOperator form (effai.mcu.onnx_import: its own scales,

@@ -52,16 +52,19 @@ class McuTarget:
     sram_bytes: int
 
 
-def mcu_target(name: str) -> McuTarget:
-    """The catalogue target `name` as a microcontroller effai can build for.
+def mcu_target(name) -> McuTarget:
+    """The catalogue target `name` (or a catalogue `Target`, e.g. from your own YAML) as a
+    microcontroller effai can build for.
 
     >>> t = mcu_target("nano33ble"); t.core.qemu_machine, t.flash_bytes, t.sram_bytes
     ('mps2-an386', 1048576, 262144)
     """
-    from effai.hardware.catalogue import load_catalogue
+    from effai.hardware.catalogue import Target, load_catalogue
 
+    if isinstance(name, McuTarget):
+        return name
     cat = load_catalogue()
-    t = cat[name]
+    t = name if isinstance(name, Target) else cat[name]
     if t.kind != "mcu" or t.mcu is None:
         names = [n for n in cat.targets if cat.targets[n].spec.mcu is not None]
         raise InputError(f"target {name!r} is not a microcontroller effai builds firmware for; use one of: {', '.join(names)}")
