@@ -17,7 +17,7 @@ from rich.console import Console
 try:  # typer >= 0.20 vendors its own click
     from typer._click.exceptions import ClickException, UsageError
 except ImportError:  # pragma: no cover - older typer on real click
-    from click.exceptions import ClickException, UsageError
+    from click.exceptions import ClickException, UsageError  # type: ignore[assignment]
 
 from effai import __version__
 from effai.errors import CheckFailed, InputError
@@ -244,6 +244,7 @@ def export_cmd(
     ensure_dir(out.parent, "--out ")
     ds = data_mod.load(dataset, seed=seed)
     lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already")
+    assert lm.model is not None  # load_for_data refuses ONNX files
     with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
                            calibration=ds.calibration() if dtype == "int8" else None, method=method,

@@ -23,7 +23,7 @@ Malformed files raise `InputError` naming the file, the line and the field
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from effai.config import node_line, parse_yaml
 from effai.errors import InputError, suggest
+from effai.registry import Registry
 
 DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
@@ -241,21 +242,27 @@ class Target:
 
     def peak(self, dtype: str) -> float:
         """Peak ops/s at `dtype`."""
-        return self.spec.peak_ops[dtype].value
+        return self.spec.peak_ops[normalise_dtype(dtype)].value  # type: ignore[index]  # normalised: one of DTYPES
 
     def to_dict(self) -> dict:
         return {"name": self.name, "file": self.file, **self.spec.model_dump(mode="json")}
 
 
+# Targets measured on this machine rather than read from a file ("host": effai.hardware.host
+# registers its calibration here), built on first use. Registered from below, so this module
+# never imports the modules that measure.
+MEASURED: Registry[str, Callable[[], Target]] = Registry("measured target")
+
+
 @dataclass
 class Catalogue:
-    """Targets by name (aliases resolve too); `host` is calibrated on first use."""
+    """Targets by name (aliases resolve too); measured ones (`host`) are built on first use."""
 
     targets: dict[str, Target] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
     def names(self) -> list[str]:
-        return sorted(set(self.targets) | {"host"})
+        return sorted(set(self.targets) | set(MEASURED))
 
     def __contains__(self, name) -> bool:
         try:
@@ -271,7 +278,7 @@ class Catalogue:
         if not isinstance(name, str):
             raise InputError(f"target: expected a target name, got {type(name).__name__}")
         key = name.strip().lower().replace("-", "_").replace(" ", "_")
-        if key in self.targets or key == "host":
+        if key in self.targets or key in MEASURED:
             return key
         for n, t in self.targets.items():
             if key in (a.lower().replace("-", "_") for a in t.spec.aliases):
@@ -280,10 +287,8 @@ class Catalogue:
 
     def __getitem__(self, name: str) -> Target:
         key = self._key(name)
-        if key == "host" and "host" not in self.targets:
-            from effai.hardware.host import host_target
-
-            self.targets["host"] = host_target()
+        if key not in self.targets:
+            self.targets[key] = MEASURED[key]()
         return self.targets[key]
 
     def get(self, name: str) -> Target:
@@ -308,8 +313,8 @@ def parse_catalogue(text: str, file: str) -> dict[str, Target]:
         line = node_line(node, (name,))
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise InputError(f"{file}:{line}: target name {name!r}: use lowercase letters, digits and _")
-        if name == "host":
-            raise InputError(f"{file}:{line}: 'host' is reserved for the calibrated host CPU")
+        if name in MEASURED:
+            raise InputError(f"{file}:{line}: {name!r} is reserved for a target measured on this machine")
         try:
             spec = TargetSpec.model_validate(entry)
         except ValidationError as e:

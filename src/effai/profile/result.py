@@ -117,7 +117,7 @@ class Profile:
                     show_lines=False)
         for col, just in [("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"),
                           ("MACs", "right"), ("% MACs", "right"), ("out bytes", "right"), ("% latency", "right")]:
-            tab.add_column(col, justify=just)
+            tab.add_column(col, justify=just)  # type: ignore[arg-type]  # "left" | "right"
         lat_total = sum(lp.latency_ms or 0 for lp in self.layers)
         rows = sorted(self.layers, key=lambda lp: (lp.macs, lp.elementwise_flops), reverse=True)[:top]
         for lp in rows:

@@ -202,7 +202,7 @@ def _record(t) -> TrialRecord:
                        same_as=ua.get("same_as"))
 
 
-def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = None, write: bool = True) -> SearchResult:
+def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = None, write: bool = True) -> SearchResult:  # noqa: C901 - the search driver loop (resume, backends, budget); split with the records rework
     """Run (or resume) the search `cfg` describes until `n_trials` trials are COMPLETE.
 
     `progress(done, total, message)` is called after each finished trial. With `write`,

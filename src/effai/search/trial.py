@@ -177,7 +177,7 @@ def _quantize(model: nn.Module, layer_bits: dict[str, int], qat: bool, ds, cfg: 
 def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
     """Build, train, compress and measure one variant; returns plain metrics (see module doc)."""
     from effai import profile as profile_mod
-    from effai.train import evaluate, fit
+    from effai.train import fit, score
 
     if cfg.threads_per_trial:
         torch.set_num_threads(cfg.threads_per_trial)
@@ -204,7 +204,7 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
     model = _quantize(model, layer_bits, bool(variant.get("qat")), ds, cfg, loss_fn)
 
     _, val_loader, test_loader = ds.loaders(512)
-    val_acc, test_acc = evaluate(model, val_loader)["accuracy"], evaluate(model, test_loader)["accuracy"]
+    val_acc, test_acc = score(model, val_loader).accuracy, score(model, test_loader).accuracy
     metrics = {
         "accuracy": val_acc if cfg.accuracy_on == "val" else test_acc,
         "val_accuracy": val_acc,

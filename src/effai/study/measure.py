@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-# Sub-8-bit weights run on int8 kernels where a target has no int4 ones; fp16/bf16 run as fp32.
-_FALLBACK = {"int4": ["int4", "int8"], "int8": ["int8"], "fp16": ["fp16", "fp32"], "bf16": ["bf16", "fp16", "fp32"],
+# Sub-8-bit weights run on int4 or int8 kernels where a target has none of their own; fp16/bf16 run
+# as fp32. The first dtype of a chain is the one a target supporting none of them is judged at.
+_FALLBACK = {"ternary": ["int4", "int8"], "binary": ["int4", "int8"], "int4": ["int4", "int8"], "int8": ["int8"], "fp16": ["fp16", "fp32"], "bf16": ["bf16", "fp16", "fp32"],
              "fp32": ["fp32"]}
 
 
@@ -24,16 +25,16 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
                                                                                  "min_seconds": 0.1}
     meter = Meter("cpu")
     lat, runtime, note = None, "", ""
-    if built.onnx and not quick:
+    if built.onnx_dtype and not quick:
         from effai.quantize import export_onnx
 
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "m.onnx"
-                export_onnx(model.eval(), path, example, dtype=built.onnx, calibration=calibration[:64])
+                export_onnx(model.eval(), path, example, dtype=built.onnx_dtype, calibration=calibration[:64])
                 with meter:
                     lat = measure_latency(str(path), example, runtime="onnxruntime", threads=threads, **protocol)
-            runtime = f"onnxruntime, {built.onnx} graph, {lat.threads} thread(s), p50 of {lat.repeats} runs"
+            runtime = f"onnxruntime, {built.onnx_dtype} graph, {lat.threads} thread(s), p50 of {lat.repeats} runs"
         except Exception as e:  # noqa: BLE001 - export can fail for exotic layers: measure in torch instead
             note = f"ONNX export failed ({type(e).__name__}), so "
     if lat is None:
@@ -62,7 +63,8 @@ def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, dict]:
     out = {}
     for name in names:
         t = cat[name]
-        dtype = next((d for d in _FALLBACK.get(deploy_dtype, [deploy_dtype]) if d in t.spec.dtypes), deploy_dtype)
+        chain = _FALLBACK.get(deploy_dtype, [deploy_dtype])
+        dtype = next((d for d in chain if d in t.spec.dtypes), chain[0])
         f = hardware.fit(profile, t, dtype=dtype)
         rec = {"fits": f.fits, "dtype": dtype, "reason": f.verdict(), "latency_ms": None, "energy_j": None,
                "cost_usd_per_million": None, "co2_g_per_million": None}
