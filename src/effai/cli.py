@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -379,21 +380,26 @@ def fit_cmd(
             console.print(line, highlight=False)
         if tgt.spec.status == "research_estimate":
             console.print("note: research hardware, every number is a research estimate", highlight=False)
-        if firmware is not None:
-            console.print(f"firmware (built and run in QEMU, {firmware.qemu_machine}): flash {firmware.flash_bytes:,} B of "
-                          f"{tgt.spec.storage.value:,.0f}, SRAM {firmware.sram_bytes:,} B of {tgt.spec.ram.value:,.0f}"
-                          + (f", bit-exact {firmware.bit_exact}, estimated latency {firmware.estimated_latency_ms:.3g} ms "
-                             "(instructions counted in QEMU x cycles/instruction)" if firmware.fits else
-                             f"; {firmware.reason}"), highlight=False)
-        elif tgt.spec.mcu is not None:
-            console.print("microcontroller numbers above are estimated (for built ones: --dtype int8 with the Arm "
-                          "toolchain and QEMU installed)", highlight=False)
+        _print_firmware(firmware, tgt)
         console.print(("[green]FITS[/] " if report.fits else "[red]DOES NOT FIT[/] ") + report.verdict(),
                       highlight=False)
     if firmware is not None and not firmware.fits:
         raise CheckFailed(f"{lm.name} {firmware.reason} (built)")
     if not report.fits and firmware is None:
         raise CheckFailed(report.verdict())
+
+
+def _print_firmware(firmware, tgt) -> None:
+    """The built firmware's numbers under `effai fit`'s table, or why the numbers are estimates."""
+    if firmware is not None:
+        console.print(f"firmware (built and run in QEMU, {firmware.qemu_machine}): flash {firmware.flash_bytes:,} B, "
+                      f"SRAM {firmware.sram_bytes:,} B"
+                      + (f", bit-exact {firmware.bit_exact}, estimated latency {firmware.estimated_latency_ms:.3g} ms "
+                         "(instructions counted in QEMU x cycles/instruction)" if firmware.fits else
+                         f"; {firmware.reason}"), highlight=False)
+    elif tgt.spec.mcu is not None:
+        console.print("microcontroller numbers above are estimated (for built ones: --dtype int8 with the Arm "
+                      "toolchain and QEMU installed)", highlight=False)
 
 
 def _firmware_numbers(lm, net, tgt, dtype: str, shape):
@@ -449,6 +455,7 @@ def deploy_cmd(
         from effai.zoo.loading import load_for_data, load_model
 
         ds = data_mod.load(dataset)
+        net: Any
         if model.endswith(".onnx"):  # an int8 file: its own scales, the data set only tests it
             lm = load_model(model)
             net = lm.onnx_path

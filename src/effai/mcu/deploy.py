@@ -7,6 +7,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -109,13 +110,13 @@ def deploy(model: nn.Module | str | Path, target, out, inputs=None, calibration=
     out = Path(out).resolve()  # the compiler and QEMU run inside the build folder
     work = out / "build"
     shutil.rmtree(work, ignore_errors=True)
-    graph = onnx_graph if onnx_graph is not None else lower.lower(model, calib)
+    graph = onnx_graph if onnx_graph is not None else lower.lower(cast(nn.Module, model), calib)
     pad = codegen.PAD[kernels]
     plan, baseline = planner.plan(graph, pad), planner.tflm_greedy(graph, pad)
     src = codegen.generate(graph, plan, work, kernels)
     b = mcu_build.build(src, tgt, kernels)
     macs = sum(op.macs for op in graph.ops)
-    common = dict(target=tgt.name, core=tgt.core.name, qemu_machine=tgt.core.qemu_machine, kernels=kernels,
+    common: dict[str, Any] = dict(target=tgt.name, core=tgt.core.name, qemu_machine=tgt.core.qemu_machine, kernels=kernels,
                   fits=b.fits, reason=b.reason, flash_bytes=b.flash_bytes, sram_bytes=b.sram_bytes,
                   weight_bytes=graph.weight_bytes, arena_bytes=plan.arena_bytes,
                   tflm_greedy_arena_bytes=baseline.arena_bytes, macs=macs)
@@ -137,7 +138,8 @@ def deploy(model: nn.Module | str | Path, target, out, inputs=None, calibration=
     cpi = tgt.core.cycles_per_instruction
     latency = total * cpi / tgt.clock_hz * 1e3 if total else None
     method = LATENCY_METHOD.format(cpi=cpi, source=tgt.core.cpi_source, mhz=tgt.clock_hz / 1e6) if total else ""
-    agree, acc = _agreement(model, x, got[:checked], labels) if onnx_graph is None else (None, _accuracy(got[:checked], labels))
+    agree, acc = (_agreement(cast(nn.Module, model), x, got[:checked], labels) if onnx_graph is None
+                  else (None, _accuracy(got[:checked], labels)))
     ort_diff, ort_equal = _onnxruntime(graph, q_in.reshape(len(x), -1), expected)
     result = DeployResult(**common, bit_exact=r.exit_code == 0 and checked == len(x) and mismatches == 0,
                           inputs_checked=checked, mismatches=mismatches, stack_bytes=r.stack_bytes, instructions=total,

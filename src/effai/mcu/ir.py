@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 OPS = ("conv", "dwconv", "add", "avgpool", "maxpool", "relu")
+_NONE = np.zeros(0, dtype=np.int32)
 
 
 @dataclass
@@ -41,10 +42,10 @@ class Op:
     inputs: list[str]
     output: str
     attrs: dict = field(default_factory=dict)  # kernel, stride, pad, ... (ints); "fc": True for dense layers
-    weights: np.ndarray | None = None  # int8: conv (Cout, K) with K = kh*kw*Cin; dwconv (kh*kw, C)
-    bias: np.ndarray | None = None  # int32 (Cout,)
-    mult: np.ndarray | None = None  # int32 per output channel (or 1 for pools, 2 for add)
-    shift: np.ndarray | None = None
+    weights: np.ndarray = field(default_factory=lambda: _NONE)  # int8: conv (Cout, K), K = kh*kw*Cin; dwconv (kh*kw, C)
+    bias: np.ndarray = field(default_factory=lambda: _NONE)  # int32 (Cout,)
+    mult: np.ndarray = field(default_factory=lambda: _NONE)  # int32 per output channel (or 1 for pools, 2 for add)
+    shift: np.ndarray = field(default_factory=lambda: _NONE)  # empty arrays where an op has none
     act_min: int = -128
     act_max: int = 127
     macs: int = 0
@@ -78,8 +79,7 @@ class Graph:
 
     @property
     def weight_bytes(self) -> int:
-        arrays = [a for op in self.ops for a in (op.weights, op.bias, op.mult, op.shift) if a is not None]
-        return int(sum(a.nbytes for a in arrays))
+        return int(sum(a.nbytes for op in self.ops for a in (op.weights, op.bias, op.mult, op.shift)))
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,9 +27,9 @@ class FOp:
     name: str
     inputs: list[str]
     output: str
-    attrs: dict = field(default_factory=dict)
-    w: torch.Tensor | None = None
-    b: torch.Tensor | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    w: Any = None  # float weight tensor (conv, dense, BatchNorm scale)
+    b: Any = None  # float bias tensor
     act: str = "none"  # none | relu | relu6
 
 
@@ -62,27 +63,32 @@ def trace(model: nn.Module) -> tuple[list[FOp], str, str]:
             inp = n.name
         elif n.op == "output":
             out = src(n.args[0])
+        elif n.op == "call_module" and isinstance(mods[n.target], _ALIAS_MODULES) or _is_alias(n):
+            alias[n.name] = src(n.args[0])
         elif n.op == "call_module":
-            m = mods[n.target]
-            x = src(n.args[0])
-            if isinstance(m, _ALIAS_MODULES) or (isinstance(m, (nn.ReLU, nn.ReLU6)) and False):
-                alias[n.name] = x
-            else:
-                ops.append(_module_op(m, n.target, x, n.name))
-        elif n.op == "call_function" and n.target in _ALIAS_FUNCS:
-            alias[n.name] = src(n.args[0])
-        elif n.op == "call_method" and n.target in _ALIAS_METHODS:
-            alias[n.name] = src(n.args[0])
-        elif (n.op == "call_function" and n.target in _RELU_FUNCS) or (n.op == "call_method" and n.target == "relu"):
-            ops.append(FOp(_RELU_FUNCS.get(n.target, "relu"), n.name, [src(n.args[0])], n.name))
-        elif (n.op == "call_function" and n.target in _ADD_FUNCS) or (n.op == "call_method" and n.target == "add"):
-            ops.append(FOp("add", n.name, [src(n.args[0]), src(n.args[1])], n.name))
-        elif n.op == "call_function" and n.target is F.adaptive_avg_pool2d and _is_one(n.args[1]):
-            ops.append(FOp("avgpool", n.name, [src(n.args[0])], n.name, {"global": True}))
+            ops.append(_module_op(mods[n.target], n.target, src(n.args[0]), n.name))
         else:
-            what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
-            raise InputError(f"model: operation {what!r} ({n.name}) is not supported on the microcontroller path")
+            ops.append(_function_op(n, src))
+    if inp is None or out is None:
+        raise InputError("model: the traced graph has no input or no output")
     return ops, inp, out
+
+
+def _is_alias(n) -> bool:
+    return (n.op == "call_function" and n.target in _ALIAS_FUNCS) or (n.op == "call_method" and n.target in _ALIAS_METHODS)
+
+
+def _function_op(n, src) -> FOp:
+    """A float op for a call_function / call_method node (ReLU, add, global average pooling)."""
+    fn, method = n.op == "call_function", n.op == "call_method"
+    if (fn and n.target in _RELU_FUNCS) or (method and n.target == "relu"):
+        return FOp(_RELU_FUNCS.get(n.target, "relu"), n.name, [src(n.args[0])], n.name)
+    if (fn and n.target in _ADD_FUNCS) or (method and n.target == "add"):
+        return FOp("add", n.name, [src(n.args[0]), src(n.args[1])], n.name)
+    if fn and n.target is F.adaptive_avg_pool2d and _is_one(n.args[1]):
+        return FOp("avgpool", n.name, [src(n.args[0])], n.name, {"global": True})
+    what = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+    raise InputError(f"model: operation {what!r} ({n.name}) is not supported on the microcontroller path")
 
 
 class _Tracer(torch.fx.Tracer):
@@ -96,30 +102,23 @@ def _is_one(size) -> bool:
     return size in (1, (1, 1), [1, 1])
 
 
-def _module_op(m: nn.Module, fqn: str, x: str, out: str) -> FOp:
+def _module_op(module: nn.Module, fqn: str, x: str, out: str) -> FOp:
+    m: Any = module
+    w: Any = getattr(m, "weight", None)
     if type(m).__name__ == "QuantLayer":  # effai.quantize: its int8 weights, dequantized, re-quantize to the same codes
-        if m.fmt != "int8":
-            raise InputError(f"model: {fqn}: {m.fmt} weights; the microcontroller path takes int8 (Int8StaticConfig) or float models")
-        if m.act is not None and m.act.mode == "dynamic":
-            raise InputError(f"model: {fqn}: dynamic int8 quantization has no static activation scales for a microcontroller")
-        w = m.dequantized_weight().detach().float()
+        _check_quant_layer(m, fqn)
+        w = m.dequantized_weight()
         m = m.layer
-    else:
-        w = m.weight.detach().clone() if getattr(m, "weight", None) is not None else None
-    b = m.bias.detach().clone() if getattr(m, "bias", None) is not None else None
+    w = w.detach().float().clone() if isinstance(w, torch.Tensor) else None
+    bias: Any = getattr(m, "bias", None)
+    b = bias.detach().clone() if isinstance(bias, torch.Tensor) else None
     if isinstance(m, nn.Conv2d):
-        if m.padding_mode != "zeros" or isinstance(m.padding, str) or m.dilation != (1, 1):
-            raise InputError(f"model: {fqn}: only zero-padded, undilated convolutions with explicit padding are supported")
-        attrs = {"kernel": m.kernel_size, "stride": m.stride, "pad": m.padding}
-        if m.groups == 1:
-            return FOp("conv", fqn, [x], out, attrs, w, b)
-        if m.groups == m.in_channels == m.out_channels:
-            return FOp("dwconv", fqn, [x], out, attrs, w, b)
-        raise InputError(f"model: {fqn}: grouped convolution (groups={m.groups}) is not supported on the microcontroller path")
+        return _conv_op(m, fqn, x, out, w, b)
     if isinstance(m, nn.Linear):
         return FOp("fc", fqn, [x], out, {}, w, b)
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return FOp("bn", fqn, [x], out, {"mean": m.running_mean.clone(), "var": m.running_var.clone(), "eps": m.eps}, w, b)
+        return FOp("bn", fqn, [x], out, {"mean": _buffer(m, "running_mean"), "var": _buffer(m, "running_var"), "eps": m.eps},
+                   w, b)
     if isinstance(m, (nn.ReLU, nn.ReLU6)):
         return FOp("relu6" if isinstance(m, nn.ReLU6) else "relu", fqn, [x], out)
     if isinstance(m, nn.AdaptiveAvgPool2d):
@@ -127,18 +126,49 @@ def _module_op(m: nn.Module, fqn: str, x: str, out: str) -> FOp:
             return FOp("avgpool", fqn, [x], out, {"global": True})
         return FOp("avgpool", fqn, [x], out, {"global": False, "adaptive": _pair(m.output_size)})
     if isinstance(m, (nn.AvgPool2d, nn.MaxPool2d)):
-        k, s, p = (_pair(v) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding))
-        if isinstance(m, nn.AvgPool2d) and p != (0, 0):
-            raise InputError(f"model: {fqn}: padded average pooling is not supported on the microcontroller path")
-        if getattr(m, "ceil_mode", False) or _pair(getattr(m, "dilation", 1)) != (1, 1):
-            raise InputError(f"model: {fqn}: ceil_mode/dilated pooling is not supported on the microcontroller path")
-        kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
-        return FOp(kind, fqn, [x], out, {"kernel": k, "stride": s, "pad": p, "global": False})
+        return _pool_op(m, fqn, x, out)
     raise InputError(f"model: layer {fqn} ({type(m).__name__}) is not supported on the microcontroller path")
 
 
+def _check_quant_layer(m: nn.Module, fqn: str) -> None:
+    if getattr(m, "fmt", None) != "int8":
+        raise InputError(f"model: {fqn}: {getattr(m, 'fmt', '?')} weights; the microcontroller path takes int8 "
+                         "(Int8StaticConfig) or float models")
+    act: Any = getattr(m, "act", None)
+    if act is not None and act.mode == "dynamic":
+        raise InputError(f"model: {fqn}: dynamic int8 quantization has no static activation scales for a microcontroller")
+
+
+def _buffer(m: nn.Module, name: str) -> torch.Tensor:
+    t = getattr(m, name)
+    if not isinstance(t, torch.Tensor):
+        raise InputError(f"model: {type(m).__name__} without {name} (track_running_stats=False) cannot be folded")
+    return t.clone()
+
+
+def _conv_op(m: nn.Conv2d, fqn: str, x: str, out: str, w, b) -> FOp:
+    if m.padding_mode != "zeros" or isinstance(m.padding, str) or m.dilation != (1, 1):
+        raise InputError(f"model: {fqn}: only zero-padded, undilated convolutions with explicit padding are supported")
+    attrs = {"kernel": m.kernel_size, "stride": m.stride, "pad": m.padding}
+    if m.groups == 1:
+        return FOp("conv", fqn, [x], out, attrs, w, b)
+    if m.groups == m.in_channels == m.out_channels:
+        return FOp("dwconv", fqn, [x], out, attrs, w, b)
+    raise InputError(f"model: {fqn}: grouped convolution (groups={m.groups}) is not supported on the microcontroller path")
+
+
+def _pool_op(m: nn.AvgPool2d | nn.MaxPool2d, fqn: str, x: str, out: str) -> FOp:
+    k, s, p = (_pair(v) for v in (m.kernel_size, m.stride or m.kernel_size, m.padding))
+    if isinstance(m, nn.AvgPool2d) and p != (0, 0):
+        raise InputError(f"model: {fqn}: padded average pooling is not supported on the microcontroller path")
+    if getattr(m, "ceil_mode", False) or _pair(getattr(m, "dilation", 1)) != (1, 1):
+        raise InputError(f"model: {fqn}: ceil_mode/dilated pooling is not supported on the microcontroller path")
+    kind = "maxpool" if isinstance(m, nn.MaxPool2d) else "avgpool"
+    return FOp(kind, fqn, [x], out, {"kernel": k, "stride": s, "pad": p, "global": False})
+
+
 def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def fuse(ops: list[FOp], keep: set[str]) -> list[FOp]:
@@ -149,10 +179,11 @@ def fuse(ops: list[FOp], keep: set[str]) -> list[FOp]:
     for op in ops:
         prev = next((p for p in reversed(out) if p.output == op.inputs[0]), None) if op.kind in ("bn", "relu", "relu6") else None
         readers = sum(op.inputs[0] in o.inputs for o in ops if id(o) not in gone)
-        sole = prev is not None and readers == 1 and prev.output not in keep
-        if op.kind == "bn" and sole and prev.kind in ("conv", "dwconv", "fc") and prev.act == "none":
+        if prev is None or readers != 1 or prev.output in keep or prev.act != "none":
+            prev = None
+        if op.kind == "bn" and prev is not None and prev.kind in ("conv", "dwconv", "fc"):
             _fold_bn(prev, op)
-        elif op.kind in ("relu", "relu6") and sole and prev.kind in ("conv", "dwconv", "fc", "add") and prev.act == "none":
+        elif op.kind in ("relu", "relu6") and prev is not None and prev.kind in ("conv", "dwconv", "fc", "add"):
             prev.act = op.kind
         elif op.kind == "bn":
             raise InputError(f"model: BatchNorm {op.name} does not follow a convolution or dense layer; it cannot be folded")
@@ -260,15 +291,15 @@ def _quantize_op(op: FOp, tensors: dict[str, Tensor], env) -> Op:
                   macs=y.size)
     if op.kind == "avgpool":
         h, w, _ = x.hwc
-        k = (h, w) if op.attrs["global"] else op.attrs.get("kernel")
-        s = (1, 1) if op.attrs["global"] else op.attrs.get("stride")
+        k: tuple[int, int] = (h, w) if op.attrs["global"] else op.attrs.get("kernel", (1, 1))
+        s: tuple[int, int] = (1, 1) if op.attrs["global"] else op.attrs.get("stride", (1, 1))
         if "adaptive" in op.attrs:  # an adaptive pool that tiles its input evenly is a plain average pool
             (oh, ow) = op.attrs["adaptive"]
             if h % oh or w % ow:
                 raise InputError(f"model: {op.name}: adaptive pooling {h}x{w} -> {oh}x{ow} does not tile evenly")
             k = s = (h // oh, w // ow)
         m, sh = quantize_multiplier(x.scale / (y.scale * k[0] * k[1]))
-        return Op("avgpool", op.name, op.inputs, op.output, {"kernel": tuple(k), "stride": tuple(s), "pad": (0, 0)},
+        return Op("avgpool", op.name, op.inputs, op.output, {"kernel": k, "stride": s, "pad": (0, 0)},
                   mult=np.array([m], np.int32), shift=np.array([sh], np.int32), act_min=lo, act_max=hi, macs=x.size)
     # maxpool and standalone relu keep the input's quantization (exact: they only select values)
     tensors[op.output] = Tensor(y.name, y.shape, x.scale, x.zp)
@@ -300,7 +331,7 @@ def _quantize_weighted(op: FOp, x: Tensor, y: Tensor, lo: int, hi: int) -> Op:
             h, wd, c = x.shape
             w = w.reshape(cout, c, h, wd).transpose(0, 2, 3, 1)
         w = w.reshape(cout, 1, 1, -1)
-        attrs = {"kernel": (1, 1), "stride": (1, 1), "pad": (0, 0), "fc": True}
+        attrs: dict[str, Any] = {"kernel": (1, 1), "stride": (1, 1), "pad": (0, 0), "fc": True}
     else:
         attrs = {"kernel": tuple(op.attrs["kernel"]), "stride": tuple(op.attrs["stride"]), "pad": tuple(op.attrs["pad"])}
         w = w.transpose(0, 2, 3, 1)  # (Cout, kh, kw, Cin/groups)

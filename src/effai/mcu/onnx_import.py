@@ -11,6 +11,7 @@ between DequantizeLinear and QuantizeLinear have no single integer meaning."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class _Builder:
         self.readers: dict[str, int] = {}  # how many nodes read each tensor name
         self.float_input = False
 
-    def fail(self, node, why: str):
+    def fail(self, node, why: str) -> NoReturn:
         raise InputError(f"{self.path}: node {node.name or node.op_type!r} ({node.op_type}): {why}")
 
     def const(self, node, name: str) -> np.ndarray:
@@ -89,7 +90,8 @@ class _Builder:
                          "activations and weights)")
         if handler is None:
             self.fail(n, "not supported on the microcontroller path")
-        handler(n, {a.name: a for a in n.attribute})
+        else:
+            handler(n, {a.name: a for a in n.attribute})
 
     # ------------------------------------------------------------------ ops
     def _QuantizeLinear(self, n, attrs):

@@ -16,84 +16,100 @@ def _real(mult, shift) -> np.ndarray:
     return np.asarray(mult, np.float64) / 2.0 ** (32 + np.asarray(shift, np.float64))
 
 
+class _Emitter:
+    """Builds the ONNX nodes and initializers, one op of the Graph at a time."""
+
+    def __init__(self, graph: Graph):
+        self.graph, self.t = graph, graph.tensors
+        self.nodes: list = []
+        self.inits: list = []
+        self.made: set[str] = set()
+
+    def const(self, name: str, value, dtype) -> str:
+        from onnx import numpy_helper
+
+        if name not in self.made:
+            self.made.add(name)
+            self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def qp(self, name: str) -> list[str]:  # scale and zero point initializers of a tensor
+        return [self.const(f"{name}__s", self.t[name].scale, np.float32), self.const(f"{name}__z", self.t[name].zp, np.int8)]
+
+    def node(self, *args, **kw) -> None:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(*args, **kw))
+
+    def op(self, op: Op) -> None:
+        """Emit `op`; the output it writes before a clamp, if the clamp is separate."""
+        x, y = op.inputs[0], op.output
+        clamp = op.kind in ("maxpool", "relu") or (op.kind in ("conv", "dwconv") and (op.act_min, op.act_max) != (-128, 127))
+        pre = f"{y}__unclamped" if clamp else y
+        if op.kind in ("conv", "dwconv"):
+            self.conv(op, x, pre)
+        elif op.kind == "add":
+            a, b = op.inputs
+            self.node("QLinearAdd", [a, *self.qp(a), b, *self.qp(b), *self.qp(y)], [pre], domain=MS)
+        elif op.kind == "avgpool":
+            h, wd, _ = self.t[x].hwc
+            if tuple(op.attrs["kernel"]) == (h, wd):
+                self.node("QLinearGlobalAveragePool", [x, *self.qp(x), *self.qp(y)], [pre], domain=MS, channels_last=0)
+            else:
+                self.node("QLinearAveragePool", [x, *self.qp(x), *self.qp(y)], [pre], domain=MS,
+                          kernel_shape=list(op.attrs["kernel"]), strides=list(op.attrs["stride"]))
+        elif op.kind == "maxpool":
+            (ph, pw) = op.attrs["pad"]
+            self.node("MaxPool", [x], [pre], kernel_shape=list(op.attrs["kernel"]), strides=list(op.attrs["stride"]),
+                      pads=[ph, pw, ph, pw])
+        else:  # relu: a clamp in the integer domain
+            pre = x
+        if clamp:
+            lo, hi = self.const(f"{op.name}__lo", op.act_min, np.int8), self.const(f"{op.name}__hi", op.act_max, np.int8)
+            self.node("Clip", [pre, lo, hi], [y])
+
+    def conv(self, op: Op, x: str, out: str) -> None:
+        y, fc = op.output, op.attrs.get("fc")
+        x_in, w = x, _weights_nchw(self.graph, op)
+        if fc:  # a dense layer: flatten (CHW order, as torch) to (N, K, 1, 1)
+            x_in = f"{op.name}__flat"
+            self.node("Reshape", [x, self.const(f"{op.name}__shape", [0, -1, 1, 1], np.int64)], [x_in])
+        w_scale = _real(op.mult, op.shift) * self.t[y].scale / self.t[x].scale  # the per-channel weight scale
+        ins = [x_in, *self.qp(x), self.const(f"{op.name}__w", w, np.int8), self.const(f"{op.name}__ws", w_scale, np.float32),
+               self.const(f"{op.name}__wz", np.zeros(len(w_scale)), np.int8), *self.qp(y),
+               self.const(f"{op.name}__b", op.bias, np.int32)]
+        (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["pad"]
+        conv_out = f"{op.name}__out" if fc else out
+        self.node("QLinearConv", ins, [conv_out], kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw],
+                  group=w.shape[0] if op.kind == "dwconv" else 1)
+        if fc:
+            self.node("Reshape", [conv_out, self.const(f"{op.name}__oshape", [0, -1], np.int64)], [out])
+
+
 def to_onnx(graph: Graph, float_io: bool = False):
     """An onnx.ModelProto (NCHW, int8 activations, per-channel int8 weights) of `graph`; with
     `float_io` it takes and returns float tensors (QuantizeLinear in, DequantizeLinear out)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    nodes, inits = [], []
-    t = graph.tensors
-
-    made: set[str] = set()
-
-    def const(name, value, dtype):
-        if name not in made:
-            made.add(name)
-            inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def qp(name):  # scale and zero point initializers of a tensor
-        return [const(f"{name}__s", t[name].scale, np.float32), const(f"{name}__z", t[name].zp, np.int8)]
-
-    for op in graph.ops:
-        x, y = op.inputs[0], op.output
-        if op.kind in ("conv", "dwconv"):
-            x_in, w = x, _weights_nchw(graph, op)
-            if op.attrs.get("fc"):  # a dense layer: flatten (CHW order, as torch) to (N, K, 1, 1)
-                x_in = f"{op.name}__flat"
-                nodes.append(helper.make_node("Reshape", [x, const(f"{op.name}__shape", [0, -1, 1, 1], np.int64)], [x_in]))
-            w_scale = _real(op.mult, op.shift) * t[y].scale / t[x].scale  # the per-channel weight scale
-            ins = [x_in, *qp(x), const(f"{op.name}__w", w, np.int8), const(f"{op.name}__ws", w_scale, np.float32),
-                   const(f"{op.name}__wz", np.zeros(len(w_scale)), np.int8), *qp(y), const(f"{op.name}__b", op.bias, np.int32)]
-            (kh, kw), (sh, sw), (ph, pw) = op.attrs["kernel"], op.attrs["stride"], op.attrs["pad"]
-            out = y if not op.attrs.get("fc") else f"{op.name}__out"
-            nodes.append(helper.make_node("QLinearConv", ins, [out], kernel_shape=[kh, kw], strides=[sh, sw],
-                                          pads=[ph, pw, ph, pw], group=w.shape[0] if op.kind == "dwconv" else 1))
-            if op.attrs.get("fc"):
-                nodes.append(helper.make_node("Reshape", [out, const(f"{op.name}__oshape", [0, -1], np.int64)], [y]))
-            y_act = y
-        elif op.kind == "add":
-            a, b = op.inputs
-            nodes.append(helper.make_node("QLinearAdd", [a, *qp(a), b, *qp(b), *qp(y)], [y], domain=MS))
-            y_act = y
-        elif op.kind == "avgpool":
-            h, w, _ = t[x].hwc
-            if tuple(op.attrs["kernel"]) == (h, w):
-                nodes.append(helper.make_node("QLinearGlobalAveragePool", [x, *qp(x), *qp(y)], [y], domain=MS,
-                                              channels_last=0))
-            else:
-                nodes.append(helper.make_node("QLinearAveragePool", [x, *qp(x), *qp(y)], [y], domain=MS,
-                                              kernel_shape=list(op.attrs["kernel"]), strides=list(op.attrs["stride"])))
-            y_act = y
-        elif op.kind == "maxpool":
-            (ph, pw) = op.attrs["pad"]
-            nodes.append(helper.make_node("MaxPool", [x], [f"{y}__pre"], kernel_shape=list(op.attrs["kernel"]),
-                                          strides=list(op.attrs["stride"]), pads=[ph, pw, ph, pw]))
-            y_act = f"{y}__pre"
-        else:  # relu: a clamp in the integer domain
-            y_act = x
-        if op.kind in ("maxpool", "relu") or (op.act_min, op.act_max) != (-128, 127) and op.kind in ("conv", "dwconv"):
-            lo, hi = const(f"{op.name}__lo", op.act_min, np.int8), const(f"{op.name}__hi", op.act_max, np.int8)
-            if y_act == y:
-                os_ = f"{y}__unclamped"
-                for n in nodes:
-                    n.output[:] = [os_ if o == y else o for o in n.output]
-                y_act = os_
-            nodes.append(helper.make_node("Clip", [y_act, lo, hi], [y]))
-
-    def vi(name, dtype=TensorProto.INT8):
-        s = t[name].shape
-        shape = [1, s[2], s[0], s[1]] if len(s) == 3 else [1, *s]
-        return helper.make_tensor_value_info(name, dtype, shape)
-
-    ins, outs = [vi(graph.input)], [vi(graph.output)]
+    e = _Emitter(graph)
     if float_io:
-        nodes.insert(0, helper.make_node("QuantizeLinear", ["input", *qp(graph.input)], [graph.input]))
-        nodes.append(helper.make_node("DequantizeLinear", [graph.output, *qp(graph.output)], ["output"]))
-        ins, outs = [vi(graph.input, TensorProto.FLOAT)], [vi(graph.output, TensorProto.FLOAT)]
-        ins[0].name, outs[0].name = "input", "output"
-    g = helper.make_graph(nodes, "effai_mcu", ins, outs, inits)
+        e.node("QuantizeLinear", ["input", *e.qp(graph.input)], [graph.input])
+    for op in graph.ops:
+        e.op(op)
+    if float_io:
+        e.node("DequantizeLinear", [graph.output, *e.qp(graph.output)], ["output"])
+
+    def vi(name, dtype, as_name=None):
+        s = graph.tensors[name].shape
+        shape = [1, s[2], s[0], s[1]] if len(s) == 3 else [1, *s]
+        return helper.make_tensor_value_info(as_name or name, dtype, shape)
+
+    if float_io:
+        ins, outs = [vi(graph.input, TensorProto.FLOAT, "input")], [vi(graph.output, TensorProto.FLOAT, "output")]
+    else:
+        ins, outs = [vi(graph.input, TensorProto.INT8)], [vi(graph.output, TensorProto.INT8)]
+    g = helper.make_graph(e.nodes, "effai_mcu", ins, outs, e.inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -107,7 +123,7 @@ def _weights_nchw(graph: Graph, op: Op) -> np.ndarray:
         return op.weights.T.reshape(-1, 1, kh, kw)
     if op.attrs.get("fc"):
         x = graph.tensors[op.inputs[0]]
-        w = op.weights
+        w: np.ndarray = op.weights
         if len(x.shape) == 3:  # ours flattens HWC; the ONNX Reshape flattens CHW
             h, wd, c = x.shape
             w = w.reshape(-1, h, wd, c).transpose(0, 3, 1, 2).reshape(len(w), -1)

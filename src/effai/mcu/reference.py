@@ -6,6 +6,8 @@ is ir.requantize. The firmware's outputs must equal these bit for bit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from effai.mcu.ir import Graph, Op, requantize
@@ -98,4 +100,4 @@ def _relu(op: Op, graph: Graph, x):
     return x
 
 
-_KERNELS = {"conv": _conv, "dwconv": _dwconv, "add": _add, "avgpool": _avgpool, "maxpool": _maxpool, "relu": _relu}
+_KERNELS: dict[str, Callable[..., np.ndarray]] = {"conv": _conv, "dwconv": _dwconv, "add": _add, "avgpool": _avgpool, "maxpool": _maxpool, "relu": _relu}
