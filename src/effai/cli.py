@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -353,8 +354,11 @@ def fit_cmd(
     est = None
     if report.dtype in tgt.spec.dtypes:
         est = hardware.estimate(prof, tgt, dtype=report.dtype)
+    firmware = _firmware_numbers(lm, net, tgt, report.dtype, shape)
     if as_json:
-        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None})
+        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None,
+                    "firmware": firmware.to_dict() if firmware else None,
+                    "mcu_numbers": ("built and run in QEMU" if firmware else "estimated") if tgt.spec.mcu else None})
     else:
         from rich.table import Table
 
@@ -378,10 +382,131 @@ def fit_cmd(
             console.print(line, highlight=False)
         if tgt.spec.status == "research_estimate":
             console.print("note: research hardware, every number is a research estimate", highlight=False)
+        _print_firmware(firmware, tgt)
         console.print(("[green]FITS[/] " if report.fits else "[red]DOES NOT FIT[/] ") + report.verdict(),
                       highlight=False)
-    if not report.fits:
+    if firmware is not None and not firmware.fits:
+        raise CheckFailed(f"{lm.name} {firmware.reason} (built)")
+    if not report.fits and firmware is None:
         raise CheckFailed(report.verdict())
+
+
+def _print_firmware(firmware, tgt) -> None:
+    """The built firmware's numbers under `effai fit`'s table, or why the numbers are estimates."""
+    if firmware is not None:
+        console.print(f"firmware (built and run in QEMU, {firmware.qemu_machine}): flash {firmware.flash_bytes:,} B, "
+                      f"SRAM {firmware.sram_bytes:,} B"
+                      + (f", bit-exact {firmware.bit_exact}, estimated latency {firmware.estimated_latency_ms:.3g} ms "
+                         "(instructions counted in QEMU x cycles/instruction)" if firmware.fits else
+                         f"; {firmware.reason}"), highlight=False)
+    elif tgt.spec.mcu is not None:
+        console.print("microcontroller numbers above are estimated (for built ones: --dtype int8 with the Arm "
+                      "toolchain and QEMU installed)", highlight=False)
+
+
+def _firmware_numbers(lm, net, tgt, dtype: str, shape):
+    """For an int8 fit on a microcontroller with the toolchain installed: the built firmware's
+    numbers (effai.mcu.deploy into a temporary folder), else None and the estimate stands."""
+    from effai import mcu
+
+    if tgt.spec.mcu is None or dtype != "int8" or lm.model is None or mcu.toolchain_missing():
+        return None
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="effai-fit-") as d, err_console.status(f"building {lm.name} firmware ..."):
+        try:
+            r = mcu.deploy(net, tgt, out=d, input_shape=shape[1:], n_inputs=2)
+            return dataclasses.replace(r, elf=None)  # the folder is temporary
+        except InputError as e:  # a model the compiler cannot lower keeps the estimate
+            err_console.print(f"note: no firmware built ({e}); numbers are estimated", highlight=False)
+            return None
+
+# ---------------------------------------------------------------- deploy (microcontroller firmware)
+@app.command("deploy")
+def deploy_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), or int8 QOperator .onnx file."),
+    target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
+    out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
+    inputs: int = typer.Option(8, "--inputs", min=1, help="Test inputs run on the emulated MCU and checked bit for bit."),
+    kernels: str | None = typer.Option(None, "--kernels", help="dsp (SMLAD/SXTB16, M4/M7) | mve (Helium, M55) | portable (plain C); default: the core's fastest."),
+    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x1x49x10 (default: the model's)."),
+    width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
+    resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
+    num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
+    arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of a bare state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    as_json: bool = typer.Option(False, "--json", help="Print the deploy result as JSON."),
+):
+    """Compile an int8 model to Cortex-M firmware, run it in QEMU, check it bit for bit.
+
+    Flash and SRAM come from the linked ELF, instructions from QEMU; latency is an estimate.
+    Exit code 1 when the model does not fit the target (the linker's verdict).
+
+    Example: effai deploy ds_cnn --target nano33ble --out runs/fw --json
+    """
+    from effai import mcu
+
+    tgt = mcu.mcu_target(target)  # unknown or non-MCU targets fail before any model is loaded
+    if kernels is not None and kernels not in tgt.core.kernels:
+        raise InputError(f"--kernels: {tgt.core.name} runs {', '.join(tgt.core.kernels)}, got {kernels!r}")
+    calib = test = labels = None
+    if dataset is not None:
+        from effai import data as data_mod
+        from effai.zoo.loading import load_for_data, load_model
+
+        ds = data_mod.load(dataset)
+        net: Any
+        if model.endswith(".onnx"):  # an int8 file: its own scales, the data set only tests it
+            lm = load_model(model)
+            net = lm.onnx_path
+        else:
+            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle)
+            net, calib = lm.model, ds.calibration()
+        test, labels, shape = ds.test.tensors[0][:inputs], ds.test.tensors[1][:inputs], None
+    else:
+        opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
+        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+    with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
+        r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
+                       input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels, labels=labels)
+    if as_json:
+        print_json(r.to_dict())
+    else:
+        _print_deploy(lm.name, r, out)
+    if not r.fits:
+        raise CheckFailed(f"{lm.name} {r.reason}")
+    if not r.bit_exact:
+        raise CheckFailed(f"{lm.name}: firmware outputs differ from effai's integer reference on {r.mismatches} of "
+                          f"{r.inputs_checked} inputs (exit code {r.exit_code})")
+
+
+def _print_deploy(name: str, r, out: Path) -> None:
+    from rich.table import Table
+
+    if not r.fits:  # the one-line reason goes to stderr with exit code 1
+        return
+    t = Table(title=f"{name} on {r.target} ({r.core}, {r.kernels} kernels): per-layer instructions counted in QEMU")
+    for col in ("layer", "op", "MACs", "instructions", "instr/MAC"):
+        t.add_column(col)
+    for layer in r.layers:
+        ipm = layer.instructions_per_mac
+        t.add_row(layer.name, layer.op, f"{layer.macs:,}", f"{layer.instructions:,}", f"{ipm:.2f}" if ipm else "-")
+    console.print(t)
+    console.print(f"built and run in QEMU ({r.qemu_machine}): bit-exact {r.bit_exact} on {r.inputs_checked} inputs; "
+                  f"flash {r.flash_bytes:,} B, SRAM {r.sram_bytes:,} B (arena {r.arena_bytes:,} B, TFLite Micro's greedy "
+                  f"plan {r.tflm_greedy_arena_bytes:,} B; stack used {r.stack_bytes:,} B); {r.instructions:,} instructions "
+                  f"per inference" + (f"; firmware accuracy on them {r.accuracy:.1%}" if r.accuracy is not None else ""),
+                  highlight=False)
+    if r.onnxruntime_max_diff_lsb is not None:
+        console.print(f"ONNX Runtime's int8 run of the same graph (QOperator, float requantization): "
+                      f"{r.onnxruntime_equal_share:.1%} of output bytes equal, at most {r.onnxruntime_max_diff_lsb} "
+                      "LSB apart", highlight=False)
+    console.print(f"estimated latency {r.estimated_latency_ms:.3g} ms (an estimate: instructions counted in QEMU x a "
+                  "cycles-per-instruction model of the core; the model is in deploy.json)", highlight=False)
+    console.print(f"wrote {out / 'deploy.json'}, {r.elf} and the C sources in {out / 'build'}", highlight=False)
+
 
 # ---------------------------------------------------------------- search
 @app.command("search")
