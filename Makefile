@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev,docs]'
 	@$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'a dependency replaced torch: ' + v)"
 	@bash scripts/ensure-chromium.sh
+	@bash scripts/ensure-espeak.sh
 	@touch $(STAMP)
 
 venv: $(STAMP)

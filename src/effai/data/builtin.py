@@ -35,13 +35,22 @@ def synthetic(
     return x.astype(np.float32), y.astype(np.int64), [f"class{i}" for i in range(num_classes)]
 
 
-BUILTIN = {"digits": digits, "mnist5k": mnist5k, "synthetic": synthetic}
+def kws(n_per_class: int = 400, synth_seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """SYNTHETIC keyword spotting: 12 classes (Speech Commands' 10 words, silence, unknown) spoken
+    by espeak-ng in many voices, speeds and pitches, mixed with noise; 49x10 MFCCs per 1 s clip.
+    `synth_seed` draws the clips (`load`'s own seed draws the splits)."""
+    from effai.data.kws import kws as make
+
+    return make(n_per_class=n_per_class, seed=synth_seed)
+
+
+BUILTIN = {"digits": digits, "kws": kws, "mnist5k": mnist5k, "synthetic": synthetic}
 
 
 def names() -> list[str]:
     """Names of the built-in data sets.
 
     >>> names()
-    ['digits', 'mnist5k', 'synthetic']
+    ['digits', 'kws', 'mnist5k', 'synthetic']
     """
     return sorted(BUILTIN)
