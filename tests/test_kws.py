@@ -86,6 +86,11 @@ def test_kws_shape_dtype_labels(small):
     assert 0 <= float(x.min()) and float(x.max()) <= 1
     all_y = torch.cat([small.train.tensors[1], small.val.tensors[1], small.test.tensors[1]])
     assert all_y.dtype == torch.int64 and torch.bincount(all_y, minlength=12).tolist() == [30] * 12
+    # the SNR of each test clip travels with the split, for the study's per-subgroup accuracy
+    snr, test_y = small.meta["slices"], small.test.tensors[1].tolist()
+    assert small.meta["slices_name"] == "SNR of the mixed noise" and len(snr) == len(test_y)
+    assert all((s == "silence") == (c == 10) for s, c in zip(snr, test_y, strict=True))
+    assert set(snr) - {"silence"} <= {f"SNR {d} dB" for d in kws.SNRS_DB}
 
 
 def test_kws_is_deterministic_cached_and_seeded(cache, small, tmp_path, monkeypatch):

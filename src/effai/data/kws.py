@@ -57,7 +57,7 @@ SNRS_DB = (30, 20, 10, 5)
 # (seed 0, 400 clips per class), rounded outwards; values outside are clipped.
 MFCC_LO = np.array([-32, -6, -5, -9, -7, -5, -4, -3, -3, -3], dtype=np.float32)
 MFCC_HI = np.array([16, 8, 9, 4, 5, 4, 4, 4, 3, 3], dtype=np.float32)
-FORMAT = 1  # bump when the synthesis or the features change: old cache files are then ignored
+FORMAT = 2  # bump when the synthesis, the features or the file change: old cache files are then ignored
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def plan(n_per_class: int = 400, seed: int = 0) -> list[Clip]:
     >>> len(clips), clips[0].word, clips[-1].label == CLASS_NAMES.index("unknown")
     (24, 'down', True)
     """
-    rng = np.random.default_rng([seed, FORMAT])
+    rng = np.random.default_rng([seed, 1])
     clips = []
     for label, name in enumerate(CLASS_NAMES):
         for _ in range(n_per_class):
@@ -169,7 +169,7 @@ def waveforms(clips: list[Clip], seed: int = 0) -> np.ndarray:
     so the result does not depend on the order the worker threads finish in."""
     espeak_version()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # espeak-ng runs as subprocesses
-        out = list(pool.map(lambda ic: render(ic[1], np.random.default_rng([seed, FORMAT, ic[0]])),
+        out = list(pool.map(lambda ic: render(ic[1], np.random.default_rng([seed, 1, ic[0]])),
                             enumerate(clips)))
     return np.stack(out)
 
@@ -180,8 +180,9 @@ def features(wav: np.ndarray, chunk: int = 128) -> np.ndarray:
     return np.clip((m - MFCC_LO) / (MFCC_HI - MFCC_LO), 0, 1)[:, None].astype(np.float32)
 
 
-def kws(n_per_class: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The synthetic keyword-spotting set: x (N, 1, 49, 10) float32 in [0, 1], y (N,), 12 class names.
+def kws(n_per_class: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """The synthetic keyword-spotting set: x (N, 1, 49, 10) float32 in [0, 1], y (N,), the 12 class
+    names and each clip's SNR as a label ("SNR 10 dB"; "silence" for noise-only clips).
 
     `n_per_class` clips of each class (default 400: 4,800 clips); cached after the first load.
     """
@@ -193,11 +194,12 @@ def kws(n_per_class: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
     path = cache_dir() / f"kws-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as f:
-            return f["x"], f["y"], list(CLASS_NAMES)
+            return f["x"], f["y"], list(CLASS_NAMES), f["snr"]
     clips = plan(n_per_class, seed)
     x = features(waveforms(clips, seed))
     y = np.array([c.label for c in clips], dtype=np.int64)
+    snr = np.array(["silence" if c.snr_db is None else f"SNR {c.snr_db:g} dB" for c in clips])
     buf = io.BytesIO()
-    np.savez(buf, x=x, y=y, clips=np.array([json.dumps(asdict(c)) for c in clips]))
+    np.savez(buf, x=x, y=y, snr=snr, clips=np.array([json.dumps(asdict(c)) for c in clips]))
     write_atomic(path, buf.getvalue())
-    return x, y, list(CLASS_NAMES)
+    return x, y, list(CLASS_NAMES), snr

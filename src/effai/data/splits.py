@@ -77,6 +77,7 @@ def load(
         if not 0 < v < 0.5:
             raise InputError(f"{arg}={v}: expected a fraction in (0, 0.5)")
     key = str(name)
+    slices = []
     base, _, spec = key.partition(":")
     if spec and base in builtin.BUILTIN:
         options = {**_parse_options(spec, key), **options}
@@ -86,7 +87,7 @@ def load(
             inspect.signature(make).bind(**options)
         except TypeError as e:  # an option the generator does not take
             raise InputError(f"data set {key!r}: {e}") from None
-        x, y, class_names = make(**options)
+        x, y, class_names, *slices = make(**options)
         where = key
     else:
         path = Path(key)
@@ -106,7 +107,7 @@ def load(
         where = str(path)
     _validate(x, y, class_names, where)
     return _split(key if base in builtin.BUILTIN else Path(key).name, x, y, class_names, seed, val_fraction,
-                  test_fraction)
+                  test_fraction, slices[0] if slices else None)
 
 
 def _parse_options(spec: str, where: str) -> dict:
@@ -144,8 +145,9 @@ def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) 
         raise InputError(f"{where}: data holds NaN or Inf values")
 
 
-def _split(name, x, y, class_names, seed, val_fraction, test_fraction) -> DataSplits:
-    """Stratified split: within each class, a seeded shuffle, then test / val / train shares."""
+def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=None) -> DataSplits:
+    """Stratified split: within each class, a seeded shuffle, then test / val / train shares.
+    A generator's `Slices` go along: `meta["slices"]` holds the test samples' labels."""
     rng = np.random.default_rng(seed)
     parts = {"train": [], "val": [], "test": []}
     for c in range(len(class_names)):
@@ -157,8 +159,10 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction) -> DataSp
         parts["test"].append(idx[:n_test])
         parts["val"].append(idx[n_test : n_test + n_val])
         parts["train"].append(idx[n_test + n_val :])
-    sets = {}
+    sets, meta = {}, {}
     for k, chunks in parts.items():
         idx = rng.permutation(np.concatenate(chunks))
         sets[k] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx]))
-    return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed)
+        if slices is not None and k == "test":
+            meta = {"slices": [str(v) for v in slices.labels[idx]], "slices_name": slices.name}
+    return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed, meta)

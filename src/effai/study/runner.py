@@ -173,8 +173,9 @@ def _load_data(cfg: StudyConfig):
 
 
 def _slices(cfg: StudyConfig, ds) -> list[str]:
-    """Subgroup labels for the test set: the user's file, else ink-density terciles (how much
-    of the image is stroke), a property of the input that per-class accuracy does not show."""
+    """Subgroup labels for the test set: the user's file, else the data set's own (e.g. the SNR of
+    a kws clip), else ink-density terciles (how much of the image is stroke), a property of the
+    input that per-class accuracy does not show."""
     n = len(ds.test)
     if cfg.slices:
         path = Path(cfg.slices)
@@ -184,6 +185,8 @@ def _slices(cfg: StudyConfig, ds) -> list[str]:
         if len(labels) != n:
             raise InputError(f"--slices {path}: {len(labels)} labels for {n} test examples; give one per line")
         return labels
+    if ds.meta.get("slices"):
+        return list(ds.meta["slices"])
     ink = ds.test.tensors[0].flatten(1).mean(1)
     lo, hi = torch.quantile(ink, torch.tensor([1 / 3, 2 / 3])).tolist()
     return ["thin strokes" if v < lo else ("bold strokes" if v > hi else "medium strokes") for v in ink.tolist()]
@@ -215,7 +218,7 @@ def _result(cfg, name, out, recs, data, ctx, command, start) -> StudyResult:
     return StudyResult(
         name=name, model=cfg.model, base="fp32",
         dataset={"name": data.name, "class_names": list(data.class_names), "n_test": len(data.test),
-                 "input_shape": list(data.input_shape), "slices": "user file" if cfg.slices else "ink-density terciles"},
+                 "input_shape": list(data.input_shape), "slices": "user file" if cfg.slices else data.meta.get("slices_name", "ink-density terciles")},
         variants=recs, pareto={axis: pareto_front(recs, axis) for axis in AXES},
         constraints=c.to_dict(), selection=selection.to_dict(), config=cfg.to_dict(),
         command=command or _command(cfg),
