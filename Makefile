@@ -5,6 +5,8 @@
 PY := .venv/bin/python
 STAMP := .venv/.effai-installed
 TORCH := torch==2.13.0
+# Data sets and toolchains that come from Debian (installed once by the bootstrap, as root).
+DEBIAN_PACKAGES := dataset-fashion-mnist espeak-ng
 
 .PHONY: demo test lint bench docs venv clean
 
@@ -14,15 +16,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev,docs]'
 	@$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'a dependency replaced torch: ' + v)"
 	@bash scripts/ensure-chromium.sh
-	@bash scripts/ensure-espeak.sh
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 demo: $(STAMP)
+	@bash scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
 	$(PY) -m effai.cli study --dataset mnist5k --out runs/demo
 
 test: $(STAMP)
+	@bash scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)

@@ -106,7 +106,7 @@ def espeak_version() -> str:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise InputError("kws: synthesising the data set needs espeak-ng (Debian: apt-get install espeak-ng; "
-                         "`make venv` installs it)")
+                         "`make test` and `make demo` install it)")
     return subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
