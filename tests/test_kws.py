@@ -195,3 +195,17 @@ def test_cli_trains_ds_cnn_on_kws(cache, tmp_path):
     bad = subprocess.run([*cmd[:5], "kws:n_per_class=x=1", *cmd[6:]], capture_output=True, text=True, timeout=300,
                          env=env)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_study_fits_ds_cnn_on_nano33ble_as_an_estimate_and_slices_by_snr(small):
+    """The study's target-fit step on the KWS model (the step effai.mcu's firmware numbers are to
+    replace) is labelled an estimate; its test subgroups are the data set's SNRs."""
+    import effai
+    from effai import zoo
+    from effai.study import StudyConfig, measure, runner
+
+    prof = effai.profile(zoo.create("ds_cnn"), input_shape=(1, 1, 49, 10), latency=False)
+    rec = measure.targets(prof, "int8", ["nano33ble"])["nano33ble"]
+    assert rec["method"] == "estimated" and rec["fits"] is True and rec["dtype"] == "int8"
+    assert rec["latency_ms"] > 0
+    assert runner._slices(StudyConfig(dataset=SMALL), small) == small.meta["slices"]
