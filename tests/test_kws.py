@@ -156,6 +156,20 @@ def test_bad_options_in_the_name_are_input_errors(cache):
         data.load("kws:n_per_class")
     with pytest.raises(InputError, match="n_per_class=1"):
         data.load("kws:n_per_class=1")
+    with pytest.raises(InputError, match="seed='x'"):
+        data.load("kws:synth_seed=x")
+
+
+def test_a_damaged_cache_file_is_synthesised_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("EFFAI_CACHE_DIR", str(tmp_path))
+    x, y, _, _ = kws.kws(n_per_class=2)
+    (file,) = tmp_path.glob("kws-*.npz")
+    file.write_bytes(file.read_bytes()[:100])
+    x2, y2, _, _ = kws.kws(n_per_class=2)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+    with np.load(file) as f:
+        assert len(f["y"]) == 24
 
 
 def test_make_installs_espeak_ng_idempotently(cache):

@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import wave
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
@@ -188,13 +189,18 @@ def kws(n_per_class: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
     """
     if not isinstance(n_per_class, int) or n_per_class < 2:
         raise InputError(f"kws: n_per_class={n_per_class!r}: expected an integer >= 2")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError(f"kws: seed={seed!r}: expected an integer >= 0")
     from effai.fileio import cache_dir, write_atomic
 
     settings = {"format": FORMAT, "n_per_class": n_per_class, "seed": seed, "espeak": espeak_version()}
     path = cache_dir() / f"kws-{hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return f["x"], f["y"], list(CLASS_NAMES), f["snr"]
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return f["x"], f["y"], list(CLASS_NAMES), f["snr"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # a damaged cache file (disk full, edited): synthesise again and replace it
     clips = plan(n_per_class, seed)
     x = features(waveforms(clips, seed))
     y = np.array([c.label for c in clips], dtype=np.int64)
