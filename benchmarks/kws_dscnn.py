@@ -9,9 +9,11 @@ Run: .venv/bin/python benchmarks/kws_dscnn.py  (about 15 min on 2 idle cores)
 
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from common import machine, machine_line, table, write_results
@@ -43,6 +45,11 @@ def synthesis() -> dict:
     del os.environ["EFFAI_CACHE_DIR"]
     return {"clips": len(x), "seconds": seconds, "cpu_seconds": cpu, "cached_seconds": cached, "loadavg_start": load0,
             "loadavg_end": os.getloadavg(), "cpus": os.cpu_count()}
+
+
+def commit() -> str:
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    return r.stdout.strip() or "unknown"
 
 
 def accuracy(model, ds) -> float:
@@ -84,10 +91,12 @@ def main():
         "`Int8StaticConfig` (per-channel int8 weights, int8 activations, BatchNorm folded, 256 training clips "
         "for calibration), evaluated on the same 480 test clips. Chance is 8.3%.\n\n"
         + table(["seed", "fp32 val", "fp32 test", "int8 test", "train s"], rows)
-        + f"\n\nTraining ran under a 1-min load average of {load0[0]:.1f} at its start. " + machine_line(m)
+        + f"\n\nTraining ran with {torch.get_num_threads()} torch thread(s) under a 1-min load average of "
+        f"{load0[0]:.1f} at its start; commit {commit()}. " + machine_line(m)
     )
     write_results("kws_dscnn", {"machine": m, "synthesis": synth, "epochs": EPOCHS, "runs": runs, "mean": mean,
-                                "training_loadavg_start": load0, "argv": sys.argv}, md)
+                                "training_loadavg_start": load0, "torch_threads": torch.get_num_threads(),
+                                "commit": commit(), "argv": sys.argv}, md)
     print(md)
 
 
