@@ -25,10 +25,9 @@ def cache(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.fail("espeak-ng is missing: run `bash scripts/ensure-debian-packages.sh espeak-ng` (as root)")
     path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("EFFAI_CACHE_DIR")
-    os.environ["EFFAI_CACHE_DIR"] = str(path)
-    yield path
-    os.environ.pop("EFFAI_CACHE_DIR") if old is None else os.environ.__setitem__("EFFAI_CACHE_DIR", old)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EFFAI_CACHE_DIR", str(path))
+        yield path
 
 
 @pytest.fixture(scope="module")
