@@ -219,6 +219,6 @@ def test_study_fits_ds_cnn_on_nano33ble_as_an_estimate_and_slices_by_snr(small):
 
     prof = effai.profile(zoo.create("ds_cnn"), input_shape=(1, 1, 49, 10), latency=False)
     rec = measure.targets(prof, "int8", ["nano33ble"])["nano33ble"]
-    assert rec["method"] == "estimated" and rec["fits"] is True and rec["dtype"] == "int8"
-    assert rec["latency_ms"] > 0
+    assert rec.method == "estimated" and rec.fits is True and rec.dtype == "int8"
+    assert rec.latency_ms > 0
     assert runner._slices(StudyConfig(dataset=SMALL), small) == small.meta["slices"]

@@ -149,7 +149,7 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=No
     """Stratified split: within each class, a seeded shuffle, then test / val / train shares.
     A generator's `Slices` go along: `meta["slices"]` holds the test samples' labels."""
     rng = np.random.default_rng(seed)
-    parts = {"train": [], "val": [], "test": []}
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
     for c in range(len(class_names)):
         idx = rng.permutation(np.flatnonzero(y == c))
         n_test = int(round(len(idx) * test_fraction))
