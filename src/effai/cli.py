@@ -88,7 +88,7 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 @app.command("train")
 def train_cmd(
     model: str = typer.Argument(..., help="Zoo name, e.g. lenet5."),
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
@@ -132,7 +132,7 @@ def train_cmd(
 # ---------------------------------------------------------------- study
 @app.command("study")
 def study_cmd(
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     model: str = typer.Option("lenet5", help="Base model: a zoo name (trained once here) or a checkpoint folder."),
     quick: bool = typer.Option(False, "--quick", help="Fewer variants, epochs and repeats (a smoke test, < 40 s)."),
     max_size: str | None = typer.Option(None, "--max-size", help="Largest model size, e.g. 250KB or 1.5MB."),
@@ -220,7 +220,7 @@ def export_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch) or TorchScript file."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
     dtype: str = typer.Option("int8", help="int8 | fp16 | fp32"),
-    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | synthetic | a path."),
+    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
     tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),

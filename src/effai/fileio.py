@@ -42,6 +42,15 @@ def ensure_dir(path: str | os.PathLike, what: str = "") -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """Where effai caches what it computes once per machine (host calibrations, synthesised
+    data sets): `$EFFAI_CACHE_DIR`, else `$XDG_CACHE_HOME/effai`, else `~/.cache/effai`."""
+    if os.environ.get("EFFAI_CACHE_DIR"):
+        return Path(os.environ["EFFAI_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "effai"
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
