@@ -69,6 +69,9 @@ def load(
     >>> ds.input_shape, ds.num_classes, len(ds.test)
     ((3, 8, 8), 4, 20)
     """
+    from effai.limits import check_seed
+
+    check_seed(seed, "--seed")  # every command loads its data with the run's seed: one check for all
     for arg, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 < v < 0.5:
             raise InputError(f"{arg}={v}: expected a fraction in (0, 0.5)")
@@ -97,14 +100,9 @@ def load(
 
 
 def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) -> None:
-    if len(y) == 0:
-        raise InputError(f"{where}: zero samples")
+    files.class_names(y, where, class_names)  # samples present, labels in range
     if x.ndim != 4:
         raise InputError(f"{where}: expected images of shape (N, C, H, W), (N, H, W) or (N, H, W, C); got {x.shape}")
-    if y.min() < 0:
-        raise InputError(f"{where}: label {int(y.min())} is negative")
-    if y.max() >= len(class_names):
-        raise InputError(f"{where}: label {int(y.max())} out of range for {len(class_names)} classes")
     counts = np.bincount(y, minlength=len(class_names))
     if (counts > 0).sum() < 2:
         raise InputError(f"{where}: only one class present ({class_names[int(y[0])]!r}); need at least two")

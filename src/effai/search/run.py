@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from effai.errors import InputError
-from effai.fileio import ensure_dir
+from effai.fileio import folder_lock
 from effai.search.config import DIRECTIONS, SearchConfig
 from effai.search.space import describe, start_params, suggest
 
@@ -209,14 +209,19 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     `OUT/pareto.json` and `OUT/report.html` are written at the end.
     """
     import optuna
-    from optuna.trial import TrialState
-
-    from effai.search.backends import make_backend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     out = Path(cfg.out)
-    ensure_dir(out, "--out ")
+    with folder_lock(out, "search"):  # one search per folder (the second would race on the storage)
+        return _run(cfg, out, progress, write)
+
+
+def _run(cfg: SearchConfig, out: Path, progress, write: bool) -> SearchResult:
+    from optuna.trial import TrialState
+
+    from effai.search.backends import make_backend
+
     _check_inputs(cfg)
     study = open_study(cfg)
     if cfg.initial and not study.get_trials(deepcopy=False):  # a fresh study: queue the start points

@@ -8,13 +8,12 @@ write the same folder at once (an OS file lock, released even if the holder is k
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
 
 from effai.errors import InputError
-from effai.fileio import append_jsonl, ensure_dir, read_jsonl, write_json
+from effai.fileio import append_jsonl, folder_lock, read_jsonl, write_json
 
 
 class RunDir:
@@ -34,27 +33,18 @@ class RunDir:
     def __enter__(self) -> RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path}: exists and is not a folder")
-        ensure_dir(self.path, "--out ")
-        self._lock = open(self.path / ".lock", "a+")
+        self._lock = folder_lock(self.path, "study")
+        self._lock.__enter__()
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "another process"
-            self._lock.close()
-            raise InputError(f"--out {self.path}: another study ({holder}) is writing this folder; "
-                             "wait for it or choose another --out") from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"pid {os.getpid()}")
-        self._lock.flush()
-        self._check_identity()
+            self._check_identity()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            self._lock.__exit__(None, None, None)
             self._lock = None
 
     def _check_identity(self) -> None:
