@@ -84,9 +84,10 @@ def read_yaml(path: str | os.PathLike) -> tuple[object, yaml.Node | None]:
 def parse_yaml(text: str, source: str) -> tuple[object, yaml.Node | None]:
     """(data, root node) of YAML `text`; syntax errors and duplicate keys raise InputError
     naming `source` and the line. Also used for YAML that ships inside the package."""
-    loader = _Loader(text)
-    loader.source = source
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here
+        loader.source = source
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
         _check_values(data, node, source)
@@ -100,7 +101,8 @@ def parse_yaml(text: str, source: str) -> tuple[object, yaml.Node | None]:
         raise InputError(f"{source}: nested too deeply (more than Python's recursion limit of "
                          f"{sys.getrecursionlimit()} levels); a config is a few levels deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, node
 
 

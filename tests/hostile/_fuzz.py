@@ -67,13 +67,20 @@ class Fuzzer:
         self.n = 0
         self.stats: dict[str, dict] = {}
         self.failures: list[dict] = []
+        self._last, self._kept = None, 0
 
     def out_of_time(self) -> bool:
         return time.monotonic() - self.start > self.budget
 
     def fresh(self, kind: str) -> Path:
+        """A new folder for one input; the previous one is removed unless it failed (kept as evidence)."""
+        import shutil
+
+        if self._last is not None and len(self.failures) == self._kept:
+            shutil.rmtree(self._last, ignore_errors=True)
+        self._kept = len(self.failures)
         self.n += 1
-        d = self.work / "in" / f"{kind}{self.n}"
+        d = self._last = self.work / "in" / f"{kind}{self.n}"
         d.mkdir(parents=True)
         return d
 
@@ -83,7 +90,10 @@ class Fuzzer:
         os.chdir(self.cwd)
         r = run_one([str(a) for a in argv])
         after = _snapshot(self.work, out)
-        err = r["stderr"]
+        self.record(kind, argv, r["exit_code"], r["stderr"], before, after)
+
+    def record(self, kind: str, argv: list, code: int, err: str, before=None, after=None) -> None:
+        r = {"exit_code": code}
         lines = [ln for ln in err.splitlines() if ln.strip()]
         problem = None
         if "Traceback (most recent call last)" in err or "Exception ignored" in err:
@@ -175,6 +185,27 @@ def _hostile_json_value(draw):
     return draw(st.one_of(st.sampled_from(INTERESTING_INTS), st.sampled_from(INTERESTING_FLOATS).map(
         lambda f: f if f == f and abs(f) != float("inf") else str(f)), st.sampled_from(HOSTILE_TEXT),
         st.just(None), st.just([]), st.just({}), st.just([1, 2, 3]), st.booleans()))
+
+
+def _small_search(fz: Fuzzer, path: Path) -> bool:
+    """True if `effai search` on `path` is quick to run: an invalid config (refused at once), or
+    one trial of one epoch on digits, stored in --out. Otherwise the config is only loaded (the
+    same parser and validator the command uses), which must succeed or raise an InputError."""
+    from effai.errors import InputError
+    from effai.search.config import load_config
+
+    try:
+        cfg = load_config(path)
+    except InputError:
+        return True
+    except Exception as e:  # noqa: BLE001 - what the command would print as a traceback
+        fz.record("yaml config", ["search.load_config", str(path)], 1, f"Traceback (most recent call last)\n{e!r}")
+        return False
+    if (cfg.n_trials <= 1 and cfg.train.epochs <= 1 and cfg.train.finetune_epochs <= 1 and cfg.dataset == "digits"
+            and cfg.storage is None and cfg.workers == 1 and cfg.backend == "local" and len(cfg.initial) <= 1):
+        return True
+    fz.record("yaml config", ["search.load_config", str(path)], 0, "")
+    return False
 
 
 # ---------------------------------------------------------------- the classes
@@ -347,9 +378,9 @@ def run_all(fz: Fuzzer, examples: int) -> None:
         folder = d / "images"
         for c in ("a", "b"):
             (folder / c).mkdir(parents=True)
-            for i in range(3):
+            for i in range(10):  # 10 a class: 1 for test, 1 for validation, 8 for training
                 Image.fromarray(x8[i]).save(folder / c / f"{i}.png")
-        victim = folder / data.draw(st.sampled_from(["a", "b"])) / f"{data.draw(st.integers(0, 2))}.png"
+        victim = folder / data.draw(st.sampled_from(["a", "b"])) / f"{data.draw(st.integers(0, 9))}.png"
         how = data.draw(st.sampled_from(["bytes", "ihdr", "empty_class", "size"]))
         raw = victim.read_bytes()
         if how == "bytes":
@@ -396,7 +427,7 @@ def run_all(fz: Fuzzer, examples: int) -> None:
         p.write_text(text, encoding="utf-8")
         if kind == "catalogue":
             fz.check("yaml config", ["targets", "--catalogue", p, "--json"])
-        else:
+        elif _small_search(fz, p):  # a valid config that would search for minutes is only parsed
             fz.check("yaml config", ["search", "--config", p, "--out", d / "out", "--json"], d / "out")
 
     @common
@@ -417,6 +448,8 @@ def run_all(fz: Fuzzer, examples: int) -> None:
         argv = list(data.draw(st.sampled_from(templates)))
         for _ in range(data.draw(st.integers(1, 3))):
             i = data.draw(st.integers(1, len(argv) - 1))
+            if argv[0] == "train" and (argv[i] == "--epochs" or argv[i - 1] == "--epochs"):
+                continue  # a valid --epochs 10**9 would train for hours: the value is checked by typer
             what = data.draw(st.sampled_from(["replace", "insert", "drop"]))
             token = data.draw(st.sampled_from(HOSTILE_TEXT + [str(v) for v in INTERESTING_INTS + INTERESTING_FLOATS]
                                               + ["--json", "--out", "--help", "--trust-code", "--bogus"]))

@@ -169,6 +169,8 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise InputError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})".splitlines()[0]) from None
     if x.dtype.kind not in "fiu":
         raise InputError(f"{path}: 'x' must be numeric, got dtype {x.dtype}")
+    if x.ndim not in (2, 3, 4):
+        raise InputError(f"{path}: 'x' must be (N, F), (N, H, W), (N, C, H, W) or (N, H, W, C), got shape {x.shape}")
     if y.ndim != 1 or y.dtype.kind not in "iu":
         raise InputError(f"{path}: 'y' must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
     if len(x) != len(y):

@@ -128,6 +128,10 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction) -> DataSp
         parts["train"].append(idx[n_test + n_val :])
     sets = {}
     for k, chunks in parts.items():
+        if not sum(map(len, chunks)):  # training validates and tests on every split
+            raise InputError(f"{name}: {len(y)} samples leave the {k} split empty ({len(class_names)} classes; "
+                             f"{k} takes {val_fraction if k == 'val' else test_fraction:.0%} of each class); "
+                             "give more samples per class")
         idx = rng.permutation(np.concatenate(chunks))
         sets[k] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx]))
     return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed)
