@@ -252,7 +252,10 @@ def _run(cfg: SearchConfig, out: Path, progress, write: bool) -> SearchResult:
                 (t.number, {"ok": True, "metrics": t.user_attrs.get("metrics")} if t.state == TrialState.COMPLETE
                  else {"ok": False, "error": t.user_attrs["error"]})
                 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-                if "variant" in t.user_attrs and ("metrics" in t.user_attrs or "error" in t.user_attrs)}
+                # a trial killed after its metrics were stored but before it was told is FAIL without an
+                # error: it is retried, not reused
+                if "variant" in t.user_attrs
+                and ("metrics" if t.state == TrialState.COMPLETE else "error") in t.user_attrs}
     try:
         while done < cfg.n_trials or pending:
             while backend and len(pending) < cfg.workers and done + len(pending) < cfg.n_trials:
