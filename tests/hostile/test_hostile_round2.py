@@ -325,3 +325,17 @@ def test_api_refusals(tmp_path):
     from effai.fileio import load_torch_file
 
     assert set(load_torch_file(tmp_path / "copy.pt")) == set(lenet5_state())  # a real .pt passes the zip check
+
+
+def test_write_atomic_follows_a_symlink_to_a_file(tmp_path):
+    from effai.fileio import write_atomic
+
+    real = tmp_path / "real.csv"
+    real.write_text("old")
+    link = tmp_path / "link.csv"
+    os.symlink(real, link)
+    write_atomic(link, "new")
+    assert os.path.islink(link) and real.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "real.csv"]  # no temp file left
+    record("--csv a symlink to a file → effai.fileio.write_atomic", "write_atomic('link.csv')", "ok",
+           outcome="the file it points to replaced atomically, the link kept")
