@@ -34,7 +34,7 @@ from hostile_util import ENV, HERE, cli_batch, cmd_text, record, run_and_record
 
 from effai.errors import InputError
 
-AS_LIMIT = 2 << 30  # the address-space limit the memory cases run under (a normal run fits: see below)
+AS_LIMIT = 2 << 30  # address-space cap of the memory cases; a normal `effai profile` needs 0.75-1 GiB (torch maps ~0.8)
 
 
 def test_code_in_model_files(tmp_path):
