@@ -59,7 +59,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     mode = "wb" if isinstance(data, bytes) else "w"
     # Text may hold lone surrogates (non-UTF-8 file names decoded by os.fsdecode): write
     # them as visible escapes rather than failing after the run's work is done.
-    opts = {} if mode == "wb" else {"encoding": "utf-8", "errors": "backslashreplace"}
+    opts: dict = {} if mode == "wb" else {"encoding": "utf-8", "errors": "backslashreplace"}
     target = _write_target(path)
     if target is None:  # a device or FIFO: write through it
         try:
@@ -117,7 +117,7 @@ _WRITE_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "dis
 
 def _write_error(path: Path, e: OSError, what: str = "cannot write") -> InputError:
     """One line for an OSError met while writing: the path and the cause (ENOSPC, EROFS, ...)."""
-    why = _WRITE_ERRORS.get(e.errno, e.strerror or type(e).__name__)
+    why = _WRITE_ERRORS.get(e.errno or 0, e.strerror or type(e).__name__)
     return InputError(f"{path}: {what} ({why}); nothing was written there")
 
 

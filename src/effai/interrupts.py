@@ -27,7 +27,7 @@ import threading
 # Path fragments of code that must not be interrupted half-way (a storage transaction).
 _UNSAFE = tuple(f"{os.sep}{p}{os.sep}" for p in ("sqlalchemy", "sqlite3", os.path.join("optuna", "storages")))
 _RETRY_S = 0.01
-_state = {"signal": None, "installed": False}
+_state: dict[str, int | bool | None] = {"signal": None, "installed": False}
 
 
 class Terminated(KeyboardInterrupt):

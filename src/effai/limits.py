@@ -23,7 +23,7 @@ MAX_RESOLUTION = 16_384
 MAX_SEED = 2**63 - 1  # what torch.manual_seed and numpy accept
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: float) -> str:
     """
     >>> human_bytes(5 * 2**30), human_bytes(1536)
     ('5.0 GiB', '1.5 KiB')

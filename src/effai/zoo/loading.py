@@ -208,5 +208,5 @@ def onnx_input_shape(path: Path) -> tuple[int, ...] | None:
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
         check_tensor([d or 1 for d in dims], 4, str(path), f"input {inp.name!r}")
         rest = dims[1:]
-        return tuple(rest) if rest and all(rest) else None
+        return tuple(d for d in rest if d is not None) if rest and all(rest) else None
     return None
