@@ -33,6 +33,7 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+TRUST_HELP = "Let the model file run code (any pickled object, a TorchScript program); only for files you trust."
 _state = {"debug": False}
 
 
@@ -191,7 +192,7 @@ def compress_cmd(
     recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.effdc and report.json."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
     """Deep Compression: prune, share weights, Huffman-code; report the bytes at each stage.
@@ -227,7 +228,7 @@ def export_cmd(
     max_sqnr_loss_db: float = typer.Option(1.0, min=0.0, help="Tuning: the most output SQNR (dB) a candidate may lose against the CPU-chosen default."),
     threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     seed: int = typer.Option(0, help="Seed of the data split (calibration images come from its training part)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export facts (and tuning candidates) as JSON."),
 ):
@@ -331,7 +332,7 @@ def fit_cmd(
     arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
     arena: int | None = typer.Option(None, "--arena-bytes", min=0, help="Runtime arena bytes (default: the target's)."),
     catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the fit report and the roofline estimate."),
 ):
     """Check that a model fits a target (dtype, RAM, flash/storage) and estimate its latency there.
@@ -597,7 +598,7 @@ def profile_cmd(
     batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
     threads: int = typer.Option(1, min=1, help="Intra-op threads for latency (1 by default: reproducible; raise it to measure multi-threaded)."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the per-layer table as CSV."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     top: int = typer.Option(15, min=1, help="Rows in the table (top layers by MACs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ):

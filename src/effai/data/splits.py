@@ -73,6 +73,9 @@ def load(
     >>> load("synthetic:n=100,num_classes=2").num_classes
     2
     """
+    from effai.limits import check_seed
+
+    check_seed(seed, "--seed")  # every command loads its data with the run's seed: one check for all
     for arg, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 < v < 0.5:
             raise InputError(f"{arg}={v}: expected a fraction in (0, 0.5)")
@@ -127,14 +130,9 @@ def _parse_options(spec: str, where: str) -> dict:
 
 
 def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) -> None:
-    if len(y) == 0:
-        raise InputError(f"{where}: zero samples")
+    files.class_names(y, where, class_names)  # samples present, labels in range
     if x.ndim != 4:
         raise InputError(f"{where}: expected images of shape (N, C, H, W), (N, H, W) or (N, H, W, C); got {x.shape}")
-    if y.min() < 0:
-        raise InputError(f"{where}: label {int(y.min())} is negative")
-    if y.max() >= len(class_names):
-        raise InputError(f"{where}: label {int(y.max())} out of range for {len(class_names)} classes")
     counts = np.bincount(y, minlength=len(class_names))
     if (counts > 0).sum() < 2:
         raise InputError(f"{where}: only one class present ({class_names[int(y[0])]!r}); need at least two")
@@ -161,6 +159,10 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=No
         parts["train"].append(idx[n_test + n_val :])
     sets, meta = {}, {}
     for k, chunks in parts.items():
+        if not sum(map(len, chunks)):  # training validates and tests on every split
+            raise InputError(f"{name}: {len(y)} samples leave the {k} split empty ({len(class_names)} classes; "
+                             f"{k} takes {val_fraction if k == 'val' else test_fraction:.0%} of each class); "
+                             "give more samples per class")
         idx = rng.permutation(np.concatenate(chunks))
         sets[k] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx]))
         if slices is not None and k == "test":
