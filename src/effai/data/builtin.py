@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def fashion_mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, list(FASHION_CLASSES)
 
 
-BUILTIN = {"digits": digits, "fashion_mnist": fashion_mnist, "kws": kws, "mnist5k": mnist5k, "synthetic": synthetic}
+BUILTIN: dict[str, Callable[..., tuple]] = {"digits": digits, "fashion_mnist": fashion_mnist, "kws": kws, "mnist5k": mnist5k, "synthetic": synthetic}
 
 
 def names() -> list[str]:

@@ -162,7 +162,8 @@ def render(clip: Clip, rng: np.random.Generator) -> np.ndarray:
     x = np.zeros(n, dtype=np.float32)
     x[start:start + len(speech)] = speech
     speech_rms = np.sqrt(np.mean(speech ** 2))  # over the word, not the whole second
-    return np.clip(x + bed * speech_rms * 10 ** (-clip.snr_db / 20), -1, 1)
+    snr_db = clip.snr_db if clip.snr_db is not None else np.inf  # a word clip always has one; None: no noise
+    return np.clip(x + bed * speech_rms * 10 ** (-snr_db / 20), -1, 1)
 
 
 def waveforms(clips: list[Clip], seed: int = 0) -> np.ndarray:
