@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from effai.results.evaluation import Evaluation, Harm
+from effai.results.evaluation import AccuracyInterval, Evaluation, Harm, Paired
 from effai.results.serial import Record
 
 
@@ -35,6 +35,7 @@ class Latency(Record):
     repeats: int | None = None
     load_avg: float | None = None  # 1-minute load average when timing started
     contended: bool = False  # load above the core count: wall times include waiting for a core
+    slower_than_fp32: bool = False  # slower than the fp32 variant on the same runtime: no latency advantage
     how: str = ""  # the whole protocol in words (with any fallback), as the report's tooltip shows it
 
     @classmethod
@@ -114,6 +115,9 @@ class VariantRecord(Record):
     details: dict[str, Any] = field(default_factory=dict)  # builder-specific facts (JSON), shown as is
     seconds: float | None = None  # to build, measure and evaluate it
     finished_at: str | None = None
+    accuracy_ci: AccuracyInterval | None = None  # 95% interval of `accuracy`
+    vs_base: Paired | None = None  # paired test against the base (fp32) on the test examples
+    vs_leader: Paired | None = None  # ... against the most accurate feasible variant (set at selection)
 
     @classmethod
     def failed(cls, name: str, error: BaseException | str, **fields) -> VariantRecord:
@@ -142,6 +146,11 @@ class VariantRecord(Record):
     @property
     def energy_j(self) -> float | None:
         return None if self.cost.energy is None else self.cost.energy.joules
+
+    @property
+    def robustness(self) -> float | None:
+        """Mean accuracy over the corruptions measured (None without them)."""
+        return None if self.evaluation is None else self.evaluation.mean_corrupted_accuracy
 
     @property
     def flagged(self) -> list[str]:

@@ -24,6 +24,7 @@ from effai.errors import InputError
 from effai.results import (
     AXES,
     BaseModelInfo,
+    Constraints,
     Cost,
     DatasetInfo,
     Energy,
@@ -33,6 +34,7 @@ from effai.results import (
     fmt_bytes,
     fmt_fraction,
     fmt_ms,
+    leader,
     pareto_front,
     select,
 )
@@ -191,6 +193,7 @@ def _progress(enabled: bool):
 def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], data, base: BaseModelInfo,
             command: str | None, start: float) -> StudyResult:
     c = cfg.constraints()
+    recs = with_statistics(recs, c)
     notes = []
     failed = [r.name for r in recs if not r.ok]
     if failed:
@@ -217,6 +220,27 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
                  "sub-8-bit variants run on int8 kernels where a target lacks int4. Hover a cell for details.",
         seconds=time.perf_counter() - start,
     )
+
+
+def with_statistics(recs: list[VariantRecord], c: Constraints, base: str = "fp32") -> list[VariantRecord]:
+    """Each evaluated record with its accuracy interval and its paired tests against the base and
+    against the leader (the most accurate feasible variant), on the same test examples; `select`
+    reads `vs_leader` to call ties."""
+    from effai import evaluate as ev
+
+    ref = next((r for r in recs if r.name == base and r.ok and r.evaluation is not None), None)
+    lead = leader(recs, c)
+    lead_ev = lead.evaluation if lead is not None else None
+    out = []
+    for r in recs:
+        if r.ok and r.evaluation is not None:
+            r = r.replace(
+                accuracy_ci=ev.interval(r.evaluation),
+                vs_base=None if ref is None or r.name == ref.name else ev.paired(r.evaluation, ref.evaluation, ref.name),
+                vs_leader=None if lead is None or lead_ev is None or r.name == lead.name else
+                ev.paired(r.evaluation, lead_ev, lead.name))
+        out.append(r)
+    return out
 
 
 def _command(cfg: StudyConfig) -> str:
