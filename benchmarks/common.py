@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -34,14 +33,10 @@ def machine() -> dict:
     """CPU model, cores, memory and library versions: printed with every result."""
     import torch
 
+    from effai.hardware.host import cpu_model
     from effai.quantize.export import cpu_flags
 
-    cpu = platform.processor() or "unknown"
-    try:
-        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
+    cpu = cpu_model()
     flags = sorted(x for x in cpu_flags() if x.startswith(("avx", "amx", "vnni", "fma")))
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for mod in ("onnxruntime", "onnx", "numpy"):

@@ -79,3 +79,39 @@ def test_planted_class_harm_is_flagged_and_noise_is_not():
     assert ev.compare(base, unharmed).flagged == []
     # Each class states the smallest drop its test could see at n=50: far above 1 image (2 pp).
     assert all(g.min_detectable_drop is not None and 0.1 < g.min_detectable_drop < 0.3 for g in h.classes)
+
+
+def test_planted_contended_measurement_is_flagged():
+    from effai.profile.latency import _summarise
+    from effai.report.markdown import render_markdown
+    from effai.results import BaseModelInfo, StudyResult
+
+    # 50 calls of 20 µs wall time in which the timed thread ran 10 µs: it waited for a core half the time.
+    # The load average (0.3) and the run queue (1) say nothing: the measurement itself does.
+    busy = _summarise([(20_000, 10_000, 10_000)] * 50, "onnxruntime", 1, 1, 0, 0.001, 0.3, 1)
+    calm = _summarise([(20_000, 19_900, 19_900)] * 50, "onnxruntime", 1, 1, 0, 0.001, 0.3, 1)
+    assert busy.contended and "ran 50% of the wall time" in busy.contention and busy.cpu_wall_ratio == 0.5
+    assert not calm.contended and calm.contention == ""
+    assert _summarise([(20_000, 19_900, 19_900)] * 5, "torch", 1, 1, 0, 0.001, 0.3, 9).contended  # run queue
+    rec = VariantRecord("int8", accuracy=0.9, cost=Cost(size_bytes=1, latency=Latency.measured(busy, "int8 graph")))
+    assert rec.cost.latency.contended and VariantRecord.from_dict(rec.to_dict()).cost.latency.cpu_wall_ratio == 0.5
+    md = render_markdown(StudyResult("t", BaseModelInfo("lenet5"), variants=(rec,), selection=select([rec])))
+    assert "⚠ contended (the timed thread ran 50% of the wall time)" in md
+
+
+def test_planted_slower_than_fp32_int8_is_marked_and_never_wins_on_latency():
+    from effai.study.runner import mark_slower_than_fp32
+
+    def timed(name, size, ms, runtime):
+        r = _record(name, BASE_WRONG, size, ms)
+        return r.replace(cost=r.cost.replace(latency=r.cost.latency.replace(runtime=runtime)))
+
+    # INT8 LeNet-5 in ONNX Runtime: 56.8 µs against fp32's 22.4 µs. OpenVINO has no fp32 row to compare with.
+    recs = [timed("fp32", 250_000, 0.0224, "onnxruntime"), timed("int8_ort", 65_000, 0.0568, "onnxruntime"),
+            timed("int8_ov", 65_000, 0.0600, "openvino"), timed("fp16", 125_000, 0.0225, "onnxruntime")]
+    marked = mark_slower_than_fp32(recs)
+    assert [r.cost.latency.slower_than_fp32 for r in marked] == [False, True, False, False]
+    assert "slower than fp32 on onnxruntime (56.8 µs vs 22.4 µs)" in marked[1].cost.latency.how
+    s = select(with_statistics(marked, Constraints()))
+    assert s.best == "int8_ov" and s.verdict("int8_ort").kind == "tie"
+    assert select(with_statistics(recs, Constraints())).best == "int8_ort"  # unmarked, its 56.8 µs would win

@@ -168,6 +168,7 @@ def study_cmd(
     sel = result.selection
     if as_json:
         print_json({**sel.to_dict(), "base": result.base.to_dict(), "out_dir": result.out_dir,
+                    "contended": [r.name for r in result.variants if r.cost.latency and r.cost.latency.contended],
                     "variants": [_variant_summary(r) for r in result.variants]})
         return
     best = result.best
@@ -178,6 +179,11 @@ def study_cmd(
         console.print(f"[bold red]no variant meets the constraints[/]: {sel.reason}", highlight=False)
     for v in sel.rejected:
         console.print(f"  {v.name}: {v.kind}: {v.reason}", markup=False, highlight=False)
+    for r in result.variants:
+        lat = r.cost.latency
+        if lat is not None and lat.warnings():
+            console.print(f"[yellow]warning[/]: {r.name} latency {fmt_ms(lat.p50_ms)}: {'; '.join(lat.warnings())}",
+                          highlight=False)
     console.print(f"report: {Path(result.out_dir) / 'report.html'} ({result.seconds:.0f} s)", highlight=False)
 
 def _variant_summary(r) -> dict:

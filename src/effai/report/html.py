@@ -122,7 +122,7 @@ def _row(r: VariantRecord, base_acc: float | None, selection: Selection) -> dict
         "size": fmt_bytes(c.size_bytes), "size_v": _v(c.size_bytes), "size_format": c.size_format,
         "params": fmt_count(c.params), "params_v": _v(c.params),
         "macs": fmt_count(c.macs), "macs_v": _v(c.macs),
-        "lat": fmt_ms(r.latency_ms), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
+        "lat": fmt_ms(r.latency_ms), "lat_flags": [] if c.latency is None else c.latency.warnings(), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
         "energy": fmt_joules(r.energy_j), "energy_v": _v(r.energy_j), "energy_method": energy,
         "flagged": r.flagged, "kind": kind, "verdict": verdict,
     }

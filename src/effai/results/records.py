@@ -34,9 +34,21 @@ class Latency(Record):
     threads: int | None = None
     repeats: int | None = None
     load_avg: float | None = None  # 1-minute load average when timing started
-    contended: bool = False  # load above the core count: wall times include waiting for a core
+    contended: bool = False  # wall times include waiting for a core (why: `contention`)
+    cpu_wall_ratio: float | None = None  # the timed thread's CPU time / wall time over the calls
+    run_queue: int | None = None  # runnable tasks (/proc/stat) around the timing
+    contention: str = ""  # why it is contended, in words, from the measurement itself and the load
     slower_than_fp32: bool = False  # slower than the fp32 variant on the same runtime: no latency advantage
     how: str = ""  # the whole protocol in words (with any fallback), as the report's tooltip shows it
+
+    def warnings(self) -> list[str]:
+        """What to know before trusting or choosing this latency.
+
+        >>> Latency(0.05, contended=True, contention="load average 6.0 on 2 cores", slower_than_fp32=True).warnings()
+        ['contended (load average 6.0 on 2 cores)', 'slower than fp32']
+        """
+        return ([f"contended ({self.contention or 'busy machine'})"] if self.contended else []) + \
+            (["slower than fp32"] if self.slower_than_fp32 else [])
 
     @classmethod
     def measured(cls, lat: Any, graph: str = "", how: str = "") -> Latency:
@@ -45,16 +57,19 @@ class Latency(Record):
 
         >>> from types import SimpleNamespace as NS
         >>> lat = NS(p50_ms=0.2, p90_ms=0.3, p99_ms=0.4, iqr_ms=0.05, runtime="torch", threads=1, repeats=50,
-        ...          load_avg=3.5, contended=True)
+        ...          load_avg=3.5, contended=True, contention="load average 3.5 on 2 cores")
         >>> Latency.measured(lat, "eager fp32").how
-        'torch eager fp32, 1 thread(s), p50 of 50 runs; contended (load 3.5): wall times include waiting for a core'
+        'torch eager fp32, 1 thread(s), p50 of 50 runs; contended (load average 3.5 on 2 cores): wall times include waiting for a core'
         """
         how = how or f"{lat.runtime} {graph}".strip() + f", {lat.threads} thread(s), p50 of {lat.repeats} runs"
+        why = getattr(lat, "contention", "") or (f"load {lat.load_avg:.1f}" if lat.load_avg is not None else "")
         if lat.contended:
-            how += f"; contended (load {lat.load_avg:.1f}): wall times include waiting for a core"
+            how += f"; contended ({why}): wall times include waiting for a core"
         return cls(p50_ms=lat.p50_ms, p90_ms=lat.p90_ms, p99_ms=lat.p99_ms, iqr_ms=lat.iqr_ms,
                    runtime=lat.runtime, graph=graph, threads=lat.threads, repeats=lat.repeats,
-                   load_avg=lat.load_avg, contended=lat.contended, how=how)
+                   load_avg=lat.load_avg, contended=lat.contended, how=how,
+                   cpu_wall_ratio=getattr(lat, "cpu_wall_ratio", None), run_queue=getattr(lat, "run_queue", None),
+                   contention=why if lat.contended else "")
 
 
 @dataclass(frozen=True)
