@@ -128,12 +128,12 @@ def check_provenance(fix: bool = False) -> list[Drift]:
         want = provenance_line(name, prov, changed)
         lines = body.splitlines()
         have = [i for i, line in enumerate(lines) if line.startswith(PROVENANCE)]
-        if have and (lines[have[-1]] == want or (changed and is_stale_line(lines[have[-1]], prov))):
-            continue  # a table already marked stale stays so, whatever else changes later
+        if have and lines[have[-1]] == want:
+            continue
         if fix:
             kept = [line for i, line in enumerate(lines) if i not in have]
             replace_section(name, "\n".join(kept).rstrip() + "\n\n" + want)
-        else:
+        elif not (have and changed and is_stale_line(lines[have[-1]], prov)):  # stale stays stale as more changes
             problems.append(Drift(name, "(section)", "provenance line", lines[have[-1]] if have else "absent", want))
     return problems
 
