@@ -6,7 +6,7 @@ PY := .venv/bin/python
 STAMP := .venv/.effai-installed
 TORCH := torch==2.13.0
 # Data sets and toolchains that come from Debian (installed once by the bootstrap, as root).
-DEBIAN_PACKAGES := dataset-fashion-mnist
+DEBIAN_PACKAGES := dataset-fashion-mnist espeak-ng gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
 .PHONY: demo test lint bench bench-check bench-stale docs venv clean
 

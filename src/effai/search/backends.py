@@ -6,14 +6,15 @@ Every backend has the same three verbs: `submit(variant) -> handle`, `wait(handl
 touches the Optuna storage: one writer, no database locks across machines.
 
 >>> from effai.search.config import SearchConfig
->>> b = LocalBackend(SearchConfig(workers=1), fn=lambda v, c: {"ok": True, "metrics": v})
+>>> b = LocalBackend(SearchConfig(workers=1), fn=lambda v, c: {"ok": True, "record": v})
 >>> h = b.submit({"x": 1})
 >>> b.wait([h])
-[(0, {'ok': True, 'metrics': {'x': 1}})]
+[(0, {'ok': True, 'record': {'x': 1}})]
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -96,10 +97,10 @@ class RayBackend:
         self.owned = not ray.is_initialized()
         if self.owned:
             if cfg.ray_address:
-                ray.init(address=cfg.ray_address, log_to_driver=False, logging_level="ERROR")
+                ray.init(address=cfg.ray_address, log_to_driver=False, logging_level=logging.ERROR)
             else:
                 ray.init(num_cpus=cfg.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, logging_level="ERROR")
+                         log_to_driver=False, logging_level=logging.ERROR)
         self.remote = ray.remote(num_cpus=cfg.threads_per_trial, max_retries=0)(fn)
         self.cfg_ref = ray.put(cfg.model_dump_json())
         self._refs: dict[int, object] = {}

@@ -23,9 +23,9 @@ from effai.search.config import Dim, SpaceConfig
 def _suggest(trial, name: str, dim: Dim):
     if dim.choices is not None:
         return trial.suggest_categorical(name, list(dim.choices))
-    ints = all(float(x).is_integer() for x in (dim.low, dim.high)) and (dim.step or 1).is_integer() and dim.step
-    if ints:
-        return trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step), log=dim.log)
+    low, high = float(dim.low or 0), float(dim.high or 0)  # a Dim without choices has both (validated)
+    if dim.step and float(dim.step).is_integer() and low.is_integer() and high.is_integer():
+        return trial.suggest_int(name, int(low), int(high), step=int(dim.step), log=dim.log)
     return trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
 
 
@@ -59,29 +59,6 @@ def suggest(trial, space: SpaceConfig) -> dict:
     if v["bits"] == 32 and not v["layer_bits"]:
         v["qat"] = False  # nothing to quantize
     return v
-
-
-def describe(v: dict) -> str:
-    """A short human name for a variant.
-
-    >>> describe({"family": "lenet5", "width_mult": 0.5, "resolution_mult": 1.0, "prune_ratio": 0.25,
-    ...           "bits": 4, "layer_bits": None, "kd": True, "qat": False})
-    'lenet5 w0.5 prune0.25 int4 kd'
-    """
-    parts = [v["family"], f"w{v['width_mult']:g}"]
-    if v["resolution_mult"] != 1.0:
-        parts.append(f"r{v['resolution_mult']:g}")
-    if v["prune_ratio"] > 0:
-        parts.append(f"prune{v['prune_ratio']:g}")
-    if v.get("layer_bits"):
-        parts.append("mixed(" + "/".join(str(b) for b in v["layer_bits"].values()) + ")")
-    elif v["bits"] != 32:
-        parts.append(f"int{v['bits']}" if v["bits"] < 16 else "fp16")
-    if v["kd"]:
-        parts.append("kd")
-    if v["qat"]:
-        parts.append("qat")
-    return " ".join(parts)
 
 
 def start_params(initial: dict, space: SpaceConfig) -> dict:
