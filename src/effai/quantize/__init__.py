@@ -25,7 +25,16 @@ from effai.quantize.config import (
     TernaryConfig,
     WeightOnlyConfig,
 )
-from effai.quantize.core import ActQuant, QuantLayer, convert_, quantize_, register, save, state_dict_bytes
+from effai.quantize.core import (
+    ActQuant,
+    NothingToQuantize,
+    QuantLayer,
+    convert_,
+    quantize_,
+    register,
+    save,
+    state_dict_bytes,
+)
 from effai.quantize.export import cpu_flags, export_onnx, int8_candidates, ort_int8_settings
 from effai.quantize.mixed import choose, mixed_precision, sensitivity
 
@@ -39,6 +48,7 @@ __all__ = [
     "Int8DynamicConfig",
     "Int8StaticConfig",
     "MixedPrecisionConfig",
+    "NothingToQuantize",
     "QATConfig",
     "QuantLayer",
     "TernaryConfig",

@@ -62,7 +62,8 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     """Quantize `model` in place with the method `config` describes; returns the model.
 
     Layers the method cannot handle are named in a warning and left in float. Weights with
-    NaN or Inf raise InputError naming the tensor.
+    NaN or Inf raise InputError naming the tensor; so does a model in which no layer can be
+    quantized (TorchScript, no Linear/Conv, a filter that matched nothing): `NothingToQuantize`.
 
     >>> import torch, torch.nn as nn
     >>> from effai.quantize import quantize_, WeightOnlyConfig
@@ -82,11 +83,39 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
         else:
             warnings.warn(f"quantize_: layer {fqn!r} ({type(mod).__name__}) is not supported by "
                           f"{type(config).__name__}; left in float", stacklevel=2)
+    if not targets:
+        raise NothingToQuantize(f"quantize_ with {type(config).__name__}: {_why_nothing(model, chosen, filter_fn)}")
     return handler(model, config, targets)
 
 
+class NothingToQuantize(InputError):
+    """quantize_ found no layer it can quantize: the model would come back unchanged, and a
+    caller would report float numbers under a quantized format's name."""
+
+
+def _why_nothing(model: nn.Module, chosen, filter_fn) -> str:
+    """Why no layer was chosen: TorchScript, a filter that matched nothing, no supported layer."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return (f"the model is TorchScript ({type(model).__name__}): its layers are compiled code, not "
+                "Linear/Conv modules; quantize the eager nn.Module (the Python class with its state dict)")
+    if chosen:
+        kinds = sorted({type(m).__name__ for _, m in chosen})
+        return (f"no supported layer among the {len(chosen)} chosen ({', '.join(kinds)}); "
+                f"supported: {', '.join(c.__name__ for c in SUPPORTED)}")
+    if filter_fn is not None:
+        return "filter_fn matched no layer (check the layer names: model.named_modules())"
+    if any(isinstance(m, QuantLayer) for m in model.modules()):
+        return "every layer is quantized already"
+    return f"the model has no layer with a weight to quantize (supported: {', '.join(c.__name__ for c in SUPPORTED)})"
+
+
 def select(model: nn.Module, filter_fn) -> list[tuple[str, nn.Module]]:
-    return [(fqn, m) for fqn, m in model.named_modules() if fqn and not _inside_quant(model, fqn) and filter_fn(m, fqn)]
+    """The (name, module) pairs `filter_fn` chooses, except those inside a QuantLayer and the
+    projections of nn.MultiheadAttention, which reads their weights directly instead of calling
+    them (a wrapper there would never run, and would break the attention)."""
+    mha = {f"{name}." for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    return [(fqn, m) for fqn, m in model.named_modules()
+            if fqn and not _inside_quant(model, fqn) and not any(fqn.startswith(p) for p in mha) and filter_fn(m, fqn)]
 
 
 def _inside_quant(model, fqn: str) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from effai.errors import InputError
+from effai.quantize.core import NothingToQuantize
 from effai.study import measure, variants
 from effai.study.config import StudyConfig
 from effai.study.context import Context
@@ -137,6 +138,8 @@ def _run_variant(n: str, ctx: Context, base_rec: dict | None, slices, fit_target
             energy_j=energy["joules"], energy=energy, evaluation=evaluation.to_dict(), harm=harm,
             targets=measure.targets(prof, built.dtype, fit_targets), notes=built.notes, extra=built.extra,
         )
+    except NothingToQuantize as e:  # e.g. a TorchScript model: this variant fails, saying why
+        rec.update(status="failed", error=f"{type(e).__name__}: {str(e)[:300]}")
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - one broken variant must not sink the study; it is reported
