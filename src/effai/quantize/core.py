@@ -221,13 +221,15 @@ def fake_quant_weight(w: torch.Tensor, fmt: str, per_channel: bool = True, group
 class QuantLayer(nn.Module):
     """A Conv/Linear whose weight is stored quantized (or, in QAT, fake-quantized on the fly).
 
-    `fmt` names the weight format; `act` (optional) rounds the input. The float module is kept
+    `fmt` names the weight format; `act` (optional) rounds the input, `out_act` (optional) the
+    output (static INT8 where the output feeds ops other than quantized layers: QLinearConv writes
+    int8, so the simulation rounds there too). The float module is kept
     as `layer` without its weight (for stride, padding, groups and bias).
     """
 
     def __init__(self, layer: nn.Module, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
                  symmetric: bool = True, scaled: bool = True, act: ActQuant | None = None, qat: bool = False,
-                 store_bias_as: str | None = None):
+                 store_bias_as: str | None = None, out_act: ActQuant | None = None):
         super().__init__()
         w = layer.weight.detach().float().clone()
         self.fmt = fmt
@@ -238,6 +240,7 @@ class QuantLayer(nn.Module):
         self.qat = qat
         self.weight_shape = tuple(w.shape)
         self.act = act
+        self.out_act = out_act  # rounds the output where an INT8 kernel would write it in int8
         if qat:
             self.weight = nn.Parameter(w)
         bias = layer.bias
@@ -344,9 +347,8 @@ class QuantLayer(nn.Module):
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)
         w = w.to(x.dtype)
-        if isinstance(self.layer, nn.Linear):
-            return F.linear(x, w, bias)
-        return self.layer._conv_forward(x, w, bias)
+        y = F.linear(x, w, bias) if isinstance(self.layer, nn.Linear) else self.layer._conv_forward(x, w, bias)
+        return y if self.out_act is None else self.out_act(y)
 
     def extra_repr(self):
         return f"fmt={self.fmt!r}, weight_shape={self.weight_shape}, qat={self.qat}"

@@ -217,13 +217,14 @@ def to_fp16(float_path, out_path) -> Path:
 
 def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tuple[str, dict]], method: str,
                example: np.ndarray, threads: int, max_sqnr_loss_db: float,
-               min_sqnr_db: float) -> tuple[Path, list[dict], float]:
+               min_sqnr_db: float) -> tuple[list[tuple[int, Path]], list[dict], float]:
     """Quantize each (runtime, settings) candidate into `out_dir`, measure its output SQNR against
     the float model on up to 8 calibration inputs and its latency on `example` (interleaved
     rounds, the float model on ONNX Runtime timed alongside), and return the file of the fastest
     candidate that clears an absolute floor: at least `min_sqnr_db`, and at most
     `max_sqnr_loss_db` below the most accurate candidate (never relative to one default, which
-    may itself be the broken one); one row per candidate, and the float model's latency."""
+    may itself be the broken one): returns the (index, file) of those, fastest first, one row per
+    candidate, and the float model's latency."""
     from effai.numerics import sqnr_db
     from effai.profile.latency import interleaved, onnx_runner
     from effai.quantize.calibrate import batches
@@ -270,10 +271,9 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     calls = {i: c for i, c in calls.items() if i in eligible}
     calls["float"] = lambda: reference(example)
     ms = interleaved(calls, rounds=11, inner=3, warmup=10, min_round_ms=20.0, statistic="min")
-    chosen = min(eligible, key=lambda i: ms[i])
     for i in eligible:
-        rows[i].update(latency_ms=ms[i], chosen=i == chosen)
-    return files[chosen], rows, ms["float"]
+        rows[i]["latency_ms"] = ms[i]
+    return [(i, files[i]) for i in sorted(eligible, key=lambda i: ms[i])], rows, ms["float"]
 
 
 DTYPES = ("int8", "int4", "fp16", "fp32")
@@ -365,26 +365,28 @@ def _export_float(model, path: Path, ex, dtype, calibration, method, settings, r
             candidates = ([(runtime, dict(settings))] if settings is not None
                           else [(r, s) for r in runtimes for s in int8_candidates(r)])
             if tune or runtime == "auto":
-                chosen, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, candidates, method,
-                                                    ex.detach().cpu().numpy().astype(np.float32), threads,
-                                                    max_sqnr_loss_db, gate[0])
-                out = chosen
-                pick = next(i for i, r in enumerate(rows) if r["chosen"])
-                info.update(runtime=candidates[pick][0], settings=candidates[pick][1], candidates=rows,
-                            float_latency_ms=float_ms)
+                files, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, candidates, method,
+                                                   ex.detach().cpu().numpy().astype(np.float32), threads,
+                                                   max_sqnr_loss_db, gate[0])
+                info.update(candidates=rows, float_latency_ms=float_ms)
             else:
-                info.update(runtime=candidates[0][0], settings=candidates[0][1])
                 quantize_onnx_int8(fp, out, calibration, candidates[0][1], method)
-        elif dtype == "fp16":
-            to_fp16(fp, out)
+                files = [(0, out)]
         else:
-            out = fp
-        inputs = verify.rows(check)
-        run = verify.load(out, info["runtime"], threads)
-        v = verify.compare(verify.torch_outputs(model, inputs), verify.run_file(run, inputs), info["runtime"], *gate)
+            files, candidates = [(0, to_fp16(fp, out) if dtype == "fp16" else fp)], [(runtime, None)]
+        inputs = verify.rows(check, len(ex))
+        reference = verify.torch_outputs(model, inputs)
+        for i, out in files:  # fastest first: the first that passes the gate on held-out inputs is kept
+            run = verify.load(out, candidates[i][0], threads)
+            v = verify.compare(reference, verify.run_file(run, inputs), candidates[i][0], *gate)
+            if v.passed:
+                break
         if not v.passed:
-            v = replace(v, worst_layers=verify.onnx_layer_sqnr(fp, out, inputs))
+            v = replace(v, worst_layers=verify.onnx_layer_sqnr(fp, files[0][1], inputs))
             raise verify.refusal(v, dtype)
+        info.update(runtime=candidates[i][0], settings=candidates[i][1])
+        if info["candidates"]:
+            info["candidates"][i]["chosen"] = True
         write_atomic(path, Path(out).read_bytes())
     info.update(bytes=os.path.getsize(path), verification=v.to_dict(),
                 kernels=runtime_kernels(path, info["runtime"]).to_dict())
@@ -429,7 +431,7 @@ def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads,
                          "leave dtype out to export it as simulated")
     proto, layers = simulated_onnx(model, ex)
     data = proto.SerializeToString()
-    inputs = verify.rows(check)
+    inputs = verify.rows(check, len(ex))
     reference = verify.torch_outputs(model, inputs)
     runtimes = [runtime] if runtime != "auto" else [r for r in RUNTIMES if _installed(r)]
     checked, rows = {}, []

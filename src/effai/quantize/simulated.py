@@ -220,7 +220,28 @@ def _rewrite_layer(g: _Graph, q, ql: QuantLayer, name: str) -> LayerExport:
         g.rename_input(y, x)
     output = node.output[0] if node.op_type != "MatMul" else _output_after_bias(g, node.output[0])
     weights, op = _rewrite_weight(g, node, ql, name, act)
+    if ql.out_act is not None:
+        output = _round_output(g, output, ql, name)
     return LayerExport(name, ql.fmt, act, weights, op, output)
+
+
+def _round_output(g: _Graph, tensor: str, ql: QuantLayer, name: str) -> str:
+    """Q/DQ after the layer with its output rounding (QLinearConv's int8 output)."""
+    import onnx.helper as oh
+
+    s = g.const(f"{name}.output_scale", np.float32(ql.out_act.scale))
+    z = g.const(f"{name}.output_zp", np.uint8(int(ql.out_act.zero_point) + 128))
+    qt, dqt = g.name(f"{name}.output_q"), g.name(f"{name}.output")
+    consumers = g.consumers(tensor)
+    at = list(g.g.node).index(g.producer(tensor)) + 1
+    g.g.node.insert(at, oh.make_node("QuantizeLinear", [tensor, s, z], [qt]))
+    g.g.node.insert(at + 1, oh.make_node("DequantizeLinear", [qt, s, z], [dqt]))
+    for c in consumers:
+        c.input[list(c.input).index(tensor)] = dqt
+    for o in g.g.output:
+        if o.name == tensor:
+            raise InputError(f"export_onnx: layer {name} rounds the model's output; nothing to deploy it with")
+    return dqt
 
 
 def _output_after_bias(g: _Graph, tensor: str) -> str:

@@ -66,11 +66,15 @@ def _finite(v: float):
     return None if math.isinf(v) else float(v)
 
 
-def rows(inputs) -> list[np.ndarray]:
-    """Single-sample float32 arrays from a tensor batch (the runtime sees batch 1, as deployed)."""
+def rows(inputs, batch: int = 1) -> list[np.ndarray]:
+    """Float32 arrays of `batch` rows (the batch the file was exported at; batch 1 as deployed)
+    from a tensor of held-out inputs; a last incomplete chunk is dropped, and fewer rows than
+    one batch are repeated to fill it."""
     x = inputs if isinstance(inputs, torch.Tensor) else inputs[0]
     x = x.detach().cpu().float()
-    return [x[i:i + 1].numpy() for i in range(x.shape[0])]
+    if len(x) < batch:
+        x = x.repeat(-(-batch // len(x)), *([1] * (x.dim() - 1)))[:batch]
+    return [x[i:i + batch].numpy() for i in range(0, len(x) - batch + 1, batch)]
 
 
 def load(path, runtime: str, threads: int = 1):
