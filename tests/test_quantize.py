@@ -203,17 +203,17 @@ def test_auto_runtime_keeps_the_fastest_accurate_candidate(tmp_path, trained):
     default = int8_candidates("onnxruntime")[0]  # the CPU-chosen settings are the accuracy reference
     assert (rows[0]["runtime"], rows[0]["settings"]) == ("onnxruntime", settings_label(default))
     assert all(r["error"] is None for r in rows)  # a small CNN runs on every candidate
-    # the floor is absolute: >= 20 dB, and within 1 dB of the most accurate candidate (not of a default)
-    best = max(r["sqnr_db"] for r in rows)
-    eligible = [r for r in rows if r["sqnr_db"] >= max(20.0, best - 1.0)]
+    # the floor is absolute (>= 20 dB), and within 1 dB of the CPU-chosen default where that clears it
+    ref = rows[0]["sqnr_db"] if rows[0]["sqnr_db"] >= 20 else max(r["sqnr_db"] for r in rows)
+    eligible = [r for r in rows if r["sqnr_db"] >= max(20.0, ref - 1.0)]
     assert chosen[0] in eligible and chosen[0]["latency_ms"] == min(r["latency_ms"] for r in eligible)
     assert all(r["latency_ms"] is None for r in rows if r not in eligible)  # below the floor: not even timed
     assert info["bytes"] == chosen[0]["bytes"]  # the file written is the chosen candidate
-    # a tolerance of 0 dB keeps only the most accurate candidate
+    # a tolerance of 0 dB keeps only candidates at least as accurate as the CPU-chosen default
     strict = export_onnx(copy.deepcopy(m), tmp_path / "s.onnx", calib[:1], "int8", calibration=calib,
                          runtime="onnxruntime", tune=True, max_sqnr_loss_db=0.0)
     picked = next(r for r in strict["candidates"] if r["chosen"])
-    assert picked["sqnr_db"] == max(r["sqnr_db"] for r in strict["candidates"])
+    assert picked["sqnr_db"] >= strict["candidates"][0]["sqnr_db"] >= 20
 
 
 def test_a_candidate_that_cannot_run_is_recorded_not_fatal(tmp_path, trained, monkeypatch):

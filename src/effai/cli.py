@@ -223,6 +223,7 @@ def export_cmd(
     tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),
     max_sqnr_loss_db: float = typer.Option(1.0, min=0.0, help="Tuning: the most output SQNR (dB) a candidate may lose against the most accurate one."),
     min_sqnr_db: float = typer.Option(20.0, help="Verification floor: the file's output SQNR (dB) against the model, on test images."),
+    min_agreement: float = typer.Option(0.99, min=0.0, max=1.0, help="Verification floor: top-1 agreement with the model on test images."),
     threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
@@ -232,7 +233,7 @@ def export_cmd(
     """Write a deployable ONNX file: real INT8 (calibrated on the data set), int4 weights, FP16 or FP32.
 
     With --runtime auto (or --tune) the INT8 settings and runtime are chosen by timing them here.
-    The file is run on 64 test images against the model; below --min-sqnr-db (or 99% top-1
+    The file is run on up to 500 test images against the model; below --min-sqnr-db (or 99% top-1
     agreement) nothing is written and the command exits 2 naming the layers that lose most.
 
     Example: effai export runs/lenet5 --dataset mnist5k --dtype int8 --runtime auto --out lenet5_int8.onnx
@@ -251,7 +252,8 @@ def export_cmd(
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
                            calibration=ds.calibration() if dtype == "int8" else None, method=method,
                            runtime=runtime, tune=tune, max_sqnr_loss_db=max_sqnr_loss_db, threads=threads,
-                           verify_inputs=ds.test.tensors[0][:64], min_sqnr_db=min_sqnr_db)
+                           verify_inputs=ds.test.tensors[0][:500], min_sqnr_db=min_sqnr_db,
+                           min_agreement=min_agreement)
     if as_json:
         print_json(info)
         return

@@ -30,7 +30,8 @@ the same file in ONNX Runtime on MobileNetV2 and ResNet-18.
 Which of the few sensible settings is fastest depends on the model as well as the CPU (per-tensor
 QLinearConv beats per-channel on MobileNetV2 here, not on ResNet-18), so `tune=True` quantizes
 every candidate of `int8_candidates`, runs each on its runtime, and keeps the fastest that clears
-an absolute floor (`min_sqnr_db`, and within `max_sqnr_loss_db` of the most accurate candidate).
+an absolute floor (`min_sqnr_db`) and is within `max_sqnr_loss_db` of the CPU-chosen default
+(of the most accurate candidate where the default itself is below the floor).
 
 FP16: every float initializer and op is converted to float16 with float32 inputs/outputs kept
 (onnxruntime.transformers.float16); ORT inserts casts for ops it lacks fp16 CPU kernels for.
@@ -222,9 +223,9 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     the float model on up to 8 calibration inputs and its latency on `example` (interleaved
     rounds, the float model on ONNX Runtime timed alongside), and return the file of the fastest
     candidate that clears an absolute floor: at least `min_sqnr_db`, and at most
-    `max_sqnr_loss_db` below the most accurate candidate (never relative to one default, which
-    may itself be the broken one): returns the (index, file) of those, fastest first, one row per
-    candidate, and the float model's latency."""
+    `max_sqnr_loss_db` below the CPU-chosen default (the first candidate) if that one clears the
+    floor, else below the most accurate candidate (a broken default never sets the bar): returns
+    the (index, file) of those, fastest first, one row per candidate, and the float model's latency."""
     from effai.numerics import sqnr_db
     from effai.profile.latency import interleaved, onnx_runner
     from effai.quantize.calibrate import batches
@@ -254,8 +255,11 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     if not files:
         raise InputError("export_onnx: no INT8 candidate could be quantized and run: "
                          + "; ".join(f"{r['runtime']} {r['settings']}: {r['error']}" for r in rows))
+    # the accuracy reference is the CPU-chosen default (the first that ran) when it clears the
+    # absolute floor, else the most accurate candidate: a broken default never sets the bar
     best = max(rows[i]["sqnr_db"] for i in files)
-    floor = max(min_sqnr_db, best - max_sqnr_loss_db)
+    default = rows[min(files)]["sqnr_db"]
+    floor = max(min_sqnr_db, (default if default >= min_sqnr_db else best) - max_sqnr_loss_db)
     eligible = [i for i in files if rows[i]["sqnr_db"] >= floor]
     if not eligible:
         from effai.quantize.verify import ExportRefused, onnx_layer_sqnr
@@ -297,7 +301,8 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None
     - `settings` / `tune` / `max_sqnr_loss_db`: ORT quantize_static settings for float INT8
       (default `int8_candidates(runtime)[0]`); `tune=True` times every candidate and keeps the
       fastest whose SQNR against the float model is at least `min_sqnr_db` and within
-      `max_sqnr_loss_db` of the most accurate candidate.
+      `max_sqnr_loss_db` of the CPU-chosen default's (of the best candidate's where the default
+      is below `min_sqnr_db`).
     - The gate: the written file is loaded in its runtime and run on `verify_inputs` (default
       `example_inputs`, one row at a time) against the torch model it came from; below
       `min_sqnr_db` (20 dB) or `min_agreement` (99% top-1) it raises ExportRefused (an

@@ -176,7 +176,7 @@ def simulated_layer_sqnr(model: nn.Module, proto, layers, inputs: list[np.ndarra
         db = float(sqnr_db(ref, got[tensor]))
         scores.append((min(prev, 200.0) - min(db, 200.0), name, db))
         prev = db
-    return tuple((n, db) for _, n, db in sorted(scores, reverse=True)[:worst])
+    return tuple((n, db) for _, n, db in sorted(scores, reverse=True) if db < 200.0)[:worst]
 
 
 def onnx_layer_sqnr(float_path, quant_path, inputs: list[np.ndarray], worst: int = 3):
@@ -219,7 +219,7 @@ def onnx_layer_sqnr(float_path, quant_path, inputs: list[np.ndarray], worst: int
             before = [min(db[i], 200.0) for i in n.input if i in db]
             scores.append(((min(before) if before else last) - min(db[t], 200.0), n.name or t, db[t]))
             last = min(db[t], 200.0)
-    return tuple((n, d) for _, n, d in sorted(scores, reverse=True)[:worst])
+    return tuple((n, d) for _, n, d in sorted(scores, reverse=True) if d < 200.0)[:worst]
 
 
 def check_path(path: Path) -> None:
