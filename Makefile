@@ -5,6 +5,8 @@
 PY := .venv/bin/python
 STAMP := .venv/.effai-installed
 TORCH := torch==2.13.0
+# Data sets and toolchains that come from Debian (installed once by the bootstrap, as root).
+DEBIAN_PACKAGES := dataset-fashion-mnist
 
 .PHONY: demo test lint bench docs venv clean
 
@@ -19,13 +21,16 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	@bash scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
 	$(PY) -m effai.cli study --dataset mnist5k --out runs/demo
 
 test: $(STAMP)
+	@bash scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

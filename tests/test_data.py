@@ -109,3 +109,15 @@ def test_missing_and_unknown():
         data.load("/nonexistent/data.npz")
     with pytest.raises(InputError, match="did you mean: mnist5k"):
         data.load("mnist4k")
+
+
+def test_fashion_mnist_from_debian_idx_files():
+    """Debian's dataset-fashion-mnist: 60,000 + 10,000 images pooled, 7,000 per class, pixel values in [0, 1]."""
+    ds = data.load("fashion_mnist", test_fraction=0.15)
+    assert ds.input_shape == (1, 28, 28)
+    assert ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 70_000
+    assert len(ds.test) == 10_500
+    assert np.bincount(ds.test.tensors[1].numpy(), minlength=10).tolist() == [1050] * 10
+    x = ds.test.tensors[0]
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0

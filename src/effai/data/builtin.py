@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from effai.errors import InputError
 
 
 def digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -35,13 +39,34 @@ def synthetic(
     return x.astype(np.float32), y.astype(np.int64), [f"class{i}" for i in range(num_classes)]
 
 
-BUILTIN = {"digits": digits, "mnist5k": mnist5k, "synthetic": synthetic}
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def fashion_mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Zalando's Fashion-MNIST, 70,000 28x28 images from Debian's `dataset-fashion-mnist` IDX files.
+
+    The 60,000 training and 10,000 test images are pooled, as for every data set effai splits
+    itself; `load("fashion_mnist", test_fraction=0.15)` gives a test split of 10,500 images.
+    """
+    from effai.data.files import load_idx_dir
+
+    if not FASHION_MNIST_DIR.is_dir():
+        raise InputError(
+            f"{FASHION_MNIST_DIR}: Fashion-MNIST is not installed; run `apt-get install dataset-fashion-mnist` "
+            "(make test and make demo install it)"
+        )
+    x, y, _ = load_idx_dir(FASHION_MNIST_DIR)
+    return x, y, list(FASHION_CLASSES)
+
+
+BUILTIN = {"digits": digits, "fashion_mnist": fashion_mnist, "mnist5k": mnist5k, "synthetic": synthetic}
 
 
 def names() -> list[str]:
     """Names of the built-in data sets.
 
     >>> names()
-    ['digits', 'mnist5k', 'synthetic']
+    ['digits', 'fashion_mnist', 'mnist5k', 'synthetic']
     """
     return sorted(BUILTIN)

@@ -137,10 +137,10 @@ def settings_label(s: dict) -> str:
 
 def export_float(model: nn.Module, path, example_inputs, opset: int = 17) -> Path:
     """Export the float model to ONNX (TorchScript exporter, dynamo as fallback)."""
-    from effai.profile.latency import export_onnx as _export
+    from effai.profile.latency import export_fp32_onnx
 
     model.eval()
-    return Path(_export(model, example_inputs, path, opset=opset))
+    return Path(export_fp32_onnx(model, path, example_inputs, opset=opset))
 
 
 class _Reader:

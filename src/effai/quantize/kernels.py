@@ -104,8 +104,8 @@ def runtime_kernels(path, runtime: str = "onnxruntime") -> RuntimeKernels:
     layer types of its compiled model with their runtime precision (e.g. "Convolution:u8").
 
     >>> import os, tempfile, torch
-    >>> from effai.profile.latency import export_onnx
-    >>> f = export_onnx(torch.nn.Linear(4, 2), torch.randn(1, 4), os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> from effai.profile.latency import export_fp32_onnx
+    >>> f = export_fp32_onnx(torch.nn.Linear(4, 2), os.path.join(tempfile.mkdtemp(), "m.onnx"), torch.randn(1, 4))
     >>> runtime_kernels(f).fp32
     1
     """

@@ -32,6 +32,7 @@ import copy
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -128,7 +129,7 @@ class _Graph:
         self.n += 1
         return f"{hint}__effai{self.n}"
 
-    def const(self, hint: str, array: np.ndarray) -> str:
+    def const(self, hint: str, array: Any) -> str:
         name = self.name(hint)
         t = self.nh.from_array(np.asarray(array), name)
         self.g.initializer.append(t)
@@ -174,11 +175,11 @@ def simulated_onnx(model: nn.Module, example_inputs, opset: int = 17):
     """
     import onnx
 
-    from effai.quantize.export import export_float
+    from effai.profile.latency import export_fp32_onnx
 
     twin, qlayers, calls = _traceable_copy(model)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_float(twin, Path(tmp) / "sim.onnx", example_inputs, opset=opset)
+        path = export_fp32_onnx(twin, Path(tmp) / "sim.onnx", example_inputs, opset=opset)
         proto = onnx.load(str(path))
     g = _Graph(proto)
     markers = [n for n in g.g.node if n.op_type == "QuantizeLinear"]
@@ -187,7 +188,7 @@ def simulated_onnx(model: nn.Module, example_inputs, opset: int = 17):
                          "the ONNX graph (a layer inside a loop or a branch?)")
     out = [_rewrite_layer(g, q, qlayers[name], name) for q, name in zip(markers, calls, strict=True)]
     for q, name in zip(markers, calls, strict=True):
-        if qlayers[name].act is not None and qlayers[name].act.mode == "static":
+        if getattr(qlayers[name].act, "mode", None) == "static":
             _requantize_producer(g, q)
     _drop_unused(g)
     if any(layer.op == "MatMulNBits" for layer in out):
@@ -204,8 +205,8 @@ def _rewrite_layer(g: _Graph, q, ql: QuantLayer, name: str) -> LayerExport:
     node = next(n for n in g.consumers(y) if n.op_type in _LINEAR_OPS)
     act = _activation(ql)
     if act == "int8 static":
-        zp = int(ql.act.zero_point) + 128  # int8 code -> the same value's uint8 code
-        s, z = g.const(f"{name}.input_scale", np.float32(ql.act.scale)), g.const(f"{name}.input_zp", np.uint8(zp))
+        scale, zp = _uint8_params(ql.act)
+        s, z = g.const(f"{name}.input_scale", scale), g.const(f"{name}.input_zp", zp)
         q.input[1:], dq.input[1:] = [s, z], [s, z]
     elif act == "int8 dynamic":
         qy, s, z = g.name(f"{name}.input_q"), g.name(f"{name}.input_scale"), g.name(f"{name}.input_zp")
@@ -225,12 +226,17 @@ def _rewrite_layer(g: _Graph, q, ql: QuantLayer, name: str) -> LayerExport:
     return LayerExport(name, ql.fmt, act, weights, op, output)
 
 
+def _uint8_params(act: Any) -> tuple[np.float32, np.uint8]:
+    """An ActQuant's scale and its int8 zero point as the same value's uint8 code (+ 128)."""
+    return np.float32(float(act.scale)), np.uint8(int(act.zero_point) + 128)
+
+
 def _round_output(g: _Graph, tensor: str, ql: QuantLayer, name: str) -> str:
     """Q/DQ after the layer with its output rounding (QLinearConv's int8 output)."""
     import onnx.helper as oh
 
-    s = g.const(f"{name}.output_scale", np.float32(ql.out_act.scale))
-    z = g.const(f"{name}.output_zp", np.uint8(int(ql.out_act.zero_point) + 128))
+    scale, zp = _uint8_params(ql.out_act)
+    s, z = g.const(f"{name}.output_scale", scale), g.const(f"{name}.output_zp", zp)
     qt, dqt = g.name(f"{name}.output_q"), g.name(f"{name}.output")
     consumers = g.consumers(tensor)
     at = list(g.g.node).index(g.producer(tensor)) + 1
@@ -256,11 +262,11 @@ def _codes(ql: QuantLayer) -> nx.QTensor | None:
     """The layer's integer codes, scales and zero points (None for float formats)."""
     if nx.get(ql.fmt).kind == "float":
         return None
-    codes = ql._buffers["w_codes"].numpy()
+    codes = np.asarray(ql._buffers["w_codes"])
     n = int(np.prod(ql.weight_shape))
     c = codes if nx.get(ql.fmt).bits == 8 else nx.unpack(codes.tobytes(), ql.fmt, n)
-    zp = ql._buffers.get("w_zero_point")
-    scale = ql._buffers["w_scale"].numpy()
+    zp: Any = ql._buffers.get("w_zero_point")
+    scale = np.asarray(ql._buffers["w_scale"])
     gran = "group" if ql.group_size else ql.granularity
     return nx.QTensor(np.asarray(c).reshape(ql.weight_shape).astype(np.int8), scale,
                       zp.numpy() if zp is not None else np.zeros(scale.size, np.int32), ql.fmt, ql.weight_shape,
@@ -282,6 +288,7 @@ def _rewrite_weight(g: _Graph, node, ql: QuantLayer, name: str, act: str) -> tup
     if q.granularity == "group":
         return f"fp32 holding {ql.fmt} values (per-group scales need a blocked DequantizeLinear)", node.op_type
     transposed = node.op_type == "MatMul" or (node.op_type == "Gemm" and not _attr(node, "transB", 0))
+    axis: int | None
     codes, axis = (q.codes.T, 1) if transposed else (q.codes, 0)
     scale = q.scale.astype(np.float32)
     zp = q.zero_point.astype(np.int8)
@@ -293,7 +300,7 @@ def _rewrite_weight(g: _Graph, node, ql: QuantLayer, name: str, act: str) -> tup
     c = g.const(f"{name}.weight_codes", np.ascontiguousarray(codes, dtype=np.int8))
     s, z = g.const(f"{name}.weight_scale", scale), g.const(f"{name}.weight_zp", zp)
     wq = g.name(f"{name}.weight")
-    kw = {} if axis is None else {"axis": axis}
+    kw: dict[str, Any] = {} if axis is None else {"axis": axis}
     g.g.node.insert(list(g.g.node).index(node), oh.make_node("DequantizeLinear", [c, s, z], [wq], **kw))
     node.input[1] = wq
     if act == "int8 static" and len(node.input) > 2 and node.input[2] in g.inits:
@@ -314,7 +321,7 @@ def _int32_bias(g: _Graph, node, name: str, w_scale: np.ndarray) -> None:
     codes = np.clip(np.round(bias / np.maximum(scale, 1e-30)), -(2**31), 2**31 - 1).astype(np.int32)
     c, s = g.const(f"{name}.bias_codes", codes), g.const(f"{name}.bias_scale", scale.reshape(codes.shape))
     b = g.name(f"{name}.bias")
-    kw = {"axis": 0} if codes.ndim else {}
+    kw: dict[str, Any] = {"axis": 0} if codes.ndim else {}
     g.g.node.insert(list(g.g.node).index(node), oh.make_node("DequantizeLinear", [c, s], [b], **kw))
     node.input[2] = b
 
@@ -345,7 +352,7 @@ def _nbits_block(q: nx.QTensor, ql: QuantLayer) -> int | None:
     if len(ql.weight_shape) != 2 or q.granularity == "tensor" or np.any(q.zero_point):
         return None
     if q.granularity == "group":
-        gs = ql.group_size
+        gs = ql.group_size or 0
         return gs if gs >= 16 and gs & (gs - 1) == 0 and k % gs == 0 else None
     return min(256, max(16, 1 << (k - 1).bit_length()))  # any power of two; blocks share the row's scale
 

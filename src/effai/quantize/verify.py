@@ -157,7 +157,7 @@ def simulated_layer_sqnr(model: nn.Module, proto, layers, inputs: list[np.ndarra
     from the previous layer's; the `worst` by drop, as (name, SQNR dB)."""
     from effai.numerics import sqnr_db
 
-    first = {}
+    first: dict[str, str] = {}
     for layer in layers:
         first.setdefault(layer.name, layer.output)
     seen: dict[str, list] = {n: [] for n in first}
@@ -192,7 +192,7 @@ def onnx_layer_sqnr(float_path, quant_path, inputs: list[np.ndarray], worst: int
     q_values = {t for n in qg.node for t in n.output}
     q_inits = {t.name: numpy_helper.to_array(t) for t in qg.initializer}
     ops = [n for n in fg.node if n.op_type not in ("Constant", "Shape", "Gather", "Unsqueeze", "Concat")]
-    pairs = {}  # float tensor -> (quantized tensor, scale, zero point) or plain name
+    pairs: dict[str, tuple] = {}  # float tensor -> (quantized tensor, scale or None, zero point or None)
     for n in ops:
         for t in n.output:
             if t in q_values:
