@@ -26,7 +26,9 @@ from common import git_commit, load_avg, machine, machine_line, table, write_res
 import effai.profile as P
 from effai import zoo
 from effai.prune import ChannelConfig, prune_
+from effai.prune.graph import analyse
 from effai.prune.latency import measure_models
+from effai.prune.structured import prune_to_counts, weigh_allocations
 
 METHODS = ("dense", "dense (noise control)", "torch-pruning L1", "effai uniform L1", "effai latency-aware")
 
@@ -39,6 +41,13 @@ def torch_pruning(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Mod
                                        pruning_ratio=0.5, ignored_layers=[last])
     pruner.step()
     return model
+
+
+def latency_aware(model, x, cfg):
+    """`prune_(model, cfg)` with the candidates it weighed (effai.prune.structured.weigh_allocations)."""
+    dg = analyse(model, x)
+    weighed = weigh_allocations(model, dg, cfg)
+    return prune_to_counts(model, dg, next(a.keep for a in weighed if a.chosen)), weighed
 
 
 def timed(fn):
@@ -56,11 +65,14 @@ def run(name: str, resolution: int, rounds: int, threads: int) -> dict:
     built["torch-pruning L1"] = timed(lambda: torch_pruning(copy.deepcopy(base), x))
     built["effai uniform L1"] = timed(lambda: prune_(copy.deepcopy(base), ChannelConfig(
         0.5, input_shape=shape, allocation="uniform")))
-    built["effai latency-aware"] = timed(lambda: prune_(copy.deepcopy(base), ChannelConfig(
-        0.5, input_shape=shape, allocation="latency", round_to=16, threads=threads)))
+    cfg = ChannelConfig(0.5, input_shape=shape, allocation="latency", round_to=16, threads=threads)
+    (model, weighed), seconds = timed(lambda: latency_aware(copy.deepcopy(base), x, cfg))
+    built["effai latency-aware"] = (model, seconds)
     load0 = load_avg()
     ms = measure_models([m for m, _ in built.values()], x, threads=threads, rounds=rounds, runs=10)
-    out = {"load_avg_start": load0, "load_avg_end": load_avg(), "methods": {}}
+    out = {"load_avg_start": load0, "load_avg_end": load_avg(), "methods": {},
+           "candidates": [{"label": a.label, "latency_ms": a.latency_ms, "macs": a.macs, "efficiency": a.efficiency,
+                           "chosen": a.chosen} for a in weighed]}
     for (k, (m, seconds)), t in zip(built.items(), ms, strict=True):
         with torch.no_grad():
             assert m(x).shape == base(x).shape, k
@@ -122,6 +134,11 @@ def main():
         "*load* is the 1-minute load average before and after the timing (2 cores, shared machine).\n\n"
         + table(["threads", "model", "method", "params", "MACs", "latency ms", "MAC reduction", "speedup",
                  "speedup / MAC reduction", "prune s", "load"], rows)
+        + "\n\nCandidates the latency-aware allocation weighed (whole-model latency, speedup / MAC reduction over "
+        "conv/linear MACs, measured during pruning; * = chosen):\n\n"
+        + "\n".join(f"- {thread_label(int(k.split('@')[1]))} threads, {k.split('@')[0]}: " + ", ".join(
+            f"{c['label']}{'*' if c['chosen'] else ''} {c['latency_ms']:.2f} ms / {c['efficiency']:.2f}"
+            for c in r["candidates"]) for k, r in results.items())
         + f"\n\n{machine_line(m)} Torch-Pruning {tp.__version__}. Commit {commit}.\n"
     )
     write_results("prune_peers", data, md)

@@ -267,9 +267,15 @@ def channel_indices(g: Group, n_keep: int, kind: str, grads=None) -> torch.Tenso
     return importance(g, kind, grads).topk(n_keep).indices.sort().values
 
 
+def prune_to_counts(model: nn.Module, dg: DepGraph, counts: dict[int, int], kind: str = "l1", data=None,
+                    batches: int = 4) -> nn.Module:
+    """Keep `counts[root]` channels of each group of `dg` (analysed on `model`), the most
+    important by `kind` ("taylor" reads `batches` batches of `data`)."""
+    grads = _taylor_grads(model, data, batches) if kind == "taylor" else None
+    return apply_plan(model, dg, {g.root: channel_indices(g, counts[g.root], kind, grads) for g in dg.groups})
+
+
 @register_handler(ChannelConfig)
 def _prune_channels(model: nn.Module, config: ChannelConfig, filter_fn) -> nn.Module:
     dg, counts = plan(model, config, None if filter_fn is prunable else filter_fn)
-    grads = _taylor_grads(model, config.data, config.batches) if config.importance == "taylor" else None
-    keep = {g.root: channel_indices(g, counts[g.root], config.importance, grads) for g in dg.groups}
-    return apply_plan(model, dg, keep)
+    return prune_to_counts(model, dg, counts, config.importance, config.data, config.batches)
