@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 
 import torch
-from common import git_commit, load_avg, machine, machine_line, table, write_results
+from common import RESULTS, git_commit, load_avg, machine, machine_line, table, write_results
 
 import effai.profile as P
 from effai import zoo
@@ -70,7 +71,8 @@ def run(name: str, resolution: int, rounds: int, threads: int) -> dict:
     built["effai latency-aware"] = (model, seconds)
     load0 = load_avg()
     ms = measure_models([m for m, _ in built.values()], x, threads=threads, rounds=rounds, runs=10)
-    out = {"load_avg_start": load0, "load_avg_end": load_avg(), "methods": {},
+    out = {"load_avg_start": load0, "load_avg_end": load_avg(), "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+           "methods": {},
            "candidates": [{"label": a.label, "latency_ms": a.latency_ms, "macs": a.macs, "efficiency": a.efficiency,
                            "chosen": a.chosen} for a in weighed]}
     for (k, (m, seconds)), t in zip(built.items(), ms, strict=True):
@@ -97,22 +99,26 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", default="mobilenet_v2,resnet18")
     ap.add_argument("--threads", default="1,0", help="ONNX Runtime thread counts; 0 = its default")
+    ap.add_argument("--keep", action="store_true", help="keep the saved rows of the thread counts / models not rerun")
     args = ap.parse_args()
     torch.set_num_threads(1)
     import torch_pruning as tp
 
-    results, rows = {}, []
+    old = RESULTS / "prune_peers.json"
+    results = json.loads(old.read_text())["results"] if args.keep and old.exists() else {}
     for threads in [int(t) for t in args.threads.split(",")]:
         for name in args.models.split(","):
-            r = run(name, args.resolution, args.rounds, threads)
-            results[f"{name}@{threads}"] = r
-            for k, v in r["methods"].items():
-                rows.append([thread_label(threads), name, k, f"{v['params'] / 1e6:.2f} M", f"{v['macs'] / 1e6:.0f} M",
-                             f"{v['latency_ms']:.2f}", f"{v['mac_reduction']:.2f}x", f"{v['speedup']:.2f}x",
-                             f"**{v['speedup_per_mac_reduction']:.2f}**" if k == "effai latency-aware"
-                             else f"{v['speedup_per_mac_reduction']:.2f}", f"{v['prune_seconds']:.1f}",
-                             f"{r['load_avg_start']:.1f}-{r['load_avg_end']:.1f}"])
-                print(rows[-1], flush=True)
+            results[f"{name}@{threads}"] = run(name, args.resolution, args.rounds, threads)
+            print(json.dumps(results[f"{name}@{threads}"]), flush=True)
+    rows = []
+    for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("@")[1] != "1", kv[0])):
+        name, threads = key.split("@")
+        for k, v in r["methods"].items():
+            rows.append([thread_label(int(threads)), name, k, f"{v['params'] / 1e6:.2f} M", f"{v['macs'] / 1e6:.0f} M",
+                         f"{v['latency_ms']:.2f}", f"{v['mac_reduction']:.2f}x", f"{v['speedup']:.2f}x",
+                         f"**{v['speedup_per_mac_reduction']:.2f}**" if k == "effai latency-aware"
+                         else f"{v['speedup_per_mac_reduction']:.2f}", f"{v['prune_seconds']:.1f}",
+                         f"{r['load_avg_start']:.1f}-{r['load_avg_end']:.1f}", r.get("commit", "")])
     m = machine()
     m["torch_pruning"] = tp.__version__
     commit = git_commit()
@@ -129,14 +135,15 @@ def main():
         "'speedup' shows the timing noise. Torch-Pruning: `MagnitudePruner` with L1 importance, "
         "`pruning_ratio=0.5`, classifier ignored. effai latency-aware: `ChannelConfig(0.5, allocation=\"latency\", "
         "round_to=16, threads=T)` with T the thread count of the row: the same 50% channel budget, allocated from "
-        "per-layer ONNX Runtime timings at T threads, the candidate allocations checked as whole models and the "
-        "fastest whose speedup / MAC reduction reaches 0.85 kept; *prune s* includes that probing. "
+        "per-layer ONNX Runtime timings at T threads, the candidate allocations timed as whole models (quietest of 7 "
+        "interleaved rounds) and the fastest whose speedup / MAC reduction reaches 0.85 kept; *prune s* includes "
+        "that probing. Rows of one thread count come from one run (its commit and load are in the row). "
         "*load* is the 1-minute load average before and after the timing (2 cores, shared machine).\n\n"
         + table(["threads", "model", "method", "params", "MACs", "latency ms", "MAC reduction", "speedup",
-                 "speedup / MAC reduction", "prune s", "load"], rows)
+                 "speedup / MAC reduction", "prune s", "load", "commit"], rows)
         + "\n\nCandidates the latency-aware allocation weighed (whole-model latency, speedup / MAC reduction over "
         "conv/linear MACs, measured during pruning; * = chosen):\n\n"
-        + "\n".join(f"- {thread_label(int(k.split('@')[1]))} threads, {k.split('@')[0]}: " + ", ".join(
+        + "\n".join(f"- {k.split('@')[0]}, threads {thread_label(int(k.split('@')[1]))}: " + ", ".join(
             f"{c['label']}{'*' if c['chosen'] else ''} {c['latency_ms']:.2f} ms / {c['efficiency']:.2f}"
             for c in r["candidates"]) for k, r in results.items())
         + f"\n\n{machine_line(m)} Torch-Pruning {tp.__version__}. Commit {commit}.\n"

@@ -174,7 +174,9 @@ def weigh_allocations(model: nn.Module, dg: DepGraph, config: ChannelConfig) -> 
         mdg = analyse(m, example)
         apply_plan(m, mdg, {g.root: torch.arange(keep[g.root]) for g in mdg.groups})  # timing: any channels
         models.append(m)
-    ms = latency.measure_models(models, example, threads=config.threads, rounds=5)
+    # the quietest of 7 rounds: on a busy machine load only adds time, and a burst must not
+    # push the fastest candidate below min_efficiency
+    ms = latency.measure_models(models, example, threads=config.threads, rounds=7, statistic="min")
     macs = [latency.conv_macs(m, example) for m in models]
     best = latency.choose(ms[1:], macs[1:], ms[0], macs[0], config.min_efficiency)
     return [Allocation(label, keep, t, n, (ms[0] / t) / (macs[0] / max(1, n)), i == best)
