@@ -45,7 +45,7 @@ from effai.train import TrainConfig, evaluate, fit
 NETS = {"mobilenet_v2": {"width_mult": 0.5}, "resnet8": {}}
 RES = 28
 SHAPE = (1, 1, RES, RES)
-RATIO_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
+RATIO_GRID = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 TAYLOR_BATCHES = 4
 
 
@@ -116,7 +116,7 @@ def equal_latency(base, rounds: int) -> dict:
                   strict=True))
     target = ms["latency-aware"]
     pick = {tool: min(RATIO_GRID, key=lambda r, t=tool: abs(ms[(t, r)] - target)) for tool in ("effai", "tp")}
-    return {"counts": counts, "chosen": chosen.label, "probe_seconds": probe_s, "target_ms": target,
+    return {"counts": counts, "chosen": chosen.label, "probe_seconds": probe_s, "target_ms": target, "grid": RATIO_GRID,
             "uniform_ratio": pick, "grid_ms": {f"{k[0]} {k[1]}": v for k, v in ms.items() if isinstance(k, tuple)}}
 
 
@@ -183,7 +183,8 @@ def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:
                          f"{100 * statistics.mean(v['before_finetune']):.1f}", f"{v['macs'] / 1e6:.2f} M",
                          f"{v['latency_ms']:.3f}"])
     plans = "; ".join(f"{net}: latency-aware candidate `{r['plan']['chosen']}` ({r['plan']['probe_seconds']:.0f} s "
-                      f"of probing), latency budget {r['plan']['target_ms']:.3f} ms, uniform ratios picked "
+                      f"of probing), latency budget {r['plan']['target_ms']:.3f} ms, uniform ratios picked from "
+                      f"{', '.join(str(g) for g in r['plan'].get('grid', (0.3, 0.4, 0.5, 0.6, 0.7)))}: "
                       f"effai {r['plan']['uniform_ratio']['effai']}, Torch-Pruning {r['plan']['uniform_ratio']['tp']}"
                       for net, r in results.items())
     loads = ", ".join(f"{net} {r['load_avg'][0]:.1f}-{r['load_avg'][1]:.1f}" for net, r in results.items())
@@ -195,7 +196,7 @@ def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:
         f"that base and fine-tunes it {args.ft_epochs} epoch(s) on the first {args.ft_train:,} images of the subset "
         f"(AdamW 2e-3, cosine), {args.seeds} seeds "
         "(fine-tuning order and Taylor batches). Equal latency: effai's latency-aware allocation removes 50% of the "
-        "channels; its measured latency is the budget, and uniform methods take the channel ratio (grid 0.3-0.7) "
+        "channels; its measured latency is the budget, and uniform methods take the channel ratio of a grid "
         "whose measured latency is closest. Taylor importance: |weight x gradient| summed over 4 batches of 64 "
         "(effai) / Torch-Pruning's `TaylorImportance` on the same batches; L1: filter L1 norms "
         "(`MagnitudeImportance(p=1)`). Accuracy: mean and standard deviation over seeds, in %; *before FT*: "
