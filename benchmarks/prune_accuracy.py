@@ -187,6 +187,16 @@ def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:
                       f"{', '.join(str(g) for g in r['plan'].get('grid', (0.3, 0.4, 0.5, 0.6, 0.7)))}: "
                       f"effai {r['plan']['uniform_ratio']['effai']}, Torch-Pruning {r['plan']['uniform_ratio']['tp']}"
                       for net, r in results.items())
+    verdicts = []
+    for net, r in results.items():
+        def best(prefix, r=r):
+            label, v = max(((k, v) for k, v in r["methods"].items() if k.startswith(prefix)),
+                           key=lambda kv: statistics.mean(kv[1]["accuracy"]))
+            return label, 100 * statistics.mean(v["accuracy"]), v["latency_ms"]
+
+        (la, aa, ta), (lb, ab, tb) = best("effai latency-aware"), best("Torch-Pruning")
+        verdicts.append(f"- {net}: effai's best latency-aware ({la}) {aa:.2f}% at {ta:.3f} ms vs Torch-Pruning's best "
+                        f"({lb}) {ab:.2f}% at {tb:.3f} ms: {aa - ab:+.2f} pp, latency {ta / tb:.2f}x")
     loads = ", ".join(f"{net} {r['load_avg'][0]:.1f}-{r['load_avg'][1]:.1f}" for net, r in results.items())
     return (
         "## Structured pruning: accuracy after fine-tuning at equal latency (`benchmarks/prune_accuracy.py`)\n\n"
@@ -205,7 +215,7 @@ def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:
         "adds time); all final models of a network timed in the same "
         f"rounds, with a second dense copy as noise control.\n\n"
         + table(["network", "method", "accuracy %", "spread (sd)", "before FT %", "MACs", "latency ms"], rows)
-        + f"\n\n{plans}.\n\nWall time {wall / 60:.1f} min; load average (1 min) around the final timing: {loads} "
+        + "\n\n" + "\n".join(verdicts) + f"\n\n{plans}.\n\nWall time {wall / 60:.1f} min; load average (1 min) around the final timing: {loads} "
         f"(2 cores, shared). {machine_line(m)} Torch-Pruning {m.get('torch_pruning')}. Commit {commit}.\n"
     )
 
