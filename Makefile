@@ -29,7 +29,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks examples
+	$(PY) -m mypy
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -227,7 +227,7 @@ def mark(x, ref):
     return f"{fmt_m(x)}" + (" ✓" if abs(rel) <= 0.01 else f" ({rel:+.0%})")
 
 
-def main():
+def main():  # noqa: C901 - a benchmark script's main: one branch per peer tool and table
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small cases only, 2 rounds, no CLI latency")

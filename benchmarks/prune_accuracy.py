@@ -40,7 +40,7 @@ from effai.prune import ChannelConfig, prune_
 from effai.prune.graph import analyse
 from effai.prune.latency import conv_macs, measure_models
 from effai.prune.structured import prune_to_counts, weigh_allocations
-from effai.train import TrainConfig, evaluate, fit
+from effai.train import TrainConfig, fit, score
 
 NETS = {"mobilenet_v2": {"width_mult": 0.5}, "resnet8": {}}
 RES = 28
@@ -153,7 +153,7 @@ def run_net(name: str, args) -> dict:
         for seed in range(args.seeds):
             d = splits(args.ft_train, args.test, seed)
             m = prune(copy.deepcopy(base), d, seed)
-            before.append(evaluate(m, d.loaders()[2])["accuracy"])
+            before.append(score(m, d.loaders()[2]).accuracy)
             accs.append(fit(m, d, TrainConfig(epochs=args.ft_epochs, lr=2e-3, batch_size=64, seed=seed),
                             progress=False).test_accuracy)
             finals.setdefault(label, m)

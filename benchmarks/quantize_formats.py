@@ -94,7 +94,7 @@ def main():
         q.eval()
         with torch.no_grad():
             out = q(x_test)
-        acc = train.evaluate(q, test)["accuracy"]
+        acc = train.score(q, test).accuracy
         size = state_dict_bytes(q)
         rows.append({"format": fmt, "method": how, "accuracy": acc, "bytes": size, "size_vs_fp32": size / fp32_bytes,
                      "sqnr_db": nx.sqnr_db(ref, out), "seconds": secs})
@@ -108,7 +108,7 @@ def main():
     with torch.no_grad():
         out = q(x_test)
     rows.append({"format": "mixed", "method": "sensitivity-chosen, budget 15% of fp32 weight bytes: " +
-                 ", ".join(f"{k}={v}" for k, v in info["formats"].items()), "accuracy": train.evaluate(q, test)["accuracy"],
+                 ", ".join(f"{k}={v}" for k, v in info["formats"].items()), "accuracy": train.score(q, test).accuracy,
                  "bytes": state_dict_bytes(q), "size_vs_fp32": state_dict_bytes(q) / fp32_bytes,
                  "sqnr_db": nx.sqnr_db(ref, out), "seconds": 0.0})
     int8_ptq = rows[6]["accuracy"]

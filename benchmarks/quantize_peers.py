@@ -204,7 +204,7 @@ def main():
     x_test = ds.test.tensors[0][:n_eval].numpy().astype(np.float32)
     y_test = ds.test.tensors[1][:n_eval].numpy()
     calib = [c[None].numpy().astype(np.float32) for c in ds.calibration(N_CALIB)]
-    torch_acc = train.evaluate(mnv2, torch.utils.data.DataLoader(ds.test, batch_size=500))["accuracy"]
+    torch_acc = train.score(mnv2, torch.utils.data.DataLoader(ds.test, batch_size=500)).accuracy
     notes.append(f"mnist5k MobileNetV2-0.5 (28x28) torch FP32 test accuracy {torch_acc:.4f}")
     notes.append("Random weights give nearly tied logits, so top-1 agreement on the 224 models is a weak signal "
                  "(FP16 agrees on only ~94% of MobileNetV2's inputs); SQNR compares methods there, the trained "

@@ -28,4 +28,4 @@ net, report = deep_compression(net, ds, cfg, out_path="mlp.effdc")
 for st in report.stages:
     print(f"{st['stage']:28s} {st['bytes']:8d} B  x{st['ratio']:5.1f}  accuracy {st['accuracy']:.1%}")
 back = load_compressed("mlp.effdc", model=mlp())
-print("reloaded accuracy", effai.train.evaluate(back, ds.loaders()[2])["accuracy"])
+print("reloaded accuracy", effai.train.score(back, ds.loaders()[2]).accuracy)

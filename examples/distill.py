@@ -31,4 +31,4 @@ student = distill(teacher, small(), ds, KDConfig(temperature=4, alpha=0.9, epoch
 test = ds.loaders()[2]
 for name, m in [("teacher", teacher), ("student alone", alone), ("student distilled", student)]:
     n = sum(p.numel() for p in m.parameters())
-    print(f"{name:18s} {n:6d} params  accuracy {effai.train.evaluate(m, test)['accuracy']:.1%}")
+    print(f"{name:18s} {n:6d} params  accuracy {effai.train.score(m, test).accuracy:.1%}")

@@ -30,5 +30,5 @@ slim = prune.prune_(copy.deepcopy(net), prune.ChannelConfig(ratio=0.5, input_sha
 effai.train.fit(slim, ds, effai.train.TrainConfig(epochs=1 if QUICK else 3, lr=1e-3), progress=False)
 s = prune.savings(net, slim, x, latency=not QUICK, threads=1, rounds=3, runs=5)
 print(f"channels 50%: MACs x{s.mac_reduction:.1f}, speed-up {s.speedup}, accuracy "
-      f"{effai.train.evaluate(slim, ds.loaders()[2])['accuracy']:.1%}")
+      f"{effai.train.score(slim, ds.loaders()[2]).accuracy:.1%}")
 assert s.mac_reduction > 3

@@ -31,10 +31,10 @@ configs = {
     "int4 (MCU)": Q.WeightOnlyConfig(bits=4, group_size=32),
     "ternary (MCU)": Q.TernaryConfig(),
 }
-print(f"{'fp32':15s} {effai.train.evaluate(net, test)['accuracy']:.1%} {Q.state_dict_bytes(net):7d} B")
+print(f"{'fp32':15s} {effai.train.score(net, test).accuracy:.1%} {Q.state_dict_bytes(net):7d} B")
 for name, cfg in configs.items():
     m = Q.quantize_(copy.deepcopy(net), cfg)
-    print(f"{name:15s} {effai.train.evaluate(m, test)['accuracy']:.1%} {Q.state_dict_bytes(m):7d} B")
+    print(f"{name:15s} {effai.train.score(m, test).accuracy:.1%} {Q.state_dict_bytes(m):7d} B")
 
 x = ds.test.tensors[0][:1]
 with tempfile.TemporaryDirectory() as tmp:

@@ -30,6 +30,6 @@ if p.latency:
 int8 = quantize_(copy.deepcopy(net), Int8StaticConfig(calibration=ds.calibration()))
 test = ds.loaders()[2]
 for name, m in [("fp32", net), ("int8", int8)]:
-    acc = effai.train.evaluate(m, test)["accuracy"]
+    acc = effai.train.score(m, test).accuracy
     print(f"{name}: accuracy {acc:.1%}, {state_dict_bytes(m) / 1e3:.1f} KB")
 assert state_dict_bytes(int8) < 0.4 * state_dict_bytes(net)

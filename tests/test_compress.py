@@ -60,7 +60,7 @@ def test_shared_weights_stay_shared_through_finetuning(tiny):
 
 
 def test_deep_compression_file_reloads_to_same_accuracy(tiny, tmp_path):
-    from effai.train import TrainConfig, evaluate, fit
+    from effai.train import TrainConfig, fit, score
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 32), nn.ReLU(),
@@ -77,7 +77,7 @@ def test_deep_compression_file_reloads_to_same_accuracy(tiny, tmp_path):
     for a, b in zip(net.state_dict().values(), back.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     test = tiny.loaders()[2]
-    assert evaluate(back, test)["accuracy"] == evaluate(net, test)["accuracy"] == rep.stages[-1]["accuracy"]
+    assert score(back, test).accuracy == score(net, test).accuracy == rep.stages[-1]["accuracy"]
     assert not any(hasattr(m, "_effai_mask") for m in net.modules())
 
 

@@ -239,12 +239,12 @@ def test_json_schema_and_csv(tmp_path):
 
 
 def test_onnx_graph_counts_match_torch(tmp_path):
-    from effai.profile import export_onnx
+    from effai.profile.latency import export_fp32_onnx
 
     m = nn.Sequential(nn.Conv2d(3, 8, 3, groups=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8),
                       nn.ConvTranspose2d(8, 4, 2, stride=2), nn.Flatten(), nn.Linear(4 * 8 * 8, 5))
     x = torch.randn(2, 3, 8, 8)
-    f = export_onnx(m, x, tmp_path / "m.onnx")
+    f = export_fp32_onnx(m, tmp_path / "m.onnx", x)
     pt, po = prof(m, (2, 3, 8, 8)), profile(f, latency=False)
     assert po.source == "onnx"
     assert (po.total.params, po.total.macs) == (pt.total.params, pt.total.macs)
@@ -268,11 +268,12 @@ def test_measure_latency_every_runtime():
 def test_onnx_runtimes_agree_and_missing_openvino_is_named(tmp_path, monkeypatch):
     import sys
 
-    from effai.profile import export_onnx, onnx_runner
+    from effai.profile import onnx_runner
+    from effai.profile.latency import export_fp32_onnx
 
     m = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4)).eval()
     x = torch.randn(2, 3, 8, 8)
-    f = export_onnx(m, x, tmp_path / "m.onnx")
+    f = export_fp32_onnx(m, tmp_path / "m.onnx", x)
     with torch.no_grad():
         ref = m(x).numpy()
     for rt in ("onnxruntime", "openvino"):
@@ -378,9 +379,9 @@ def test_torchscript_model_is_counted_by_op():
 
 
 def test_onnx_wrong_input_shape_is_an_input_error(tmp_path):
-    from effai.profile import export_onnx
+    from effai.profile.latency import export_fp32_onnx
 
-    f = export_onnx(nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8), tmp_path / "c.onnx")
+    f = export_fp32_onnx(nn.Conv2d(3, 4, 3), tmp_path / "c.onnx", torch.randn(1, 3, 8, 8))
     with pytest.raises(InputError, match="expected 1x3x8x8, got 1x1x8x8"):
         profile(f, input_shape=(1, 1, 8, 8), latency=False)
 

@@ -110,7 +110,7 @@ def _inverted_residual_net():
 
 def _injected_ms(layer):
     """Injected runtime cost: a depthwise conv costs 100x more per MAC than a dense one."""
-    return layer.macs() * (100.0 if layer.groups > 1 else 1.0) * 1e-6
+    return layer.macs() * (100.0 if layer.depthwise else 1.0) * 1e-6
 
 
 def _inject_costs(monkeypatch):
@@ -139,7 +139,7 @@ def test_cost_table_predicts_the_pruned_layers_exactly(monkeypatch):
 
     m, x = _inverted_residual_net(), torch.zeros(1, 3, 16, 16)
     dg = analyse(m, x)
-    layers = L.layers_of(m, x, list(dg.inputs))
+    layers = L.layers_of(m, x, L.conv_layers(m))
     keep = {g.root: max(1, g.size // (2 + i)) for i, g in enumerate(dg.groups)}
     predicted = sum(v.macs() for v in L.resize_layers(layers, dg, keep).values())
     pruned = apply_plan(copy.deepcopy(m), analyse(copy.deepcopy(m), x), {})  # nothing kept out: unchanged
@@ -159,13 +159,12 @@ def test_latency_allocation_buys_time_where_channels_cost_most(monkeypatch):
     whole channel budget on the expansion channels that feed depthwise convs, within max_ratio,
     and is faster than uniform; of the candidates weighed, it keeps the fastest whose
     speedup / MAC reduction reaches `min_efficiency`."""
-    from effai.prune.graph import analyse
     from effai.prune.structured import plan, weigh_allocations
 
     L = _inject_costs(monkeypatch)
     m, shape = _inverted_residual_net(), (1, 3, 16, 16)
     x = torch.zeros(shape)
-    layers = L.layers_of(m, x, list(analyse(m, x).inputs))
+    layers = L.layers_of(m, x, L.conv_layers(m))
     dense_ms, dense_macs = sum(_injected_ms(v) for v in layers.values()), L.conv_macs(m, x)
 
     def ms_of(dg, keep):
@@ -175,7 +174,7 @@ def test_latency_allocation_buys_time_where_channels_cost_most(monkeypatch):
     _, uniform = plan(copy.deepcopy(m), ChannelConfig(0.5, input_shape=shape, allocation="uniform"))
     assert sum(g.size - keep[g.root] for g in dg.groups) == sum(g.size for g in dg.groups) // 2  # the whole budget
     assert all(keep[g.root] >= g.size // 4 for g in dg.groups)  # max_ratio 0.75
-    hidden = [g for g in dg.groups if any(k == "dw" for k, _, _ in g.members)]
+    hidden = [g for g in dg.groups if any(getattr(mem.module, "groups", 1) > 1 for mem in g.members)]
     assert hidden and all(keep[g.root] == g.size for g in dg.groups if g not in hidden)  # depthwise-fed first
     assert ms_of(dg, keep) < ms_of(dg, uniform)
     for floor in (0.85, 1.02, 1.99):
@@ -344,3 +343,143 @@ def test_gradual_reaches_target(tiny):
     net = _mlp()
     r = gradual(net, tiny, MagnitudeConfig(0.8), train_config=TrainConfig(epochs=3))
     assert sparsity(net) == pytest.approx(0.8, abs=0.01) and r.epochs_run == 3
+
+
+class _ScaledConv(nn.Module):
+    """A custom layer torch.fx would trace through: a 1x1 conv with a learned per-filter gain."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, 1, 1))
+        self.gain = nn.Parameter(torch.rand(cout) + 0.5)
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight) * self.gain[:, None, None]
+
+
+@pytest.fixture
+def scaled_conv_handler():
+    """Registers a layer handler for _ScaledConv the way a contributor would, and removes it after."""
+    from effai.prune.layers import LAYERS, LayerHandler, register_layer, slice_param
+
+    @register_layer(_ScaledConv)
+    class ScaledConvHandler(LayerHandler):
+        produces_channels = True
+
+        def connect(self, a, call):
+            x = a.along(call.x, 1, call.in_shape, call.fqn)
+            a.consume(call, x)
+            return a.produce(call, dim=1)
+
+        def prune_out(self, layer, idx):
+            slice_param(layer, "weight", 0, idx)
+            slice_param(layer, "gain", 0, idx)
+
+        def prune_in(self, layer, idx):
+            slice_param(layer, "weight", 1, idx)
+
+        def filters(self, layer):
+            return layer.weight * layer.gain[:, None, None, None]
+
+    yield ScaledConvHandler
+    del LAYERS[_ScaledConv]
+
+
+def test_a_registered_handler_prunes_a_custom_layer(scaled_conv_handler):
+    from effai.prune import prunable
+
+    torch.manual_seed(0)
+    m = nn.Sequential(_ScaledConv(3, 8), nn.BatchNorm2d(8), nn.ReLU(), _ScaledConv(8, 4)).eval()
+    assert prunable(m[0])
+    with torch.no_grad():  # channels 0..3 of the first layer carry nothing: they must be the ones removed
+        m[0].weight[:4] = 0
+        m[1].bias[:4] = 0
+        m[1].running_mean[:4] = 0
+    x = torch.randn(2, 3, 5, 5)
+    ref = m(x)
+    prune_(m, ChannelConfig(0.5, input_shape=(1, 3, 5, 5)))
+    assert m[0].weight.shape[0] == m[0].gain.shape[0] == m[1].num_features == m[3].weight.shape[1] == 4
+    assert m[3].weight.shape[0] == 4  # the model's output channels are pinned
+    torch.testing.assert_close(m(x), ref)
+
+
+def test_a_layer_without_handler_is_refused_by_name():
+    class Mix(nn.Module):  # a custom module is traced through: its .roll() mixes channels
+        def forward(self, x):
+            return x.roll(1, dims=1)
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 1), Mix(), nn.Conv2d(8, 4, 1))
+    with pytest.raises(InputError, match="unsupported method .roll"):
+        prune_(m, ChannelConfig(0.5, input_shape=(1, 3, 4, 4)))
+    m = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ChannelShuffle(2), nn.Conv2d(8, 4, 1))  # a torch.nn leaf
+    with pytest.raises(InputError, match="layer '1': unsupported layer type ChannelShuffle"):
+        prune_(m, ChannelConfig(0.5, input_shape=(1, 3, 4, 4)))
+
+
+def test_duplicate_layer_handler_is_refused():
+    from effai.prune.layers import LayerHandler, register_layer
+    from effai.registry import DuplicateRegistration
+
+    with pytest.raises(DuplicateRegistration, match="Conv2d is already registered"):
+        register_layer(nn.Conv2d)(LayerHandler)
+
+
+def test_prunable_agrees_with_the_analysis():
+    """Every layer the default filter selects is one the channel analysis can prune (Conv3d included)."""
+    from effai.prune import prunable
+
+    m = nn.Sequential(nn.Conv3d(2, 8, 1), nn.BatchNorm3d(8), nn.ReLU(), nn.Conv3d(8, 4, 1)).eval()
+    assert prunable(m[0]) and not prunable(m[1])
+    prune_(m, ChannelConfig(0.5, input_shape=(1, 2, 3, 3, 3)))
+    assert (m[0].out_channels, m[1].num_features, m[3].in_channels) == (4, 4, 4)
+    assert m(torch.zeros(1, 2, 3, 3, 3)).shape == (1, 4, 3, 3, 3)
+
+
+def test_linear_on_tokens_prunes_the_hidden_features():
+    """Channels on the last axis: a transformer-style MLP on (N, L, d) tokens loses half its hidden units."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():  # hidden units 16..31 are dead: removing them changes nothing
+        m[0].weight[16:] = 0
+        m[0].bias[16:] = -1.0
+        m[2].weight[:, 16:] = 0
+    ref = m(x)
+    prune_(m, ChannelConfig(0.5, input_shape=(1, 5, 8)))
+    assert (m[0].out_features, m[2].in_features, m[2].out_features) == (16, 16, 8)
+    torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_a_layer_called_twice_keeps_both_inputs_consistent():
+    """One grouped conv applied to two tensors: both inputs stay whole (its groups fix them), which
+    leaves nothing to prune; one dense conv applied to two tensors: their channels go together."""
+
+    class Twice(nn.Module):
+        def __init__(self, groups):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 1)
+            self.shared = nn.Conv2d(8, 8, 1, groups=groups)
+            self.head = nn.Conv2d(16, 4, 1)
+
+        def forward(self, x):
+            return self.head(torch.cat([self.shared(self.a(x)), self.shared(self.b(x))], 1))
+
+    with pytest.raises(InputError, match="no channel group can be pruned"):  # b's channels too are fixed
+        prune_(Twice(groups=2).eval(), ChannelConfig(0.5, input_shape=(1, 3, 4, 4)))
+    dense = Twice(groups=1).eval()
+    prune_(dense, ChannelConfig(0.5, input_shape=(1, 3, 4, 4)))
+    assert (dense.a.out_channels, dense.b.out_channels, dense.shared.in_channels) == (4, 4, 4)
+    assert dense(torch.zeros(1, 3, 4, 4)).shape == (1, 4, 4, 4)
+
+
+def test_padding_the_feature_axis_of_a_vector_is_refused():
+    class Pad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(10, 2)
+
+        def forward(self, x):
+            return self.fc2(torch.nn.functional.pad(self.fc1(x), (1, 1)))
+
+    with pytest.raises(InputError, match="holds the channels"):
+        prune_(Pad(), ChannelConfig(0.5, input_shape=(1, 4)))

@@ -58,7 +58,7 @@ def trained():
 
 
 def _acc(m, loader):
-    return train.evaluate(m, loader)["accuracy"]
+    return train.score(m, loader).accuracy
 
 
 # ------------------------------------------------------------------ memory claims on real files

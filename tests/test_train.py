@@ -100,7 +100,7 @@ def test_checkpoint_round_trip(tmp_path, tiny):
     assert meta["arch"] == "lenet300_100" and meta["class_names"] == tiny.class_names
     again, _ = train.load_checkpoint(tmp_path)
     _, test_loader = tiny.loaders()[1:]
-    assert train.evaluate(again, test_loader)["accuracy"] == pytest.approx(r.test_accuracy)
+    assert train.score(again, test_loader).accuracy == pytest.approx(r.test_accuracy)
 
 
 def test_nan_weights_named(tmp_path):

@@ -32,13 +32,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
 from effai.errors import InputError
 
-M = TypeVar("M")
+if TYPE_CHECKING:  # pydantic is imported where a model is validated (import time of the CLI)
+    import pydantic
+
+M = TypeVar("M", bound="pydantic.BaseModel")
 
 
 class _Loader(yaml.SafeLoader):

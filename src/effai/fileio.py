@@ -58,7 +58,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     try:
         # Text may hold lone surrogates (non-UTF-8 file names decoded by os.fsdecode): write
         # them as visible escapes rather than failing after the run's work is done.
-        text_opts = {"encoding": "utf-8", "errors": "backslashreplace"}
+        text_opts: dict = {"encoding": "utf-8", "errors": "backslashreplace"}
         with os.fdopen(fd, mode, **({} if mode == "wb" else text_opts)) as f:
             f.write(data)
             f.flush()

@@ -115,24 +115,24 @@ def deep_compression(model: nn.Module, data, config: DeepCompressionConfig = Dee
     from effai.compress.format import load_compressed, save_compressed
     from effai.compress.share import share_, tie_gradients
     from effai.prune import MagnitudeConfig, PolynomialSchedule, gradual
-    from effai.train import TrainConfig, evaluate, fit
+    from effai.train import TrainConfig, fit, score
 
     torch.manual_seed(config.seed)
     test = data.loaders(config.batch_size)[2]
     rep = CompressionReport()
-    rep.add("original (FP32)", _fp32_bytes(model), evaluate(model, test)["accuracy"], "dense, 32-bit weights")
+    rep.add("original (FP32)", _fp32_bytes(model), score(model, test).accuracy, "dense, 32-bit weights")
 
     # 1. prune gradually (Zhu & Gupta) while retraining; the last quarter fine-tunes at the target
     tc = TrainConfig(epochs=config.prune_epochs, lr=config.prune_lr, batch_size=config.batch_size, seed=config.seed)
     gradual(model, data, MagnitudeConfig(config.sparsity, scope=config.scope), PolynomialSchedule(), tc)
     nbytes, _ = _stage_bytes(model, config, None)
-    rep.add("pruned + retrained", nbytes, evaluate(model, test)["accuracy"],
+    rep.add("pruned + retrained", nbytes, score(model, test).accuracy,
             f"32-bit values + relative indices (conv {config.conv_gap_bits} / fc {config.fc_gap_bits} bits)")
 
     # 2. share weights per layer, then fine-tune the centroids (gradients summed per cluster)
     idx = {n: share_(m, config.fc_bits if m.weight.dim() == 2 else config.conv_bits, config.kmeans_iters)
            for n, m in _layers(model)}
-    acc_shared = evaluate(model, test)["accuracy"]
+    acc_shared = score(model, test).accuracy
     if config.finetune_epochs:
         mods = dict(_layers(model))
         hooks = [tie_gradients(mods[n], i) for n, i in idx.items()]
@@ -143,7 +143,7 @@ def deep_compression(model: nn.Module, data, config: DeepCompressionConfig = Dee
             for h in hooks:
                 h.remove()
     nbytes, rows = _stage_bytes(model, config, 1)
-    rep.add("quantized (k-means shared)", nbytes, evaluate(model, test)["accuracy"],
+    rep.add("quantized (k-means shared)", nbytes, score(model, test).accuracy,
             f"before centroid fine-tuning {100 * acc_shared:.2f}%; conv {config.conv_bits} / fc {config.fc_bits}-bit indices + codebook")
     rep.layers = rows
 
@@ -158,7 +158,7 @@ def deep_compression(model: nn.Module, data, config: DeepCompressionConfig = Dee
 
     back = load_compressed(out_path, model=copy.deepcopy(model))
     same = all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), back.state_dict().values(), strict=True))
-    rep.add("Huffman-coded file", Path(out_path).stat().st_size, evaluate(back, test)["accuracy"],
+    rep.add("Huffman-coded file", Path(out_path).stat().st_size, score(back, test).accuracy,
             "real file size, reloaded " + ("bit-identical" if same else "NOT identical"))
     rep.file = None if tmp else str(out_path)
     if tmp:

@@ -80,6 +80,7 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
     from effai import zoo
 
     options = zoo.options_for(model_spec, ds)  # recorded in the compressed file when the model has none
+    assert lm.model is not None  # load_for_data refuses ONNX files
     torch.manual_seed(recipe.seed)
     if recipe.train_epochs:
         fit(lm.model, ds, TrainConfig(epochs=recipe.train_epochs, lr=recipe.train_lr, seed=recipe.seed),

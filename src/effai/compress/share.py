@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from effai.prune.core import weight_of
+
 
 def kmeans_1d(values: np.ndarray, k: int, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
     """Lloyd's k-means on scalars with linear initialisation between min and max (the paper's
@@ -39,7 +41,7 @@ def kmeans_1d(values: np.ndarray, k: int, iters: int = 30) -> tuple[np.ndarray, 
 def share_(module: nn.Module, bits: int, iters: int = 30) -> torch.Tensor:
     """Replace `module.weight`'s nonzeros by their k-means centroid (k = 2**bits); zeros stay
     zero. Returns the cluster index of every weight (-1 for pruned weights)."""
-    w = module.weight
+    w = weight_of(module)
     flat = w.detach().flatten().numpy()
     nz = flat != 0
     idx = np.full(flat.shape, -1, dtype=np.int64)
@@ -68,4 +70,4 @@ def tie_gradients(module: nn.Module, idx: torch.Tensor):
         sums = torch.zeros(k, dtype=g.dtype).index_add_(0, safe[alive], g[alive])
         return torch.where(alive, sums[safe], torch.zeros_like(g)).view_as(grad)
 
-    return module.weight.register_hook(hook)
+    return weight_of(module).register_hook(hook)

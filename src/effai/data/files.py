@@ -15,7 +15,7 @@ import numpy as np
 
 from effai.errors import InputError
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, type | str] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
 
 
@@ -69,7 +69,7 @@ def load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, [str(c) for c in range(int(y.max()) + 1)]
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C901 - each branch refuses one kind of bad file with its own one-line message
     """Arrays `x` (N,H,W), (N,C,H,W) or (N,F) and integer labels `y` (N,) from an .npz file."""
     try:
         with open(path, "rb") as fh:

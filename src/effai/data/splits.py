@@ -118,7 +118,7 @@ def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) 
 def _split(name, x, y, class_names, seed, val_fraction, test_fraction) -> DataSplits:
     """Stratified split: within each class, a seeded shuffle, then test / val / train shares."""
     rng = np.random.default_rng(seed)
-    parts = {"train": [], "val": [], "test": []}
+    parts: dict[str, list] = {"train": [], "val": [], "test": []}
     for c in range(len(class_names)):
         idx = rng.permutation(np.flatnonzero(y == c))
         n_test = int(round(len(idx) * test_fraction))

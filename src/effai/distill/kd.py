@@ -136,7 +136,8 @@ def distill(teacher: nn.Module, student: nn.Module, data, config: KDConfig = KDC
             adapters.append(_adapter(feats[("student", s)], feats[("teacher", t)]))
     wrapped = _Student(student, adapters)
 
-    def loss_fn(model: _Student, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        assert isinstance(model, _Student)  # fit calls it with `wrapped`
         with torch.no_grad():
             t_logits = teacher(x)
         s_logits = model(x)
@@ -153,5 +154,5 @@ def distill(teacher: nn.Module, student: nn.Module, data, config: KDConfig = KDC
     finally:
         for h in handles:
             h.remove()
-    student.distill_result = result
+    student.distill_result = result  # type: ignore[assignment]  # a plain attribute
     return student

@@ -35,7 +35,7 @@ def targets(extra=None, calibrate_host_now: bool = False) -> list[dict]:
     from effai.hardware.host import cache_dir
 
     cat = load_catalogue(extra)
-    rows = []
+    rows: list[dict] = []
     for name in cat.names():
         if name == "host" and not (calibrate_host_now or (cache_dir() / "host.json").exists()):
             rows.append({"name": "host", "title": "This machine's CPU (not calibrated yet: effai targets --calibrate)",

@@ -23,7 +23,7 @@ Malformed files raise `InputError` naming the file, the line and the field
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from effai.config import node_line, parse_yaml
 from effai.errors import InputError, suggest
+from effai.registry import Registry
+from effai.results.units import parse_quantity
 
 DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
@@ -60,43 +62,8 @@ def normalise_dtype(dtype: str, what: str = "dtype") -> str:
 
 
 # ------------------------------------------------------------------ quantities with units
-_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-           "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40,
-           "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
-_UNITS = {  # unit kind -> accepted base-unit spellings
-    "ops/s": ("OPS", "FLOPS", "op/s", "ops/s", "MAC/s"),
-    "B": ("B",),
-    "B/s": ("B/s",),
-    "W": ("W",),
-    "USD": ("USD", "$"),
-    "J": ("J",),
-}
-_QTY = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*([A-Za-zµ$/]*)\s*$")
-
-
-def parse_quantity(v, unit: str) -> float:
-    """A number in base units, or a string with a unit of the expected kind.
-
-    >>> parse_quantity("4 TOPS", "ops/s"), parse_quantity("256 KiB", "B"), parse_quantity(2, "W")
-    (4000000000000.0, 262144.0, 2.0)
-    """
-    if isinstance(v, bool):
-        raise ValueError(f"expected a number or a string with a unit ({unit}), got {v!r}")
-    if isinstance(v, (int, float)):
-        return float(v)
-    if not isinstance(v, str):
-        raise ValueError(f"expected a number or a string with a unit ({unit}), got {type(v).__name__}")
-    m = _QTY.match(v)
-    if not m:
-        raise ValueError(f"cannot read {v!r} as a quantity in {unit}")
-    num, u = float(m.group(1)), m.group(2)
-    if not u:
-        return num
-    for base in _UNITS[unit]:
-        if u.endswith(base) and u[: len(u) - len(base)] in _PREFIX:
-            scale = _PREFIX[u[: len(u) - len(base)]]
-            return num * scale * (2.0 if base == "MAC/s" else 1.0)
-    raise ValueError(f"unit {u!r} is not a {unit} unit (e.g. {', '.join(_UNITS[unit][:2])} with k/M/G/T or Ki/Mi/Gi)")
+# One reader for every unit effai parses (effai.results.units); an InputError is a ValueError,
+# so pydantic reports a bad quantity with its field and line.
 
 
 class _Strict(BaseModel):
@@ -228,21 +195,27 @@ class Target:
 
     def peak(self, dtype: str) -> float:
         """Peak ops/s at `dtype`."""
-        return self.spec.peak_ops[dtype].value
+        return self.spec.peak_ops[normalise_dtype(dtype)].value  # type: ignore[index]  # normalised: one of DTYPES
 
     def to_dict(self) -> dict:
         return {"name": self.name, "file": self.file, **self.spec.model_dump(mode="json")}
 
 
+# Targets measured on this machine rather than read from a file ("host": effai.hardware.host
+# registers its calibration here), built on first use. Registered from below, so this module
+# never imports the modules that measure.
+MEASURED: Registry[str, Callable[[], Target]] = Registry("measured target")
+
+
 @dataclass
 class Catalogue:
-    """Targets by name (aliases resolve too); `host` is calibrated on first use."""
+    """Targets by name (aliases resolve too); measured ones (`host`) are built on first use."""
 
     targets: dict[str, Target] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
     def names(self) -> list[str]:
-        return sorted(set(self.targets) | {"host"})
+        return sorted(set(self.targets) | set(MEASURED))
 
     def __contains__(self, name) -> bool:
         try:
@@ -258,7 +231,7 @@ class Catalogue:
         if not isinstance(name, str):
             raise InputError(f"target: expected a target name, got {type(name).__name__}")
         key = name.strip().lower().replace("-", "_").replace(" ", "_")
-        if key in self.targets or key == "host":
+        if key in self.targets or key in MEASURED:
             return key
         for n, t in self.targets.items():
             if key in (a.lower().replace("-", "_") for a in t.spec.aliases):
@@ -267,10 +240,8 @@ class Catalogue:
 
     def __getitem__(self, name: str) -> Target:
         key = self._key(name)
-        if key == "host" and "host" not in self.targets:
-            from effai.hardware.host import host_target
-
-            self.targets["host"] = host_target()
+        if key not in self.targets:
+            self.targets[key] = MEASURED[key]()
         return self.targets[key]
 
     def get(self, name: str) -> Target:
@@ -295,8 +266,8 @@ def parse_catalogue(text: str, file: str) -> dict[str, Target]:
         line = node_line(node, (name,))
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise InputError(f"{file}:{line}: target name {name!r}: use lowercase letters, digits and _")
-        if name == "host":
-            raise InputError(f"{file}:{line}: 'host' is reserved for the calibrated host CPU")
+        if name in MEASURED:
+            raise InputError(f"{file}:{line}: {name!r} is reserved for a target measured on this machine")
         try:
             spec = TargetSpec.model_validate(entry)
         except ValidationError as e:

@@ -158,7 +158,7 @@ def roofline(profile, target, dtype: str) -> list[LayerEstimate]:
     return out
 
 
-def estimate(profile, target, dtype: str | None = None, *, grid_kg_per_kwh: float = GRID_KG_PER_KWH,
+def estimate(profile, target, dtype: str | None = None, *, grid_kg_per_kwh: float = GRID_KG_PER_KWH,  # noqa: C901 - argument checks, then energy and cost each with their documented fallbacks
              usd_per_kwh: float = USD_PER_KWH, power_w: float | None = None, catalogue=None) -> Estimate:
     """Estimate latency, energy, cost and CO2 of one inference of `profile` on `target`.
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from effai.hardware.catalogue import Target, TargetSpec
+from effai.hardware.catalogue import MEASURED, Target, TargetSpec
 
 CACHE_VERSION = 6
 
@@ -55,7 +55,7 @@ def _best(fn, repeats: int, min_seconds: float) -> float:
     """Median time of `fn()` in seconds on the calibration clock (the statistic latency's p50 uses)."""
     clock = _CLOCK["fn"]
     fn()
-    times = []
+    times: list[float] = []
     start = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - start < min_seconds:
         t0 = clock()
@@ -309,3 +309,6 @@ def host_target(quick: bool = False, threads: int | None = None, recalibrate: bo
         "notes": "Calibrated on micro-benchmarks only (never on zoo models).",
     })
     return Target(name="host", spec=spec, file=str(cache_dir() / "host.json"), calibration=cal)
+
+
+MEASURED.add("host", host_target)

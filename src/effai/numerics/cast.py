@@ -175,6 +175,7 @@ def _to_rows(x: np.ndarray, granularity: str, axis: int, group_size: int | None)
     if granularity == "channel":
         return x2, ("channel", shape, axis, xm.shape, x2.shape[1])
     k = x2.shape[1]
+    assert group_size is not None  # checked by _check_int_args: group granularity needs a size
     g = min(group_size, k)
     pad = (-k) % g
     if pad:
@@ -250,6 +251,7 @@ def quantize_tensor(
         codes = np.where(x2 >= 0, 1, -1).astype(np.int8)
     else:
         qmin, qmax = f.qmin, f.qmax
+        assert qmin is not None and qmax is not None  # every integer format has its code range
         if symmetric:
             amax = ax.max(axis=1)
             scale = amax / qmax
@@ -322,7 +324,7 @@ def cast(
         out = restore(_round_float(arr, f, rounding, bool(saturate), rng))
     else:
         _check_int_args(granularity, group_size, rounding)
-        q = quantize_tensor(arr, f, granularity, group_size, symmetric, rounding, axis, seed)
+        q = quantize_tensor(arr, f.name, granularity, group_size, symmetric, rounding, axis, seed)
         out = restore(q.dequantize().reshape(np.shape(arr)))
     if _is_torch(x) and x.requires_grad:
         out = _ste(x, out)

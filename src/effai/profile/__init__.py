@@ -24,12 +24,13 @@ import torch
 from effai.errors import InputError
 from effai.profile.counting import CountingMode, ModuleStack
 from effai.profile.energy import Energy, Meter, estimate, precision_for
-from effai.profile.latency import RUNTIMES, Latency, export_onnx, interleaved, measure_latency, onnx_runner
+from effai.profile.latency import RUNTIMES, Latency, interleaved, measure_latency, onnx_runner
 from effai.profile.memory import _storage_key, allocator_peak, count_params, peak_from_events, weight_bytes
 from effai.profile.result import LayerProfile, Profile, Total
+from effai.results.units import fmt_bytes
 
 __all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "measure_latency",
-           "interleaved", "onnx_runner", "export_onnx", "weight_bytes", "count_params"]
+           "interleaved", "onnx_runner", "weight_bytes", "count_params"]
 
 
 def _inputs(model, input_shape, example_inputs, batch_size):
@@ -132,16 +133,8 @@ def check_memory(model, input_shape, batch_size=None, latency: bool = True) -> N
         finally:
             model.train(was_training)
     if need > avail:
-        raise InputError(f"{where}: needs about {_fmt_bytes(need)} of memory (estimate: {how}), but only "
-                         f"{_fmt_bytes(avail)} are available; use a smaller batch")
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
+        raise InputError(f"{where}: needs about {fmt_bytes(need)} of memory (estimate: {how}), but only "
+                         f"{fmt_bytes(avail)} are available; use a smaller batch")
 
 
 def _flat_tensors(tree):
@@ -171,7 +164,7 @@ def _count_pass(model, args, time_ops=False, exact=True):
     return tracker, mode, [i for i in in_ids if i is not None], [i for i in out_ids if i is not None]
 
 
-def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | None = None,
+def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | None = None,  # noqa: C901 - the public boundary: validates every argument once, then counts and times
             latency: bool = True, runtime: str = "torch", threads: int | None = None, warmup: int = 10,
             repeats: int = 30, min_seconds: float = 1.0, max_seconds: float = 20.0,
             bits: float | None = None, energy: bool = True,

@@ -304,7 +304,7 @@ class ModuleStack:
         self.stack: list[tuple[str, torch.nn.Module]] = [("", model)]
         self.rows: dict[str, Row] = {}
         self.handles = []
-        self.leaf = {}
+        self.leaf: dict = {}
         for name, mod in model.named_modules(remove_duplicate=False):
             if id(mod) in self.leaf:
                 continue  # a module registered twice runs under its first name

@@ -126,15 +126,15 @@ def node_cost(node, shapes) -> tuple[int, int, bool]:
     return 0, 0, False
 
 
-def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,
+def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,  # noqa: C901 - the public boundary: validates every argument once, then counts and times
                  warmup=10, repeats=30, min_seconds=1.0, max_seconds=20.0, bits=None, energy=True, name=None,
                  runtime="onnxruntime") -> Profile:
     """Profile an ONNX file: counts from the graph, latency with ONNX Runtime (or `runtime="openvino"`).
 
     >>> import tempfile, os, torch
-    >>> from effai.profile.latency import export_onnx
-    >>> f = export_onnx(torch.nn.Conv2d(3, 8, 3, padding=1), torch.randn(1, 3, 8, 8),
-    ...                 os.path.join(tempfile.mkdtemp(), "c.onnx"))
+    >>> from effai.profile.latency import export_fp32_onnx
+    >>> f = export_fp32_onnx(torch.nn.Conv2d(3, 8, 3, padding=1), os.path.join(tempfile.mkdtemp(), "c.onnx"),
+    ...                      torch.randn(1, 3, 8, 8))
     >>> p = profile_onnx(f, latency=False)
     >>> p.total.params, p.total.macs, p.layers[0].type
     (224, 13824, 'Conv')

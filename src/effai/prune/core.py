@@ -19,29 +19,30 @@ import torch
 from torch import nn
 
 from effai.errors import InputError
+from effai.prune.layers import find_handler
+from effai.registry import Registry
 
 FilterFn = Callable[[nn.Module, str], bool]
 MASK = "_effai_mask"
-_HANDLERS: dict[type, Callable] = {}
+_HANDLERS: Registry[type, Callable] = Registry("pruning method", argument="config")
 
 
 def register_handler(config_type: type):
-    """Decorator registering `fn(model, config) -> model` as the handler of `config_type`."""
-
-    def deco(fn):
-        _HANDLERS[config_type] = fn
-        return fn
-
-    return deco
+    """Decorator registering `fn(model, config, filter_fn) -> model` as the handler of
+    `config_type` (and its subclasses); a type registered twice raises `DuplicateRegistration`."""
+    return _HANDLERS.register(config_type)
 
 
 def prunable(module: nn.Module, fqn: str = "") -> bool:
-    """Default filter: the weights of Conv and Linear layers (not biases, not norms).
+    """Default filter: the weights of layers whose output channels structured pruning can remove
+    (those with a layer handler that produces channels: Conv1d/2d/3d, Linear, and any registered
+    with `effai.prune.layers.register_layer`); not biases, not norms.
 
-    >>> prunable(nn.Linear(2, 2)), prunable(nn.BatchNorm2d(2))
-    (True, False)
+    >>> prunable(nn.Linear(2, 2)), prunable(nn.Conv3d(2, 2, 1)), prunable(nn.BatchNorm2d(2))
+    (True, True, False)
     """
-    return isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))
+    handler = find_handler(module)
+    return handler is not None and handler.produces_channels
 
 
 def check_sparsity(value: float, what: str = "sparsity") -> float:
@@ -88,11 +89,15 @@ def prune_(model: nn.Module, config, filter_fn: FilterFn | None = None) -> nn.Mo
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    handler = _HANDLERS.get(type(config))
-    if handler is None:
-        known = ", ".join(sorted(t.__name__ for t in _HANDLERS))
-        raise InputError(f"config: no pruning method registered for {type(config).__name__}; known: {known}")
-    return handler(model, config, filter_fn or prunable)
+    return _HANDLERS.lookup(type(config))(model, config, filter_fn or prunable)
+
+
+def weight_of(module: nn.Module) -> torch.Tensor:
+    """`module.weight` as the tensor it is (modules chosen by `targets` have one)."""
+    w = module.weight
+    if not isinstance(w, torch.Tensor):
+        raise InputError(f"{type(module).__name__}: has no weight tensor to prune")
+    return w
 
 
 def targets(model: nn.Module, filter_fn: FilterFn) -> list[tuple[str, nn.Module]]:
@@ -112,7 +117,7 @@ def set_mask(module: nn.Module, mask: torch.Tensor) -> None:
     if old is not None:
         mask = mask & old  # once pruned, a weight stays pruned
     setattr(module, MASK, mask)
-    module.weight.mul_(mask)
+    weight_of(module).mul_(mask)
 
 
 @torch.no_grad()
@@ -121,7 +126,7 @@ def apply_masks(model: nn.Module) -> None:
     for m in model.modules():
         mask = getattr(m, MASK, None)
         if mask is not None:
-            m.weight.mul_(mask)
+            weight_of(m).mul_(mask)
 
 
 def make_permanent(model: nn.Module) -> nn.Module:
@@ -156,8 +161,9 @@ def sparsity(model: nn.Module, filter_fn: FilterFn | None = None) -> float:
     filter_fn = filter_fn or prunable
     zeros = total = 0
     for _, m in targets(model, filter_fn):
-        zeros += int((m.weight == 0).sum())
-        total += m.weight.numel()
+        w = weight_of(m)
+        zeros += int((w == 0).sum())
+        total += w.numel()
     return zeros / max(total, 1)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from effai.prune.channels import PRODUCER
 from effai.prune.core import keep_count
 
 # Fractions of a group's channels the cost table probes (plus `max_ratio` itself).
@@ -37,10 +38,10 @@ PROBE_FRACTIONS = (0.25, 0.5, 0.75)
 def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: int = 1):
     """Export `model` to ONNX at `path` and open a CPU ONNX Runtime session on it
     (`threads=0`: ONNX Runtime's default, one per physical core)."""
-    from effai.profile.latency import export_onnx
+    from effai.profile.latency import export_fp32_onnx
     from effai.profile.latency import ort_session as open_session
 
-    export_onnx(model, example, path)
+    export_fp32_onnx(model, path, example)
     return open_session(path, threads)
 
 
@@ -54,9 +55,10 @@ def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int 
     feed = example.numpy()
     with tempfile.TemporaryDirectory() as tmp:
         sessions = [ort_session(m, example, Path(tmp) / f"m{i}.onnx", threads) for i, m in enumerate(models)]
-        calls = {i: (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed})) for i, s in enumerate(sessions)}
+        calls = {str(i): (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed}))
+                 for i, s in enumerate(sessions)}
         ms = interleaved(calls, rounds=rounds, inner=runs, warmup=3, statistic=statistic)
-    return [ms[i] for i in range(len(models))]
+    return [ms[str(i)] for i in range(len(models))]
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,12 @@ class Layer:
     dilation: tuple = ()
     groups: int = 1
 
+    @property
+    def depthwise(self) -> bool:
+        return 1 < self.groups == self.in_shape[1] == self.out_channels
+
     def resized(self, cin: int, cout: int) -> Layer:
-        groups = cin if self.groups > 1 else 1  # a depthwise conv keeps one filter per channel
+        groups = cin if self.depthwise else self.groups  # a depthwise conv keeps one filter per channel
         return Layer((self.in_shape[0], cin, *self.in_shape[2:]), cout, self.kernel, self.stride, self.pads,
                      self.dilation, groups)
 
@@ -163,13 +169,15 @@ def time_layers(layers: list[Layer], threads: int = 1, rounds: int = 5) -> dict[
     from effai.profile.latency import interleaved
     from effai.profile.latency import ort_session as open_session
 
+    distinct = list(dict.fromkeys(layers))
     calls = {}
     rng = np.random.default_rng(0)
-    for layer in dict.fromkeys(layers):
+    for i, layer in enumerate(distinct):
         sess = open_session(_onnx_bytes(layer), threads)
         feed = {"x": rng.standard_normal(layer.in_shape, dtype=np.float32)}
-        calls[layer] = lambda s=sess, f=feed: s.run(None, f)
-    return interleaved(calls, rounds=rounds, inner=1, warmup=2, min_round_ms=2.0, statistic="min")
+        calls[str(i)] = lambda s=sess, f=feed: s.run(None, f)
+    ms = interleaved(calls, rounds=rounds, inner=1, warmup=2, min_round_ms=2.0, statistic="min")
+    return {layer: ms[str(i)] for i, layer in enumerate(distinct)}
 
 
 def probe_keeps(size: int, max_ratio: float, round_to: int, name: str) -> tuple[int, ...]:
@@ -187,16 +195,18 @@ def resize_layers(layers: dict[str, Layer], dg, keep: dict[int, int], only=None)
     """Each layer as it runs once the groups keep `keep[root]` channels (absent roots: all).
     `only` limits the result to the layers a group touches (its root)."""
     sizes = {g.root: g.size for g in dg.groups}
-    out_of = {f: g.root for g in dg.groups for k, f, _ in g.members if k == "out"}
+    out_of = {m.fqn: g.root for g in dg.groups for m in g.members if m.role == PRODUCER}
     cut = {root: sizes[root] - k for root, k in keep.items()}
     resized = {}
-    for f, (_, segs) in dg.inputs.items():
-        roots = [dg.uf.find(sp) for sp, _ in segs]
+    for f in layers:  # conv/linear layers only: a norm's time is folded into the conv before it
+        x = dg.consumers.get(f)
+        segs = x[1].segments if x is not None else ()
+        roots = [dg.spaces.find(sp) for sp, _ in segs]
         if only is not None and out_of.get(f) != only and only not in roots:
             continue
         lay = layers[f]
         cin = lay.in_shape[1] - sum(cut.get(r, 0) * mult for r, (_, mult) in zip(roots, segs, strict=True))
-        cout = cin if lay.groups > 1 else lay.out_channels - cut.get(out_of.get(f), 0)
+        cout = cin if lay.depthwise else lay.out_channels - cut.get(out_of.get(f, -1), 0)
         resized[f] = lay.resized(cin, cout)
     return resized
 
@@ -270,7 +280,7 @@ def candidates(model: nn.Module, dg, example: torch.Tensor, ratio: float, max_ra
     """Distinct allocations worth timing for a `ratio` channel budget, as (label, root -> kept
     count): uniform, then one per MAC weight from the measured cost table (`group_costs`,
     `allocate`)."""
-    layers = layers_of(model, example, list(dg.inputs))
+    layers = layers_of(model, example, conv_layers(model))
     costs = group_costs(layers, dg, max_ratio, round_to, threads, timer)
     found = [("uniform", {g.root: keep_count(g.size, ratio, round_to, g.name) for g in dg.groups})]
     for w in MAC_WEIGHTS:
@@ -280,10 +290,14 @@ def candidates(model: nn.Module, dg, example: torch.Tensor, ratio: float, max_ra
     return found
 
 
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the model's conv and linear layers (where the runtime spends its time)."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+
+
 def conv_macs(model: nn.Module, example: torch.Tensor) -> int:
     """MACs of the model's conv and linear layers for one `example` (what pruning shrinks)."""
-    fqns = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-    return sum(lay.macs() for lay in layers_of(model, example, fqns).values())
+    return sum(lay.macs() for lay in layers_of(model, example, conv_layers(model)).values())
 
 
 def choose(ms: list[float], macs: list[int], dense_ms: float, dense_macs: int, min_efficiency: float) -> int:

@@ -131,7 +131,7 @@ def savings(original: nn.Module, pruned: nn.Module, example_inputs: torch.Tensor
         method = (f"ONNX Runtime CPU, batch {example_inputs.shape[0]}, {threads} thread(s), "
                   f"{rounds} interleaved rounds x {runs} runs, median of the per-round means")
     smaller = min(after, sparse_after) < before
-    faster = None if lat_a is None else lat_a / lat_b >= min_speedup
+    faster = None if lat_a is None or lat_b is None else lat_a / lat_b >= min_speedup
     rep = SavingsReport(
         params_before=sum(p.numel() for p in original.parameters()),
         params_after=sum(p.numel() for p in pruned.parameters()),

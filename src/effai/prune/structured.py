@@ -12,6 +12,7 @@ and "uniform" for smaller ones, whose per-layer timings would be noise.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +21,10 @@ from torch import nn
 
 from effai.errors import InputError
 from effai.prune import latency
+from effai.prune.channels import PRODUCER, Channels
 from effai.prune.core import check_sparsity, keep_count, prunable, register_handler
 from effai.prune.graph import DepGraph, Group, analyse
+from effai.prune.layers import find_handler, handler_for
 from effai.prune.unstructured import _batches
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
@@ -92,44 +95,60 @@ def example_input(model: nn.Module, shape) -> torch.Tensor:
     raise InputError("input_shape: cannot guess the model's input; pass input_shape=(1, C, H, W)")
 
 
+# How a criterion scores each channel from its filter rows (and their gradients, for taylor).
+CRITERIA: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
+    "l1": lambda w, g: w.abs().sum(1),
+    "l2": lambda w, g: w.pow(2).sum(1),
+    "taylor": lambda w, g: (w * _given(g)).sum(1).abs(),  # first-order loss change (Molchanov et al. 2019)
+}
+
+
+def _given(g: torch.Tensor | None) -> torch.Tensor:
+    if g is None:
+        raise InputError("importance='taylor': needs the gradients of the filters (config.data)")
+    return g
+
+
 def importance(group: Group, kind: str, grads: dict | None = None) -> torch.Tensor:
-    """Score of each channel of `group` (higher = keep)."""
-    score = torch.zeros(group.size)
+    """Score of each channel of `group` (higher = keep): the criterion summed over the filters of
+    every member; "bn_scale" sums the members' |gamma| (l1 where the group has no BatchNorm)."""
     if kind == "bn_scale":
-        bns = [m for k, _, m in group.members if k == "bn"]
-        if bns:
-            for bn in bns:
-                score += bn.weight.detach().abs()
-            return score
-        kind = "l1"  # no BatchNorm in this group: fall back to filter norms
-    for k, fqn, m in group.members:
-        if k not in ("out", "dw"):
-            continue
-        w = m.weight.detach().flatten(1)
-        if len(w) != group.size:  # a depthwise conv over a concatenation: spans several groups
-            continue
-        if kind == "taylor":
-            g = grads[fqn].flatten(1)
-            score += (w * g).sum(1).abs()
-        elif kind == "l2":
-            score += w.pow(2).sum(1)
-        else:
-            score += w.abs().sum(1)
+        scales = [_rows(group, mem, handler_for(mem.module).scale(mem.module)) for mem in group.members]
+        found = [s.abs() for s in scales if s is not None]
+        if found:
+            return torch.stack(found).sum(0)
+        kind = "l1"
+    score = torch.zeros(group.size)
+    for mem in group.members:
+        rows = _rows(group, mem, handler_for(mem.module).filters(mem.module))
+        if rows is not None:
+            g = _rows(group, mem, grads[mem.fqn]) if grads is not None else None
+            score += CRITERIA[kind](rows, g)
     return score
+
+
+def _rows(group: Group, mem, t: torch.Tensor | None) -> torch.Tensor | None:
+    """The rows of a per-channel tensor (dim 0 over the member's channels) that belong to `group`."""
+    if t is None:
+        return None
+    t = t.detach().flatten(1) if t.dim() > 1 else t.detach()
+    return t[mem.offset:mem.offset + group.size]
 
 
 @torch.enable_grad()
 def _taylor_grads(model: nn.Module, data, batches: int) -> dict:
-    mods = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Conv1d, nn.Linear))}
-    grads = {n: torch.zeros_like(m.weight) for n, m in mods.items()}
+    """Gradient of the loss for every layer's filters, summed over `batches` batches of `data`."""
+    filters = {n: w for n, m in model.named_modules()
+               if (h := find_handler(m)) is not None and (w := h.filters(m)) is not None}
+    grads = {n: torch.zeros_like(w) for n, w in filters.items()}
     was = model.training
     model.eval()
     for x, y in _batches(data, batches):
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
-        for n, m in mods.items():
-            if m.weight.grad is not None:
-                grads[n] += m.weight.grad
+        for n, w in filters.items():
+            if w.grad is not None:
+                grads[n] += w.grad
     model.zero_grad(set_to_none=True)
     model.train(was)
     return grads
@@ -139,7 +158,7 @@ def plan(model: nn.Module, config: ChannelConfig, filter_fn=None) -> tuple[DepGr
     """The dependency graph and how many channels each group keeps (root -> count)."""
     dg = analyse(model, example_input(model, config.input_shape))
     if filter_fn is not None:  # a group is prunable only if all its producers are selected
-        dg.groups = [g for g in dg.groups if all(filter_fn(m, f) for k, f, m in g.members if k == "out")]
+        dg.groups = [g for g in dg.groups if all(filter_fn(m.module, m.fqn) for m in g.members if m.role == PRODUCER)]
     if not dg.groups:
         raise InputError("model: no channel group can be pruned (all are pinned by the input, output or filter_fn)")
     if allocation_of(model, config) == "latency":
@@ -196,72 +215,42 @@ def allocation_of(model: nn.Module, config: ChannelConfig) -> str:
     return "latency" if latency.conv_macs(model, example) >= AUTO_MIN_MACS else "uniform"
 
 
+
+
 @torch.no_grad()
 def apply_plan(model: nn.Module, dg: DepGraph, keep: dict[int, torch.Tensor]) -> nn.Module:
-    """Slice every member of every group to the kept channel indices (sorted LongTensors)."""
-    touched_in = set()
+    """Slice every group's producers to the kept channel indices (sorted LongTensors, root ->
+    indices), then every consumer's input to the entries that survive."""
     for g in dg.groups:
         idx = keep.get(g.root)
         if idx is None or len(idx) == g.size:
             continue
-        for kind, _fqn, m in g.members:
-            if kind == "out":
-                _slice_param(m, "weight", 0, idx)
-                _slice_param(m, "bias", 0, idx)
-                if isinstance(m, nn.Linear):
-                    m.out_features = len(idx)
-                else:
-                    m.out_channels = len(idx)
-            elif kind == "bn":
-                for name in ("weight", "bias", "running_mean", "running_var"):
-                    _slice_param(m, name, 0, idx)
-                m.num_features = len(idx)
-    # Consumers: rebuild each one's input index list from its (possibly concatenated) segments.
-    for fqn, (m, segs) in dg.inputs.items():
-        if not segs or fqn in touched_in:
-            continue
-        cols, offset, changed = [], 0, False
-        for space, mult in segs:
-            root = dg.uf.find(space)
-            size = dg.uf.size[root]
-            idx = keep.get(root)
-            if idx is None or len(idx) == size:
-                idx = torch.arange(size)
-            else:
-                changed = True
-            # a flattened (C, H, W) input: channel c owns features c*mult ... c*mult + mult - 1
-            cols.append(offset + (idx[:, None] * mult + torch.arange(mult)[None]).flatten())
-            offset += size * mult
-        touched_in.add(fqn)
-        if not changed:
-            continue
-        cols = torch.cat(cols)
-        if _is_depthwise(m):  # depthwise: filters follow the channels (dim 0), groups shrink
-            _slice_param(m, "weight", 0, cols)
-            _slice_param(m, "bias", 0, cols)
-            m.in_channels = m.out_channels = m.groups = len(cols)
-        else:
-            _slice_param(m, "weight", 1, cols)
-            if isinstance(m, nn.Linear):
-                m.in_features = len(cols)
-            else:
-                m.in_channels = len(cols)
+        for mem in g.members:
+            if mem.role == PRODUCER:
+                handler_for(mem.module).prune_out(mem.module, idx)
+    for module, x in dg.consumers.values():
+        entries = _kept_entries(dg, x, keep)
+        if entries is not None:
+            handler_for(module).prune_in(module, entries)
     return model
 
 
-def _is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
-
-
-def _slice_param(m: nn.Module, name: str, dim: int, idx: torch.Tensor) -> None:
-    t = getattr(m, name, None)
-    if t is None:
-        return
-    new = t.detach().index_select(dim, idx).clone()
-    if isinstance(t, nn.Parameter):
-        setattr(m, name, nn.Parameter(new, requires_grad=t.requires_grad))
-    else:
-        setattr(m, name, new)  # a buffer: module.__setattr__ keeps it registered
+def _kept_entries(dg: DepGraph, x: Channels, keep: dict[int, torch.Tensor]) -> torch.Tensor | None:
+    """Indices along a consumer's channel axis that survive `keep`; None when all do."""
+    cols, offset, changed = [], 0, False
+    for seg in x.segments:
+        root = dg.spaces.find(seg.space)
+        size = dg.spaces.size[root]
+        idx = keep.get(root)
+        if idx is None or len(idx) == size:
+            idx = torch.arange(size)
+        else:
+            changed = True
+        # a flattened (C, H, W) input: channel c owns entries c*m ... c*m + m - 1 (m = H*W)
+        m = seg.multiplier
+        cols.append(offset + (idx[:, None] * m + torch.arange(m)[None]).flatten())
+        offset += size * m
+    return torch.cat(cols) if changed else None
 
 
 def channel_indices(g: Group, n_keep: int, kind: str, grads=None) -> torch.Tensor:

@@ -12,9 +12,13 @@ Ranges per layer input, from a sample of the values seen on the calibration batc
 
 from __future__ import annotations
 
+from collections.abc import Sized
+
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 from effai.errors import InputError
 
@@ -30,7 +34,7 @@ def batches(calibration, max_batches: int | None = None):
         if calibration.numel() == 0 or calibration.shape[0] == 0:
             raise InputError("calibration: the tensor is empty (0 samples); give at least one batch")
         it = calibration.split(64)
-    elif isinstance(calibration, torch.utils.data.Dataset) and not isinstance(calibration, torch.utils.data.IterableDataset):
+    elif isinstance(calibration, torch.utils.data.Dataset) and isinstance(calibration, Sized):
         if len(calibration) == 0:
             raise InputError("calibration: the data set is empty (0 samples)")
         it = torch.utils.data.DataLoader(calibration, batch_size=64)
@@ -174,12 +178,15 @@ def fold_bn_(model: nn.Module) -> list[tuple[str, str]]:
 
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        assert isinstance(conv, _ConvNd) and isinstance(bn, _BatchNorm)  # what the pair finders match
         _fold(conv, bn)
         set_module(model, bn_name, nn.Identity())
     return pairs
 
 
-def _fold(conv: nn.Module, bn: nn.Module) -> None:
+def _fold(conv: _ConvNd, bn: _BatchNorm) -> None:
+    if bn.running_var is None or bn.running_mean is None:
+        raise InputError("a BatchNorm without running statistics cannot be folded into its conv; pass fold_bn=False")
     with torch.no_grad():
         std = torch.sqrt(bn.running_var + bn.eps)
         gamma = bn.weight if bn.weight is not None else torch.ones_like(std)

@@ -19,14 +19,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.modules.conv import _ConvNd
 
 import effai.numerics as nx
 from effai.errors import InputError
 from effai.numerics.cast import _from_rows, _to_rows
+from effai.registry import Registry
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-_HANDLERS: dict[type, Callable] = {}
+_HANDLERS: Registry[type, Callable] = Registry("quantization handler", argument="config")
 _TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch.float8_e4m3fn,
                 "fp8_e5m2": torch.float8_e5m2}
 
@@ -34,22 +36,11 @@ _TORCH_FLOAT = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8_e4m3": torch
 def register(config_type: type):
     """Decorator: register `fn(model, config, targets) -> model` as the handler for `config_type`.
 
-    `targets` is the list of (fqn, module) the filter chose and the format can handle.
+    `targets` is the list of (fqn, module) the filter chose and the format can handle. A subclass
+    of a registered config uses its base's handler; a type registered twice raises
+    `effai.registry.DuplicateRegistration`.
     """
-
-    def deco(fn):
-        _HANDLERS[config_type] = fn
-        return fn
-
-    return deco
-
-
-def _handler_for(config) -> Callable:
-    for cls in type(config).__mro__:
-        if cls in _HANDLERS:
-            return _HANDLERS[cls]
-    known = ", ".join(sorted(c.__name__ for c in _HANDLERS))
-    raise InputError(f"config: no quantization handler for {type(config).__name__}; known configs: {known}")
+    return _HANDLERS.register(config_type)
 
 
 def default_filter(module: nn.Module, fqn: str) -> bool:
@@ -72,7 +63,7 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    handler = _handler_for(config)
+    handler = _HANDLERS.lookup(type(config))
     chosen = select(model, filter_fn or default_filter)
     check_finite(chosen)
     targets = []
@@ -183,6 +174,7 @@ def fake_quant_weight(w: torch.Tensor, fmt: str, per_channel: bool = True, group
         q = torch.where(rows.detach() >= 0, 1.0, -1.0) * alpha
     else:
         qmax = nx.get(fmt).qmax
+        assert qmax is not None  # an integer format (floats went through nx.cast above)
         scale = (a.amax(1, keepdim=True) / qmax).clamp(min=1e-12)
         q = torch.clamp(torch.round(rows.detach() / scale), -qmax, qmax) * scale
     return w + (q.reshape(w.shape) - w).detach()
@@ -196,7 +188,7 @@ class QuantLayer(nn.Module):
     as `layer` without its weight (for stride, padding, groups and bias).
     """
 
-    def __init__(self, layer: nn.Module, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
+    def __init__(self, layer: nn.Linear | _ConvNd, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
                  symmetric: bool = True, scaled: bool = True, act: ActQuant | None = None, qat: bool = False,
                  store_bias_as: str | None = None):
         super().__init__()
@@ -213,7 +205,7 @@ class QuantLayer(nn.Module):
             self.weight = nn.Parameter(w)
         bias = layer.bias
         del layer._parameters["weight"]
-        layer.weight = None
+        layer.weight = None  # type: ignore[assignment]  # the weight lives in w_codes from now on
         if bias is not None and store_bias_as in _TORCH_FLOAT:
             del layer._parameters["bias"]
             layer.register_buffer("bias", bias.detach().to(_TORCH_FLOAT[store_bias_as]))
@@ -269,6 +261,7 @@ class QuantLayer(nn.Module):
         f = nx.get(self.fmt)
         n = math.prod(self.weight_shape)
         codes = self._buffers["w_codes"]
+        assert codes is not None  # _store wrote it
         scale = self._buffers.get("w_scale")
         if f.kind == "float":
             if self.fmt in _TORCH_FLOAT:
@@ -289,6 +282,7 @@ class QuantLayer(nn.Module):
         else:
             c = nx.unpack(codes.numpy().tobytes(), self.fmt, n).reshape(self.weight_shape)
         zp = self._buffers.get("w_zero_point")
+        assert scale is not None  # integer formats always store their scales
         q = nx.QTensor(c.reshape(self.weight_shape), scale.numpy(),
                        zp.numpy() if zp is not None else np.zeros(scale.numel(), np.int32),
                        self.fmt, self.weight_shape, "group" if self.group_size else self.granularity, 0,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -64,9 +65,9 @@ def _macs(model: nn.Module, layers, x: torch.Tensor) -> dict[str, int]:
 
 
 def _accuracy(model, loader) -> float:
-    from effai.train import evaluate
+    from effai.train import score
 
-    return float(evaluate(model, loader)["accuracy"])
+    return float(score(model, loader).accuracy)
 
 
 def sensitivity(model: nn.Module, example: torch.Tensor, loader=None, formats=("int8", "int4", "int2"),
@@ -86,7 +87,8 @@ def sensitivity(model: nn.Module, example: torch.Tensor, loader=None, formats=("
         if f not in _BITS:
             raise InputError(f"formats: unknown format {f!r}; expected some of {', '.join(_BITS)}")
     model.eval()
-    layers = [(f, m) for f, m in select(model, filter_fn or default_filter) if isinstance(m, SUPPORTED)]
+    layers: list[tuple[str, nn.Module]] = [(f, m) for f, m in select(model, filter_fn or default_filter)
+                                           if isinstance(m, SUPPORTED)]
     check_finite(layers)
     if not layers:
         raise InputError("model: no Conv/Linear layers to quantize")
@@ -98,14 +100,19 @@ def sensitivity(model: nn.Module, example: torch.Tensor, loader=None, formats=("
     for fqn, mod in layers:
         for fmt in formats:
             m2 = copy.deepcopy(model)
-            quantize_(m2, MixedPrecisionConfig({}, default=fmt), filter_fn=lambda m, f, _t=fqn: f == _t)
+            quantize_(m2, MixedPrecisionConfig({}, default=fmt), filter_fn=_only(fqn))
             with torch.no_grad():
                 out = m2(example)
             acc = _accuracy(m2, loader) if loader is not None else None
             rows.append(LayerSensitivity(
-                fqn, type(mod).__name__, int(mod.weight.numel()), macs.get(fqn, 0), fmt, acc,
-                None if acc is None else base_acc - acc, nx.sqnr_db(ref, out)))
+                fqn, type(mod).__name__, mod.get_parameter("weight").numel(), macs.get(fqn, 0), fmt, acc,
+                None if acc is None or base_acc is None else base_acc - acc, nx.sqnr_db(ref, out)))
     return rows
+
+
+def _only(fqn: str) -> Callable[[nn.Module, str], bool]:
+    """A filter selecting the one layer called `fqn`."""
+    return lambda module, name: name == fqn
 
 
 def _cost(row_params, row_macs, out_ch, fmt, kind, act_bits):
@@ -126,7 +133,9 @@ def choose(model: nn.Module, table: list[LayerSensitivity], budget_bytes: float 
     if (budget_bytes is None) == (budget_bops is None):
         raise InputError("choose: give exactly one of budget_bytes or budget_bops")
     kind = "bytes" if budget_bytes is not None else "bops"
-    budget = float(budget_bytes if budget_bytes is not None else budget_bops)
+    given = budget_bytes if budget_bytes is not None else budget_bops
+    assert given is not None  # exactly one was given (checked above)
+    budget = float(given)
     by_layer: dict[str, dict[str, LayerSensitivity]] = {}
     for r in table:
         by_layer.setdefault(r.layer, {})[r.fmt] = r

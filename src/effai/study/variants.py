@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
-from effai.errors import suggest
+from effai.registry import Registry
 
 
 @dataclass
@@ -27,9 +27,13 @@ class Built:
     model: nn.Module
     size_bytes: int  # bytes in the variant's storage format (really serialised)
     size_format: str  # what those bytes hold
-    dtype: str = "fp32"  # the dtype it deploys at, for hardware fit and estimates
+    # The weight format it deploys at ("fp32", "int8", "ternary", ...): hardware fit and estimates
+    # run it at this dtype, or at the nearest one a target supports (study.measure).
+    dtype: str = "fp32"
     bits: float = 32  # weight bits, for the energy estimate
-    onnx: str | None = "fp32"  # ONNX Runtime latency: export as "fp32", "fp16" or "int8"; None = torch eager
+    # The dtype of the ONNX file whose ONNX Runtime latency is reported ("fp32", "fp16" or "int8");
+    # None = time the model in torch eager.
+    onnx_dtype: str | None = "fp32"
     # The float model with the variant's architecture: profiled for params / MACs / memory and
     # exported to ONNX Runtime for latency (a fake-quantized model keeps its codes in buffers).
     structure: nn.Module | None = None
@@ -46,17 +50,16 @@ class VariantSpec:
     description: str
 
 
-VARIANTS: dict[str, VariantSpec] = {}
+VARIANTS: Registry[str, VariantSpec] = Registry("variant")
 
 
 def variant(name: str, family: str, quick: bool = False):
-    """Register `fn(ctx) -> Built` as the builder of variant `name`."""
+    """Register `fn(ctx) -> Built` as the builder of variant `name` (a name registered twice raises
+    `effai.registry.DuplicateRegistration`)."""
 
     def deco(fn):
-        if name in VARIANTS:
-            raise ValueError(f"variant {name!r} registered twice")
         doc = (fn.__doc__ or name).strip().splitlines()[0]
-        VARIANTS[name] = VariantSpec(name, family, fn, quick, doc)
+        VARIANTS.add(name, VariantSpec(name, family, fn, quick, doc))
         return fn
 
     return deco
@@ -82,8 +85,7 @@ def resolve(requested, quick: bool) -> list[str]:
     """
     chosen = list(requested) if requested else names(quick)
     for n in chosen:
-        if n not in VARIANTS:
-            raise suggest(n, VARIANTS, "variant")
+        VARIANTS.lookup(n)
     return ["fp32"] + [n for n in dict.fromkeys(chosen) if n != "fp32"]
 
 
@@ -92,6 +94,18 @@ def _qbytes(model: nn.Module) -> int:
     from effai.quantize import state_dict_bytes
 
     return state_dict_bytes(model)
+
+
+def _qat(ctx, fmt: str, **options) -> nn.Module:
+    """The base model after a short quantization-aware fine-tune to `fmt`, frozen into codes."""
+    from effai.quantize import QATConfig, convert_, quantize_
+
+    return convert_(quantize_(ctx.base_copy(), QATConfig(fmt=fmt, data=ctx.data, train=ctx.finetune_config(),
+                                                         **options)))
+
+
+def _no_kernels(fmt: str) -> list[str]:
+    return [f"no {fmt} CPU kernels: latency measured on the dequantized fp32 graph"]
 
 
 def _fp32(model: nn.Module) -> Built:
@@ -112,7 +126,7 @@ def fp16(ctx):
     from effai.quantize import Float16Config, quantize_
 
     m = quantize_(ctx.base_copy(), Float16Config())
-    return Built(m, _qbytes(m), "fp16 weights", dtype="fp16", bits=16, onnx="fp16", structure=ctx.base)
+    return Built(m, _qbytes(m), "fp16 weights", dtype="fp16", bits=16, onnx_dtype="fp16", structure=ctx.base)
 
 
 @variant("bf16", family="precision")
@@ -121,7 +135,7 @@ def bf16(ctx):
     from effai.quantize import BFloat16Config, quantize_
 
     m = quantize_(ctx.base_copy(), BFloat16Config())
-    return Built(m, _qbytes(m), "bf16 weights", dtype="bf16", bits=16, onnx="fp32", structure=ctx.base,
+    return Built(m, _qbytes(m), "bf16 weights", dtype="bf16", bits=16, onnx_dtype="fp32", structure=ctx.base,
                  notes=["ONNX Runtime has no bf16 CPU kernels: latency measured on the fp32 graph"])
 
 
@@ -132,17 +146,14 @@ def int8_ptq(ctx):
     from effai.quantize import Int8StaticConfig, quantize_
 
     m = quantize_(ctx.base_copy(), Int8StaticConfig(calibration=ctx.calibration))
-    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx="int8", structure=ctx.base)
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx_dtype="int8", structure=ctx.base)
 
 
 @variant("int8_qat", family="quantization")
 def int8_qat(ctx):
     """Quantization-aware training to INT8 (weights and activations), a short fine-tune."""
-    from effai.quantize import QATConfig, convert_, quantize_
-
-    m = quantize_(ctx.base_copy(), QATConfig(fmt="int8", act_bits=8, data=ctx.data, train=ctx.finetune_config()))
-    convert_(m)
-    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx="int8", structure=ctx.base)
+    m = _qat(ctx, "int8", act_bits=8)
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx_dtype="int8", structure=ctx.base)
 
 
 @variant("int4", family="quantization", quick=True)
@@ -152,29 +163,23 @@ def int4(ctx):
 
     m = quantize_(ctx.base_copy(), WeightOnlyConfig(bits=4, group_size=32))
     return Built(m, _qbytes(m), "packed int4 weights + fp32 group scales", dtype="int4", bits=4, structure=ctx.base,
-                 notes=["no int4 CPU kernels: latency measured on the dequantized fp32 graph"])
+                 notes=_no_kernels("int4"))
 
 
 @variant("ternary", family="quantization")
 def ternary(ctx):
     """Ternary weights {-a, 0, +a} (TWN), trained with QAT for a short fine-tune."""
-    from effai.quantize import QATConfig, convert_, quantize_
-
-    m = quantize_(ctx.base_copy(), QATConfig(fmt="ternary", data=ctx.data, train=ctx.finetune_config()))
-    convert_(m)
-    return Built(m, _qbytes(m), "2-bit packed ternary codes + fp32 scales", dtype="int4", bits=2, structure=ctx.base,
-                 notes=["no ternary CPU kernels: latency measured on the dequantized fp32 graph"])
+    m = _qat(ctx, "ternary")
+    return Built(m, _qbytes(m), "2-bit packed ternary codes + fp32 scales", dtype="ternary", bits=2, structure=ctx.base,
+                 notes=_no_kernels("ternary"))
 
 
 @variant("binary", family="quantization")
 def binary(ctx):
     """Binary weights a*sign(w) (XNOR-Net style, first and last layers float), QAT fine-tune."""
-    from effai.quantize import QATConfig, convert_, quantize_
-
-    m = quantize_(ctx.base_copy(), QATConfig(fmt="binary", data=ctx.data, train=ctx.finetune_config()))
-    convert_(m)
-    return Built(m, _qbytes(m), "1-bit packed weights (+ fp32 first/last layers)", dtype="int4", bits=1, structure=ctx.base,
-                 notes=["no binary CPU kernels: latency measured on the dequantized fp32 graph"])
+    m = _qat(ctx, "binary")
+    return Built(m, _qbytes(m), "1-bit packed weights (+ fp32 first/last layers)", dtype="binary", bits=1, structure=ctx.base,
+                 notes=_no_kernels("binary"))
 
 
 # ------------------------------------------------------------------ pruning
@@ -225,7 +230,7 @@ def kd_student(ctx):
     """A half-width student of the base architecture trained by knowledge distillation (T=4)."""
     from effai.distill import KDConfig, distill
 
-    student = ctx.arch(ctx.base_arch, width_mult=0.5)
+    student = ctx.arch(ctx.base_info.arch, width_mult=0.5)
     teacher = ctx.base_copy()
     distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs + 1, lr=5e-3,
                                                    batch_size=64, seed=ctx.cfg.seed))

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -62,7 +63,7 @@ class TrainResult:
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def fit(
+def fit(  # noqa: C901 - the one training loop: resume, early stopping and checkpoints in one readable sequence
     model: nn.Module,
     data,
     cfg: TrainConfig = TrainConfig(),
@@ -91,7 +92,7 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(cfg, steps_per_epoch))
     loss_fn = loss_fn or (lambda m, x, y: F.cross_entropy(m(x), y, label_smoothing=cfg.label_smoothing))
 
-    state = {"epoch": 0, "best_val": -1.0, "best_state": None, "history": [], "stale": 0}
+    state: dict[str, Any] = {"epoch": 0, "best_val": -1.0, "best_state": None, "history": [], "stale": 0}  # saved in last.pt
     resumed = 0
     if out_dir:
         from effai.fileio import ensure_dir
@@ -124,7 +125,7 @@ def fit(
                     after_step(model)
                 total += loss.item() * len(y)
                 seen += len(y)
-            val = evaluate(model, val_loader)["accuracy"]
+            val = score(model, val_loader).accuracy
             state["history"].append({"epoch": epoch + 1, "loss": total / max(seen, 1), "val_accuracy": val})
             if val > state["best_val"]:
                 state.update(best_val=val, best_state=_clone(model.state_dict()), stale=0)
@@ -143,7 +144,7 @@ def fit(
         # With an epoch hook (e.g. pruning) the final weights are the ones the hook shaped.
         model.load_state_dict(state["best_state"])
     result = TrainResult(
-        test_accuracy=evaluate(model, test_loader)["accuracy"],
+        test_accuracy=score(model, test_loader).accuracy,
         val_accuracy=max(state["best_val"], 0.0),
         epochs_run=state["epoch"],
         train_seconds=time.perf_counter() - start,
@@ -170,14 +171,27 @@ def predict(model: nn.Module, loader) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(outs), torch.cat(ys)
 
 
-def evaluate(model: nn.Module, loader) -> dict:
-    """Accuracy and mean cross-entropy of `model` over `loader`."""
+@dataclass(frozen=True)
+class Score:
+    """Top-1 accuracy and mean cross-entropy over `n` examples (the training loop's yardstick;
+    `effai.evaluate.evaluate` gives the full `Evaluation`: per class, calibration, corruptions)."""
+
+    accuracy: float
+    loss: float
+    n: int
+
+
+def score(model: nn.Module, loader) -> Score:
+    """Accuracy and mean cross-entropy of `model` over `loader`.
+
+    >>> import torch
+    >>> x, y = torch.eye(4), torch.arange(4)
+    >>> score(nn.Linear(4, 4), [(x, y)]).n
+    4
+    """
     logits, y = predict(model, loader)
-    return {
-        "accuracy": (logits.argmax(1) == y).float().mean().item(),
-        "loss": F.cross_entropy(logits, y).item(),
-        "n": len(y),
-    }
+    return Score(accuracy=(logits.argmax(1) == y).float().mean().item(),
+                 loss=F.cross_entropy(logits, y).item(), n=len(y))
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

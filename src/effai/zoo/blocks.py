@@ -63,7 +63,8 @@ class SqueezeExcite(nn.Module):
     torch.Size([1, 16, 5, 5])
     """
 
-    def __init__(self, channels: int, squeeze: int, act: Act = nn.ReLU, gate: Act = nn.Sigmoid):
+    def __init__(self, channels: int, squeeze: int, act: Callable[[], nn.Module] = nn.ReLU,
+                 gate: Callable[[], nn.Module] = nn.Sigmoid):
         super().__init__()
         self.fc1 = nn.Conv2d(channels, squeeze, 1)
         self.act = act()
@@ -158,9 +159,7 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         y = self.relu(self.bn1(self.conv1(x)))  # (N,P,H/s,W/s)
         y = self.bn2(self.conv2(y))
-        if self.se is not None:
-            y = self.se(y)
-        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+        return _add_shortcut(self, y, x)
 
 
 class Bottleneck(nn.Module):
@@ -198,9 +197,15 @@ class Bottleneck(nn.Module):
         y = self.relu(self.bn1(self.conv1(x)))  # (N,W,H,W)
         y = self.relu(self.bn2(self.conv2(y)))  # (N,W,H/s,W/s)
         y = self.bn3(self.conv3(y))  # (N,4P,H/s,W/s)
-        if self.se is not None:
-            y = self.se(y)
-        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+        return _add_shortcut(self, y, x)
+
+
+def _add_shortcut(block, y, x):
+    """The end of both ResNet blocks: SE on the residual branch (when present), then the
+    shortcut (identity or the 1x1 downsample) added, then ReLU."""
+    if block.se is not None:
+        y = block.se(y)
+    return block.relu(y + (x if block.downsample is None else block.downsample(x)))
 
 
 def init_weights(model: nn.Module, conv_mode: str = "fan_out", linear_std: float | None = 0.01) -> None:
@@ -210,7 +215,7 @@ def init_weights(model: nn.Module, conv_mode: str = "fan_out", linear_std: float
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")  # type: ignore[arg-type]  # fan_in | fan_out
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):

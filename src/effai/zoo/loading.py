@@ -182,5 +182,5 @@ def onnx_input_shape(path: Path) -> tuple[int, ...] | None:
             continue
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
         rest = dims[1:]
-        return tuple(rest) if rest and all(rest) else None
+        return tuple(d for d in rest if d is not None) if rest and all(rest) else None
     return None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from effai.errors import InputError, suggest
+from effai.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,16 @@ class ModelInfo:
         return d
 
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_BUILDERS: Registry[str, Callable[..., nn.Module]] = Registry("model")
 _INFOS: dict[str, ModelInfo] = {}
 
 
 def register(name: str, info: ModelInfo):
-    """Decorator adding a builder to the zoo under `name`."""
+    """Decorator adding a builder to the zoo under `name` (a name registered twice raises
+    `effai.registry.DuplicateRegistration`)."""
 
     def deco(fn):
-        if name in _BUILDERS:
-            raise ValueError(f"model {name!r} registered twice")
-        _BUILDERS[name] = fn
+        _BUILDERS.add(name, fn)
         _INFOS[name] = dataclasses.replace(info, name=name)
         return fn
 
@@ -144,7 +144,7 @@ def create(name: str, *, num_classes=None, in_channels=None, width_mult=None, re
         model = _BUILDERS[name](**opts, **kwargs)
     except TypeError as e:  # an unknown keyword option
         raise InputError(f"bad option for model {name!r}: {e}") from None
-    model.effai_arch = {"name": name, "options": {**opts, **kwargs}}
+    model.effai_arch = {"name": name, "options": {**opts, **kwargs}}  # type: ignore[assignment]  # a plain attribute
     return model
 
 
