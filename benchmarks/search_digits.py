@@ -11,7 +11,8 @@ import time
 
 from common import machine, machine_line, table, write_results
 
-from effai.search import SearchConfig, dominates, run
+from effai.results import dominates, fmt_bytes, fmt_count, fmt_fraction
+from effai.search import SearchConfig, run
 from effai.search.trial import evaluate_variant
 
 BASE = {"family": "lenet5", "width_mult": 1.0, "resolution_mult": 1.0, "prune_ratio": 0.0, "bits": 32,
@@ -38,27 +39,26 @@ def main():
     result = run(cfg)
     wall = time.perf_counter() - t0
     same = [t for t in result.trials if t.variant == BASE]  # the queued first trial is the base itself
-    base = same[0].metrics if same else evaluate_variant(BASE, cfg)
-    dirs = ["maximize", "minimize"]
-    b = [base["test_accuracy"], base["size"]]
+    base_rec = same[0].record if same else evaluate_variant(BASE, cfg)
+    base = {"test_accuracy": base_rec.accuracy, "size": base_rec.size_bytes}
     rows, trials = [], []
-    for t in sorted(result.trials, key=lambda t: t.metrics["size"]):
-        m = t.metrics
-        dom = dominates([m["test_accuracy"], m["size"]], b, dirs)
+    for t in sorted(result.trials, key=lambda t: t.record.size_bytes):
+        r = t.record
+        dom = dominates(r, base_rec, ["size"])  # on test accuracy and size
         on = any(f.number == t.number for f in result.front)
-        trials.append({"number": t.number, "name": t.name, "val_accuracy": m["val_accuracy"],
-                       "test_accuracy": m["test_accuracy"], "size": m["size"], "macs": m["macs"],
+        trials.append({"number": t.number, "name": t.name, "val_accuracy": r.val_accuracy,
+                       "test_accuracy": r.accuracy, "size": r.size_bytes, "macs": r.macs,
                        "on_front": on, "dominates_base": dom})
         if on or dom:
-            rows.append([t.number, t.name, f"{m['val_accuracy']:.2%}", f"{m['test_accuracy']:.2%}",
-                         f"{m['size'] / 1000:.1f} kB", f"{m['macs'] / 1e3:.0f} k", "yes" if on else "",
+            rows.append([t.number, t.name, fmt_fraction(r.val_accuracy), fmt_fraction(r.accuracy),
+                         fmt_bytes(r.size_bytes), fmt_count(r.macs), "yes" if on else "",
                          "**yes**" if dom else ""])
     winners = [t for t in trials if t["dominates_base"]]
     best = max(winners, key=lambda t: (t["test_accuracy"], -t["size"])) if winners else None
     m = machine()
     verdict = (f"**{len(winners)} of {len(trials)} trials dominate the FP32 base**; e.g. #{best['number']} "
                f"`{best['name']}`: {best['test_accuracy']:.2%} test accuracy (base {base['test_accuracy']:.2%}) at "
-               f"{best['size'] / 1000:.1f} kB (base {base['size'] / 1000:.1f} kB, {base['size'] / best['size']:.1f}x "
+               f"{fmt_bytes(best['size'])} (base {fmt_bytes(base['size'])}, {base['size'] / best['size']:.1f}x "
                "smaller)." if best else "**No trial dominates the FP32 base in this run.**")
     md = (
         "## Search: Pareto front on digits (`benchmarks/search_digits.py`)\n\n"
@@ -70,7 +70,7 @@ def main():
         "is the uncompressed base (queued with `initial:`), the other 19 are NSGA-II's. "
         "Each trial trains 15 epochs (AdamW 3e-3, batch 64) plus 3 fine-tuning epochs after pruning / for QAT. "
         f"Base: the study's default variant, LeNet-5 FP32 width 1.0 trained the same way: "
-        f"{base['test_accuracy']:.2%} test accuracy, {base['size'] / 1000:.1f} kB.\n\n"
+        f"{base['test_accuracy']:.2%} test accuracy, {fmt_bytes(base['size'])}.\n\n"
         + verdict + "\n\nTrials on the Pareto front (by validation accuracy) or dominating the base "
         "(by test accuracy and size):\n\n"
         + table(["#", "variant", "val acc", "test acc", "size", "MACs", "on front", "dominates base"], rows)

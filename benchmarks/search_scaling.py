@@ -83,7 +83,7 @@ def timed(cfg: SearchConfig, params: list[dict]) -> tuple[float, float, list[flo
     finally:
         ray.shutdown()
     trials = sorted(result.trials, key=lambda t: t.number)
-    return wall, sum(t.metrics["seconds"] for t in trials), [t.metrics["cpu_seconds"] for t in trials]
+    return wall, sum(t.record.seconds for t in trials), [t.record.details["cpu_seconds"] for t in trials]
 
 
 def main():

@@ -45,5 +45,5 @@ effai.train.fit(net, ds, effai.train.TrainConfig(epochs=1 if QUICK else 10), out
 variants = ("fp32", "int8_ptq") if QUICK else None
 result = run(StudyConfig(dataset="mydata.npz", model="runs/tiny_cnn", quick=QUICK, variants=variants,
                          max_size="20KB", out="runs/tiny_cnn_study"))
-print("chosen:", result.selection["best"], "-", result.selection["reason"])
+print("chosen:", result.selection.best, "-", result.selection.reason)
 print("report:", os.path.join("runs/tiny_cnn_study", "report.html"))

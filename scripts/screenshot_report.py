@@ -55,7 +55,7 @@ def main() -> None:
                              out=args.out), progress=True)
     html = Path(args.out) / "report.html"
     png = screenshot(html, Path(args.png))
-    print(f"{png} ({png.stat().st_size} bytes) from {html}; chosen: {result.selection.get('best')}")
+    print(f"{png} ({png.stat().st_size} bytes) from {html}; chosen: {result.selection.best}")
 
 
 if __name__ == "__main__":

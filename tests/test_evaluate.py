@@ -75,7 +75,7 @@ def test_planted_regression_is_flagged(digits, trained):
         broken[-1].bias[3] = -1e3  # the planted regression: class 3 can never be predicted
     harm = ev.compare(base, ev.evaluate(broken, digits, corruptions=[]))
     assert harm.flagged == ["3"]
-    assert harm.worst(1)[0]["name"] == "3" and harm.worst(1)[0]["variant"] == 0.0
+    assert harm.worst(1)[0].name == "3" and harm.worst(1)[0].variant == 0.0
     labels = digits.test.tensors[1]
     assert harm.exemplars and all(labels[i] == 3 for i in harm.exemplars)
     assert harm.overall_delta < 0

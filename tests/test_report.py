@@ -11,25 +11,40 @@ import pytest
 
 from effai import report
 from effai.evaluate import compare
-from effai.study.pareto import Constraints, pareto_front, select
+from effai.results import (
+    AXES,
+    BaseModelInfo,
+    Constraints,
+    Cost,
+    DatasetInfo,
+    Energy,
+    Environment,
+    Evaluation,
+    Latency,
+    StudyResult,
+    TargetFit,
+    VariantRecord,
+    pareto_front,
+    select,
+)
 
 EVIL = "<script>alert(1)</script>"
 CHROMIUM = "/usr/bin/chromium"
 
 
-def synthetic_result() -> dict:
-    """A small hand-made study result: 4 variants, 3 classes (one named like an attack)."""
+def synthetic_result() -> StudyResult:
+    """A small hand-made study result: 5 variants and a failed one, 3 classes (one named like an attack)."""
     classes = ["zero", EVIL, "two & <b>three</b>"]
     labels = [i % 3 for i in range(60)]
 
     def ev(acc_per_class, robust):
         preds = [t if (i // 3) < acc_per_class[t] * 20 else (t + 1) % 3 for i, t in enumerate(labels)]
         acc = sum(p == t for p, t in zip(preds, labels, strict=True)) / 60
-        return {"n": 60, "accuracy": acc, "topk": {"top5": 1.0}, "per_class": acc_per_class, "confusion": [],
-                "ece": 0.02, "class_names": classes, "predictions": preds, "labels": labels, "slices": {},
-                "robustness": {"gaussian_noise": [acc - 0.05 * s * robust for s in (1, 3, 5)],
-                               "blur": [acc - 0.03 * s * robust for s in (1, 3, 5)]},
-                "severities": [1, 3, 5]}
+        return Evaluation(n=60, accuracy=acc, topk={"top5": 1.0}, per_class=acc_per_class, confusion=[], ece=0.02,
+                          class_names=classes, predictions=preds, labels=labels,
+                          robustness={"gaussian_noise": [acc - 0.05 * s * robust for s in (1, 3, 5)],
+                                      "blur": [acc - 0.03 * s * robust for s in (1, 3, 5)]},
+                          severities=[1, 3, 5])
 
     specs = [  # name, family, per-class accuracy, size, macs, latency, energy
         ("fp32", "baseline", [1.0, 1.0, 0.95], 260_000, 416_520, 0.30, 2e-6),
@@ -43,26 +58,25 @@ def synthetic_result() -> dict:
     for name, fam, pc, size, macs, lat, ej in specs:
         e = ev(pc, 1 if fam != "architecture" else 0.5)
         base_ev = base_ev or e
-        variants.append({
-            "name": name, "family": fam, "description": f"{name} description", "status": "ok",
-            "accuracy": e["accuracy"], "size_bytes": size, "size_format": "int8 + fp32 scales", "params": 61_706,
-            "macs": macs, "latency_ms": lat, "runtime": "torch eager, 1 thread", "energy_j": ej,
-            "energy": {"joules": ej, "method": "estimated", "model": "Horowitz 45 nm"},
-            "evaluation": e, "harm": compare(base_ev, e).to_dict() if name != "fp32" else None,
-            "targets": {"nano33ble": {"fits": size < 250_000, "reason": f"{size} B vs 1 MB flash",
-                                      "latency_ms": lat * 100, "cost_usd_per_million": 0.01, "co2_g_per_million": 0.5}},
-        })
-    variants.append({"name": "binary", "family": "quantization", "status": "failed", "error": "ValueError: boom"})
+        cost = Cost(size_bytes=size, size_format="int8 + fp32 scales", params=61_706, macs=macs,
+                    latency=Latency(lat, runtime="torch", threads=1, how="torch eager, 1 thread"),
+                    energy=Energy(ej, "estimated", "Horowitz 45 nm"))
+        fit = TargetFit(fits=size < 250_000, reason=f"{size} B vs 1 MB flash", latency_ms=lat * 100,
+                        cost_usd_per_million=0.01, co2_g_per_million=0.5)
+        variants.append(VariantRecord(name, family=fam, description=f"{name} description", accuracy=e.accuracy,
+                                      cost=cost, evaluation=e, harm=compare(base_ev, e) if name != "fp32" else None,
+                                      targets={"nano33ble": fit}))
+    variants.append(VariantRecord.failed("binary", "ValueError: boom", family="quantization"))
     c = Constraints(max_size_bytes=250_000, max_latency_ms=5.0)
-    return {
-        "name": "synthetic", "model": "lenet5", "base": "fp32",
-        "dataset": {"name": "mnist5k", "class_names": classes, "n_test": 60},
-        "variants": variants, "constraints": c.to_dict(), "selection": select(variants, c).to_dict(),
-        "pareto": {axis: pareto_front(variants, axis) for axis in ("size", "macs", "latency", "energy")},
-        "command": "effai study --dataset mnist5k --max-size 250KB --out runs/x",
-        "config": {"dataset": "mnist5k", "model": EVIL}, "environment": {"torch": "2.13.0"},
-        "notes": [f"note with {EVIL}"],
-    }
+    return StudyResult(
+        name="synthetic", base=BaseModelInfo("lenet5", arch="lenet5", source="trained", epochs=3, test_accuracy=0.98),
+        dataset=DatasetInfo("mnist5k", tuple(classes), 60),
+        variants=tuple(variants), constraints=c, selection=select(variants, c),
+        pareto={axis: tuple(r.name for r in pareto_front(variants, [axis])) for axis in AXES},
+        command="effai study --dataset mnist5k --max-size 250KB --out runs/x",
+        config={"dataset": "mnist5k", "model": EVIL}, environment=Environment(torch="2.13.0"),
+        notes=(f"note with {EVIL}",),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +112,9 @@ def test_markdown_and_json(tmp_path):
     md = report.write_markdown(res, tmp_path / "report.md").read_text()
     assert "**Selected: int8_ptq**" in md and "&lt;script&gt;" in md and "<script>" not in md
     assert "| binary | failed |" in md
-    back = json.loads(report.write_json(res, tmp_path / "report.json").read_text())
-    assert back["selection"]["best"] == "int8_ptq"
+    path = report.write_json(res, tmp_path / "report.json")
+    assert json.loads(path.read_text())["selection"]["best"] == "int8_ptq"
+    assert StudyResult.load(path) == res
 
 
 def test_html_in_headless_chromium(html_path, tmp_path):

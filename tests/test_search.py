@@ -70,7 +70,8 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
 # ---------------------------------------------------------------- a small search
 def test_search_finds_variant_dominating_fp32_base(tmp_path):
     """Few trials: an int8/int4 lenet5 is as accurate as the FP32 base and smaller."""
-    from effai.search import SearchConfig, dominates, run
+    from effai.results import dominates
+    from effai.search import SearchConfig, run
     from effai.search.trial import evaluate_variant
 
     cfg = SearchConfig(n_trials=2, population=4, out=str(tmp_path), train={"epochs": 6, "finetune_epochs": 1},
@@ -79,13 +80,11 @@ def test_search_finds_variant_dominating_fp32_base(tmp_path):
     assert len(result.trials) == 2 and result.front
     base = evaluate_variant({"family": "lenet5", "width_mult": 1.0, "resolution_mult": 1.0, "prune_ratio": 0.0,
                              "bits": 32, "layer_bits": None, "kd": False, "qat": False}, cfg)
-    dirs = ["maximize", "minimize"]
-    winners = [t for t in result.trials
-               if dominates([t.metrics["test_accuracy"], t.metrics["size"]], [base["test_accuracy"], base["size"]],
-                            dirs)]
-    assert winners, [(t.name, t.metrics["test_accuracy"], t.metrics["size"]) for t in result.trials]
+    winners = [t for t in result.trials if dominates(t.record, base, ["size"])]  # on test accuracy
+    assert winners, [(t.name, t.record.accuracy, t.record.size_bytes) for t in result.trials]
     saved = json.loads((tmp_path / "pareto.json").read_text())
     assert saved["n_complete"] == 2 and saved["objectives"] == ["accuracy", "size"]
+    assert saved["trials"][0]["record"]["cost"]["size_bytes"] == result.trials[0].record.size_bytes
     page = (tmp_path / "report.html").read_text()
     assert "Search: Pareto front" in page and "<svg" in page
 
@@ -99,7 +98,8 @@ def test_per_layer_bits_constraints_and_initial(tmp_path):
     result = run(cfg)
     for t in result.trials:
         assert set(t.variant["layer_bits"].values()) <= {8, 4}
-        assert t.feasible == (t.metrics["size"] <= 2000)
+        assert t.feasible == (t.record.size_bytes <= 2000)
+        assert t.feasible or t.violations[0].startswith("size ")
     assert all(t.feasible for t in result.front)
     assert set(result.trials[0].variant["layer_bits"].values()) == {8}  # the queued start point
 
@@ -178,5 +178,26 @@ def test_ray_backend_runs_trials_as_tasks(tmp_path):
     import ray
 
     assert not ray.is_initialized()  # the local cluster it started is shut down
-    assert len(result.trials) == 2 and all(0 <= t.metrics["accuracy"] <= 1 for t in result.trials)
+    assert len(result.trials) == 2 and all(0 <= t.record.val_accuracy <= 1 for t in result.trials)
     assert (tmp_path / "search.db").exists() and (tmp_path / "report.html").exists()
+
+
+def test_a_trial_killed_after_storing_its_record_is_measured_again():
+    """A driver killed between storing a trial's record and telling it leaves a FAIL trial (after
+    recovery) that holds a record but no error: it is no measurement to reuse (it used to crash the
+    resumed search with a KeyError)."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from effai.search.run import _measured
+
+    def trial(n, state, **attrs):
+        return SimpleNamespace(number=n, state=state, user_attrs={"variant": {"w": n % 2}, **attrs})
+
+    trials = [trial(0, TrialState.COMPLETE, record={"name": "a"}), trial(1, TrialState.FAIL, error="boom"),
+              trial(2, TrialState.FAIL, record={"name": "c"}, interrupted=True)]
+    study = SimpleNamespace(get_trials=lambda deepcopy, states: [t for t in trials if t.state in states])
+    got = _measured(study)
+    assert got == {'{"w": 0}': (0, {"ok": True, "record": {"name": "a"}}),
+                   '{"w": 1}': (1, {"ok": False, "error": "boom"})}

@@ -11,15 +11,17 @@ import torch
 
 from effai import study
 from effai.errors import InputError
-from effai.study import Constraints, pareto_front, select
+from effai.results import Constraints, Cost, Latency, TargetFit, VariantRecord, pareto_front, select
 from effai.study.store import RunDir
 from effai.study.variants import VARIANTS, Built, variant
 
 
 def rec(name, acc, size, lat, fits=True, status="ok"):
-    return {"name": name, "status": status, "accuracy": acc, "size_bytes": size, "latency_ms": lat,
-            "macs": 400_000, "energy_j": None, "error": None if status == "ok" else "boom",
-            "targets": {"nano33ble": {"fits": fits, "reason": "RAM needs 300 KiB, has 256 KiB" if not fits else "fits"}}}
+    if status != "ok":
+        return VariantRecord.failed(name, "boom")
+    fit = TargetFit(fits=fits, reason="RAM needs 300 KiB, has 256 KiB" if not fits else "fits")
+    return VariantRecord(name, accuracy=acc, cost=Cost(size_bytes=size, macs=400_000, latency=Latency(lat)),
+                         targets={"nano33ble": fit})
 
 
 RECORDS = [
@@ -37,17 +39,17 @@ def test_select_returns_pareto_best_feasible_with_a_reason_for_every_other():
     c = Constraints(max_size_bytes=200_000, max_latency_ms=5.0, target="nano33ble")
     s = select(RECORDS, c)
     assert s.best == "int8"
-    ok = [r for r in RECORDS if r["status"] == "ok"]
-    feasible = [r for r in ok if r["name"] in s.feasible]
-    assert s.best in pareto_front(feasible, "size") and s.best in pareto_front(feasible, "latency")
-    why = {r["name"]: r for r in s.rejected}
-    assert set(why) == {r["name"] for r in RECORDS} - {"int8"}
-    assert why["fp32"]["kind"] == "infeasible" and "size 250.0 KB > max 200.0 KB (by 50.0 KB, 1.25x)" in why["fp32"]["reason"]
-    assert why["slow"]["kind"] == "infeasible" and "latency 9 ms > max 5 ms" in why["slow"]["reason"]
-    assert why["nofit"]["kind"] == "infeasible" and "does not fit nano33ble" in why["nofit"]["reason"]
-    assert why["pruned"]["kind"] == "dominated" and "dominated by int8" in why["pruned"]["reason"]
-    assert why["int4"]["kind"] == "pareto" and "1.00 pp less accurate than int8" in why["int4"]["reason"]
-    assert why["binary"]["kind"] == "failed"
+    feasible = [r for r in RECORDS if r.name in s.feasible]
+    for axis in ("size", "latency"):
+        assert s.best in [r.name for r in pareto_front(feasible, [axis])]
+    why = {v.name: v for v in s.rejected}
+    assert set(why) == {r.name for r in RECORDS} - {"int8"}
+    assert why["fp32"].kind == "infeasible" and "size 250.0 KB > max 200.0 KB (by 50.0 KB, 1.25x)" in why["fp32"].reason
+    assert why["slow"].kind == "infeasible" and "latency 9 ms > max 5 ms" in why["slow"].reason
+    assert why["nofit"].kind == "infeasible" and "does not fit nano33ble" in why["nofit"].reason
+    assert why["pruned"].kind == "dominated" and "dominated by int8" in why["pruned"].reason
+    assert why["int4"].kind == "pareto" and "1.00 pp less accurate than int8" in why["int4"].reason
+    assert why["binary"].kind == "failed"
     # No constraints: the most accurate wins; impossible constraints: no winner, all explained.
     assert select(RECORDS).best == "slow"
     none = select(RECORDS, Constraints(max_size_bytes=1000))
@@ -105,16 +107,16 @@ def test_quick_study_resumes_and_flags_the_planted_regression(tmp_path, planted,
     cfg = study.StudyConfig(quick=True, out=str(out), variants=("int8_ptq", "magnitude_75", planted),
                             max_size="100KB", target="nano33ble")
     r1 = study.run(cfg)
-    assert [v["name"] for v in r1.variants] == ["fp32", "int8_ptq", "magnitude_75", planted]
-    assert all(v["status"] == "ok" for v in r1.variants), [v.get("error") for v in r1.variants]
-    by = {v["name"]: v for v in r1.variants}
+    assert [v.name for v in r1.variants] == ["fp32", "int8_ptq", "magnitude_75", planted]
+    assert all(v.ok for v in r1.variants), [v.error for v in r1.variants]
+    by = {v.name: v for v in r1.variants}
     # The planted regression is flagged on class 3 and nowhere else.
-    assert by[planted]["harm"]["flagged"] == ["3"]
-    assert not by["int8_ptq"]["harm"]["flagged"]
+    assert by[planted].flagged == ["3"]
+    assert not by["int8_ptq"].flagged
     # Selection: fp32 and the planted variant are too big for 100KB.
-    assert r1.selection["best"] in ("int8_ptq", "magnitude_75")
-    kinds = {x["name"]: x for x in r1.selection["rejected"]}
-    assert kinds["fp32"]["kind"] == "infeasible" and "size" in kinds["fp32"]["reason"]
+    assert r1.selection.best in ("int8_ptq", "magnitude_75")
+    fp32 = r1.selection.verdict("fp32")
+    assert fp32.kind == "infeasible" and "size" in fp32.reason
     for f in ("results.jsonl", "study.json", "result.json", "report.md", "report.html"):
         assert (out / f).exists(), f
     html = (out / "report.html").read_text()
@@ -132,11 +134,11 @@ def test_quick_study_resumes_and_flags_the_planted_regression(tmp_path, planted,
             spec.quick, spec.description))
     r2 = study.run(cfg)
     assert calls == [planted], "finished variants must be reused, not rebuilt"
-    by2 = {x["name"]: x for x in r2.variants}
+    by2 = {x.name: x for x in r2.variants}
     for name in ("fp32", "int8_ptq", "magnitude_75"):  # the same record: same timestamps and numbers
-        for key in ("finished_at", "seconds", "accuracy", "size_bytes", "latency_ms"):
-            assert by2[name][key] == by[name][key], (name, key)
-    assert by2[planted]["harm"]["flagged"] == ["3"]
+        assert by2[name] == by[name], name
+    assert by2[planted].flagged == ["3"]
     recs = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(x["name"] for x in recs) == sorted(["fp32", "int8_ptq", "magnitude_75", planted])
-    assert [v["name"] for v in r2.variants] == [v["name"] for v in r1.variants]
+    assert sorted(x["record"]["name"] for x in recs) == sorted(["fp32", "int8_ptq", "magnitude_75", planted])
+    assert [v.name for v in r2.variants] == [v.name for v in r1.variants]
+    assert study.StudyResult.load(out / "result.json") == r2

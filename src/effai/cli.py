@@ -154,7 +154,7 @@ def study_cmd(
     import shlex
 
     from effai import study
-    from effai.study.units import fmt_bytes, fmt_ms
+    from effai.results import fmt_bytes, fmt_fraction, fmt_ms
 
     cfg = study.StudyConfig(
         dataset=dataset, model=model, quick=quick, max_size=max_size, max_latency=max_latency,
@@ -163,23 +163,25 @@ def study_cmd(
         variants=tuple(variants.split(",")) if variants else None,
     )
     result = study.run(cfg, progress=not as_json, command=shlex.join(["effai", *sys.argv[1:]]))
+    sel = result.selection
     if as_json:
-        keep = ("name", "family", "status", "error", "accuracy", "size_bytes", "size_format", "macs", "latency_ms",
-                "runtime", "energy_j", "energy")
-        print_json({"best": result.selection["best"], "reason": result.selection["reason"],
-                    "rejected": result.selection["rejected"], "out_dir": result.out_dir,
-                    "variants": [{k: r.get(k) for k in keep} | {"harmed_classes": (r.get("harm") or {}).get("flagged", [])}
-                                 for r in result.variants]})
+        print_json({**sel.to_dict(), "base": result.base.to_dict(), "out_dir": result.out_dir,
+                    "variants": [_variant_summary(r) for r in result.variants]})
         return
     best = result.best
     if best:
-        console.print(f"[bold green]best: {best['name']}[/] {best['accuracy']:.2%}, {fmt_bytes(best['size_bytes'])}, "
-                      f"{fmt_ms(best['latency_ms'])}: {result.selection['reason']}", highlight=False)
+        console.print(f"[bold green]best: {best.name}[/] {fmt_fraction(best.accuracy)}, {fmt_bytes(best.size_bytes)}, "
+                      f"{fmt_ms(best.latency_ms)}: {sel.reason}", highlight=False)
     else:
-        console.print(f"[bold red]no variant meets the constraints[/]: {result.selection['reason']}", highlight=False)
-    for r in result.selection["rejected"]:
-        console.print(f"  {r['name']}: {r['kind']}: {r['reason']}", markup=False, highlight=False)
+        console.print(f"[bold red]no variant meets the constraints[/]: {sel.reason}", highlight=False)
+    for v in sel.rejected:
+        console.print(f"  {v.name}: {v.kind}: {v.reason}", markup=False, highlight=False)
     console.print(f"report: {Path(result.out_dir) / 'report.html'} ({result.seconds:.0f} s)", highlight=False)
+
+def _variant_summary(r) -> dict:
+    """One variant of `effai study --json`: its record without the per-example evaluation."""
+    return {**r.replace(evaluation=None, harm=None).to_dict(), "harmed_classes": r.flagged}
+
 
 # ---------------------------------------------------------------- compress (Deep Compression)
 @app.command("compress")
@@ -416,12 +418,14 @@ def search_cmd(
         return
     from rich.table import Table
 
-    t = Table(title=f"Pareto front ({len(result.trials)} trials, {len(result.front)} on the front)")
-    for col in ("#", "variant", *result.objectives, "test acc"):
+    from effai.search.report import FRONT_COLUMNS, front_cells
+
+    t = Table(title=f"Pareto front ({len(result.trials)} trials, {len(result.front)} on the front; "
+                    f"objectives {', '.join(result.objectives)})")
+    for col in ("#", "variant", *FRONT_COLUMNS):
         t.add_column(col)
     for r in result.front:
-        vals = [f"{r.values[o]:.4g}" for o in result.objectives]
-        t.add_row(str(r.number), r.name, *vals, f"{r.metrics.get('test_accuracy', 0):.2%}")
+        t.add_row(str(r.number), r.name, *front_cells(r.record))
     console.print(t)
     console.print(f"wrote {out / 'pareto.json'} and {out / 'report.html'}; storage {result.storage}")
 

@@ -39,16 +39,20 @@ def _interrupt_when(proc, ready, sig, limit=240.0) -> str:
     return proc.returncode, err
 
 
-def _study_records(path: Path) -> list[dict]:
+def _study_records(path: Path) -> list:
+    """The finished records of results.jsonl (a torn last line skipped), read by effai.results."""
+    from effai.results import VariantRecord
+    from effai.results.serial import unversioned
+
     if not path.exists():
         return []
     out = []
     for ln in path.read_text().splitlines():
         try:
-            out.append(json.loads(ln))
+            out.append(VariantRecord.from_dict(unversioned(json.loads(ln), str(path))["record"]))
         except json.JSONDecodeError:
             pass
-    return [r for r in out if r.get("status") == "ok"]
+    return [r for r in out if r.ok]
 
 
 def test_study_sigint_then_sigkill_then_resume(tmp_path):
@@ -57,7 +61,7 @@ def test_study_sigint_then_sigkill_then_resume(tmp_path):
     argv = ["study", "--dataset", "digits", "--model", "lenet300_100", "--quick",
             "--variants", "int8_ptq,fp16", "--out", out]
     code, err = _interrupt_when(_popen(argv), lambda: len(_study_records(res)) >= 1, signal.SIGINT)
-    after_int = {r["name"]: r for r in _study_records(res)}
+    after_int = {r.name: r for r in _study_records(res)}
     record("SIGINT during study", cmd_text(argv) + "  (Ctrl-C after 1 variant)", code, err,
            results_lost=0)
     assert not has_traceback(err), err
@@ -66,15 +70,15 @@ def test_study_sigint_then_sigkill_then_resume(tmp_path):
 
     n = len(after_int)
     _, err = _interrupt_when(_popen(argv), lambda: len(_study_records(res)) > n, signal.SIGKILL)
-    after_kill = {r["name"]: r for r in _study_records(res)}
+    after_kill = {r.name: r for r in _study_records(res)}
     assert set(after_int) <= set(after_kill)
 
     r = subprocess.run([sys.executable, "-m", "effai.cli", *map(str, argv), "--json"], capture_output=True, text=True,
                        env=ENV, cwd=ROOT, timeout=300)
     final = _study_records(res)
-    names = [x["name"] for x in final]
+    names = [x.name for x in final]
     lost = sum(1 for k, v in after_kill.items() if sum(x == k for x in names) != 1
-               or {kk: vv for kk, vv in v.items()} != next(x for x in final if x["name"] == k))
+               or v != next(x for x in final if x.name == k))
     record("SIGKILL during study, then rerun", cmd_text(argv) + "  (kill -9 mid-variant, rerun)", r.returncode,
            r.stderr, results_lost=lost, outcome=f"{len(after_kill)} finished before the kill kept, "
            f"{len(set(names)) - len(after_kill)} redone; {len(names)} records for {len(set(names))} variants")

@@ -92,19 +92,19 @@ def test_write_failing_half_way_keeps_the_old_file(tmp_path, monkeypatch):
 def test_append_killed_mid_line_then_resumed(tmp_path):
     """A results.jsonl whose last record was torn by a kill: finished records are kept, the torn one
     is dropped (its variant redone), and the next append starts on a fresh line."""
-    from effai.fileio import read_jsonl
+    from effai.results import VariantRecord
     from effai.study.store import RunDir
 
     rd = RunDir(tmp_path / "run", {"dataset": "digits"}, key="k")
     with rd:
-        rd.append({"name": "fp32", "status": "ok"})
-        rd.append({"name": "int8_ptq", "status": "ok"})
+        rd.append(VariantRecord("fp32"))
+        rd.append(VariantRecord("int8_ptq"))
         with open(rd.results, "a", encoding="utf-8") as f:
-            f.write('{"name": "int4", "status": "o')  # killed here
+            f.write('{"schema": 1, "study_key": "k", "record": {"name": "int4", "status": "o')  # killed here
         assert set(rd.finished()) == {"fp32", "int8_ptq"}
-        rd.append({"name": "int4", "status": "ok"})
-    recs = read_jsonl(rd.results)
-    assert [r["name"] for r in recs] == ["fp32", "int8_ptq", "int4"]
+        rd.append(VariantRecord("int4"))
+        assert list(rd.finished()) == ["fp32", "int8_ptq", "int4"]
+    assert len(rd.results.read_text().splitlines()) == 3
     record("results.jsonl torn mid-record, then resumed → effai.study.store.RunDir", "RunDir.append after a torn line",
            "ok", outcome="2 finished records kept, torn record redone once", results_lost=0)
 

@@ -3,7 +3,6 @@ as text in the HTML report (no tag, no attribute, no script of its own)."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +17,7 @@ from effai import report
 EVIL = "<script>alert(1)</script>"
 
 
-def _base_result() -> dict:
+def _base_result():
     spec = importlib.util.spec_from_file_location("_effai_report_fixture", Path(__file__).parents[1] / "test_report.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -47,18 +46,15 @@ def _parse(html: str) -> _Tags:
     return p
 
 
-def _with_names(model: str, layer: str, classes: list[str], variant: str) -> dict:
-    r = copy.deepcopy(BASE)
-    r["model"] = model
-    r["config"]["model"] = model
-    r["dataset"]["class_names"] = classes
-    for v in r["variants"]:
-        if v.get("evaluation"):
-            v["evaluation"]["class_names"] = classes
-        v["description"] = f"largest activation at layer {layer}"
-    r["variants"][2]["name"] = variant
-    r["notes"] = [f"layer {layer}"]
-    return r
+def _with_names(model: str, layer: str, classes: list[str], variant: str):
+    r = BASE
+    variants = [v.replace(description=f"largest activation at layer {layer}",
+                          evaluation=v.evaluation and v.evaluation.replace(class_names=classes))
+                for v in r.variants]
+    variants[2] = variants[2].replace(name=variant)
+    return r.replace(base=r.base.replace(name=model), config={**r.config, "model": model},
+                     dataset=r.dataset.replace(class_names=tuple(classes)), variants=tuple(variants),
+                     notes=(f"layer {layer}",))
 
 
 def _render(result: dict) -> str:

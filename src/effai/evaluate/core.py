@@ -4,45 +4,13 @@ over the test set plus one pass per (corruption, severity)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 
 import torch
 
 from effai.errors import InputError
 from effai.evaluate import metrics
 from effai.evaluate.corruptions import CORRUPTIONS, corrupt
-
-
-@dataclass
-class Evaluation:
-    """What a model does on a test set. `predictions` are kept per example so that a
-    compressed model can later be compared with its base example by example (`compare`)."""
-
-    n: int
-    accuracy: float
-    topk: dict[str, float]  # {"top5": 0.99}
-    per_class: list[float | None]  # recall of each class
-    confusion: list[list[int]]  # rows: true class, columns: predicted class
-    ece: float  # expected calibration error, 15 bins
-    class_names: list[str]
-    predictions: list[int]
-    labels: list[int]
-    slices: dict[str, dict] = field(default_factory=dict)  # {slice: {"accuracy", "n"}}
-    robustness: dict[str, list[float]] = field(default_factory=dict)  # {corruption: [acc at sev 1..]}
-    severities: list[int] = field(default_factory=list)
-
-    @property
-    def mean_corrupted_accuracy(self) -> float | None:
-        """Mean accuracy over every corruption and severity measured (None if none were)."""
-        accs = [a for curve in self.robustness.values() for a in curve]
-        return sum(accs) / len(accs) if accs else None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Evaluation:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+from effai.results.evaluation import Evaluation
 
 
 def _test_tensors(data) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:

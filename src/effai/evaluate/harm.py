@@ -13,40 +13,16 @@ compression-identified exemplars (CIEs) worth looking at by hand.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 
 from effai.errors import InputError
-
-
-@dataclass
-class Harm:
-    overall_delta: float  # variant accuracy - base accuracy
-    classes: list[dict]  # one per class: name, n, base, variant, delta, excess, z, flagged
-    slices: list[dict] = field(default_factory=list)  # the same, per user-given slice
-    exemplars: list[int] = field(default_factory=list)  # CIEs: base right, variant wrong
-    fixed: list[int] = field(default_factory=list)  # base wrong, variant right
-    changed: int = 0  # examples whose predicted label changed at all
-
-    @property
-    def flagged(self) -> list[str]:
-        """Names of the classes and slices that lose significantly more than overall."""
-        return [g["name"] for g in self.classes + self.slices if g["flagged"]]
-
-    def worst(self, n: int = 3) -> list[dict]:
-        """The `n` classes with the largest excess drop."""
-        return sorted(self.classes, key=lambda g: g["excess"])[:n]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["flagged"] = self.flagged
-        return d
+from effai.results.evaluation import GroupHarm, Harm
 
 
 def compare(base, variant, *, slices=None, alpha: float = 0.05, min_excess: float = 0.02) -> Harm:
     """Compare two `Evaluation`s (or their dicts) of the same test set, example by example.
 
-    >>> from effai.evaluate.core import Evaluation
+    >>> from effai.results import Evaluation
     >>> def ev(preds):
     ...     labels = [i % 2 for i in range(40)]
     ...     return Evaluation(40, 0, {}, [], [], 0, ["cat", "dog"], preds, labels)
@@ -89,7 +65,7 @@ def compare(base, variant, *, slices=None, alpha: float = 0.05, min_excess: floa
     )
 
 
-def _group(name, idx, ok_b, ok_v, change, overall, z_crit, min_excess) -> dict:
+def _group(name, idx, ok_b, ok_v, change, overall, z_crit, min_excess) -> GroupHarm:
     n = len(idx)
     d = [change[i] for i in idx]
     delta = sum(d) / n
@@ -98,16 +74,8 @@ def _group(name, idx, ok_b, ok_v, change, overall, z_crit, min_excess) -> dict:
     se = math.sqrt((var + 1.0 / n) / n)
     excess = delta - overall
     z = excess / se
-    return {
-        "name": name,
-        "n": n,
-        "base": sum(ok_b[i] for i in idx) / n,
-        "variant": sum(ok_v[i] for i in idx) / n,
-        "delta": delta,
-        "excess": excess,
-        "z": z,
-        "flagged": bool(excess < -min_excess and z < -z_crit),
-    }
+    return GroupHarm(name=name, n=n, base=sum(ok_b[i] for i in idx) / n, variant=sum(ok_v[i] for i in idx) / n,
+                     delta=delta, excess=excess, z=z, flagged=bool(excess < -min_excess and z < -z_crit))
 
 
 def _as_dict(ev) -> dict:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from effai.config import node_line, parse_yaml
 from effai.errors import InputError, suggest
 from effai.registry import Registry
+from effai.results.units import parse_quantity
 
 DTYPES = ("fp32", "fp16", "bf16", "fp8", "int8", "int4")
 Dtype = Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"]
@@ -61,43 +62,8 @@ def normalise_dtype(dtype: str, what: str = "dtype") -> str:
 
 
 # ------------------------------------------------------------------ quantities with units
-_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-           "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40,
-           "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12}
-_UNITS = {  # unit kind -> accepted base-unit spellings
-    "ops/s": ("OPS", "FLOPS", "op/s", "ops/s", "MAC/s"),
-    "B": ("B",),
-    "B/s": ("B/s",),
-    "W": ("W",),
-    "USD": ("USD", "$"),
-    "J": ("J",),
-}
-_QTY = re.compile(r"^\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*([A-Za-zµ$/]*)\s*$")
-
-
-def parse_quantity(v, unit: str) -> float:
-    """A number in base units, or a string with a unit of the expected kind.
-
-    >>> parse_quantity("4 TOPS", "ops/s"), parse_quantity("256 KiB", "B"), parse_quantity(2, "W")
-    (4000000000000.0, 262144.0, 2.0)
-    """
-    if isinstance(v, bool):
-        raise ValueError(f"expected a number or a string with a unit ({unit}), got {v!r}")
-    if isinstance(v, (int, float)):
-        return float(v)
-    if not isinstance(v, str):
-        raise ValueError(f"expected a number or a string with a unit ({unit}), got {type(v).__name__}")
-    m = _QTY.match(v)
-    if not m:
-        raise ValueError(f"cannot read {v!r} as a quantity in {unit}")
-    num, u = float(m.group(1)), m.group(2)
-    if not u:
-        return num
-    for base in _UNITS[unit]:
-        if u.endswith(base) and u[: len(u) - len(base)] in _PREFIX:
-            scale = _PREFIX[u[: len(u) - len(base)]]
-            return num * scale * (2.0 if base == "MAC/s" else 1.0)
-    raise ValueError(f"unit {u!r} is not a {unit} unit (e.g. {', '.join(_UNITS[unit][:2])} with k/M/G/T or Ki/Mi/Gi)")
+# One reader for every unit effai parses (effai.results.units); an InputError is a ValueError,
+# so pydantic reports a bad quantity with its field and line.
 
 
 class _Strict(BaseModel):

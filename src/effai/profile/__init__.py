@@ -28,6 +28,7 @@ from effai.profile.inputs import InputSpec, as_call, example_tensors, parse_spec
 from effai.profile.latency import RUNTIMES, Latency, interleaved, measure_latency, onnx_runner
 from effai.profile.memory import _storage_key, allocator_peak, count_params, peak_from_events, weight_bytes
 from effai.profile.result import LayerProfile, Profile, Total
+from effai.results.units import fmt_bytes
 
 __all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "measure_latency",
            "interleaved", "onnx_runner", "weight_bytes", "count_params"]
@@ -147,16 +148,8 @@ def check_memory(model, input_shape, batch_size=None, latency: bool = True) -> N
         finally:
             model.train(was_training)
     if need > avail:
-        raise InputError(f"{where}: needs about {_fmt_bytes(need)} of memory (estimate: {how}), but only "
-                         f"{_fmt_bytes(avail)} are available; use a smaller batch")
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1000
-    return f"{n:.1f} TB"
+        raise InputError(f"{where}: needs about {fmt_bytes(need)} of memory (estimate: {how}), but only "
+                         f"{fmt_bytes(avail)} are available; use a smaller batch")
 
 
 def _flat_tensors(tree):

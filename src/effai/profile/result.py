@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from effai.profile.energy import Energy
 from effai.profile.latency import Latency
+from effai.results.units import fmt_bytes, fmt_count
 
 FLOPS_NOTE = ("flops = 2 x MACs of conv/linear/matmul/attention; elementwise_flops (bias, norm, activation, "
               "pooling, softmax, residual adds) are reported separately; flops_all = flops + elementwise_flops")
@@ -123,14 +124,14 @@ class Profile:
         for lp in rows:
             share_lat = f"{100 * lp.latency_ms / lat_total:.1f}" if lat_total and lp.latency_ms is not None else "-"
             tab.add_row(lp.name, lp.type, "x".join(map(str, lp.output_shape or [])), f"{lp.params:,}",
-                        human(lp.macs), f"{100 * lp.macs / t.macs:.1f}" if t.macs else "-",
-                        human(lp.activation_bytes, "B"), share_lat)
+                        fmt_count(lp.macs), f"{100 * lp.macs / t.macs:.1f}" if t.macs else "-",
+                        fmt_bytes(lp.activation_bytes), share_lat)
         lines = [
-            f"params {t.params:,}   MACs {human(t.macs)}   FLOPs {human(t.flops)} (+ {human(t.elementwise_flops)} "
+            f"params {t.params:,}   MACs {fmt_count(t.macs)}   FLOPs {fmt_count(t.flops)} (+ {fmt_count(t.elementwise_flops)} "
             f"elementwise, counted separately)",
-            f"weights {human(t.weight_bytes, 'B')}   peak activations {human(t.peak_activation_bytes, 'B')} "
+            f"weights {fmt_bytes(t.weight_bytes)}   peak activations {fmt_bytes(t.peak_activation_bytes)} "
             f"(liveness over the executed graph; peak at {t.peak_at}); allocator: "
-            + (human(t.allocator_peak_bytes, "B") if t.allocator_peak_bytes is not None else t.allocator_note),
+            + (fmt_bytes(t.allocator_peak_bytes) if t.allocator_peak_bytes is not None else t.allocator_note),
         ]
         if self.latency:
             la = self.latency
@@ -147,17 +148,3 @@ class Profile:
             lines.append("uncounted ops (not zero, unknown): "
                          + ", ".join(f"{u['op']} in {u['layer']}" for u in self.uncounted[:10]))
         return Group(tab, *(Text(x) for x in lines))
-
-
-def human(n: float | None, unit: str = "") -> str:
-    """Short human form: 4.1G, 25.6M, 1.2KB.
-
-    >>> human(4_089_184_256), human(1536, "B"), human(12)
-    ('4.09G', '1.54KB', '12')
-    """
-    if n is None:
-        return "-"
-    for div, suf in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suf}{unit}"
-    return f"{n:g}{unit}"

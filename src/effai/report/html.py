@@ -7,11 +7,22 @@ import json
 import time
 
 from effai.report import plots
-from effai.study.pareto import AXES
-from effai.study.units import fmt_bytes, fmt_count, fmt_ms
+from effai.results import (
+    AXES,
+    GroupHarm,
+    Harm,
+    Selection,
+    StudyResult,
+    VariantRecord,
+    fmt_bytes,
+    fmt_count,
+    fmt_fraction,
+    fmt_joules,
+    fmt_ms,
+)
 
 
-def render_html(result: dict) -> str:
+def render_html(result: StudyResult) -> str:
     """The report as one HTML string (see `effai.report.write_html`)."""
     import jinja2
 
@@ -23,57 +34,38 @@ def render_html(result: dict) -> str:
     return env.get_template("report.html.j2").render(**context(result))
 
 
-def context(result: dict) -> dict:
+def context(result: StudyResult) -> dict:
     """Everything the template shows, formatted; the template only lays it out."""
     from effai import __version__
 
-    records = result.get("variants", [])
-    ok = [r for r in records if r.get("status") == "ok"]
-    selection = result.get("selection") or {"best": None, "reason": "no selection was made", "rejected": []}
-    pareto = result.get("pareto") or {}
-    dataset = result.get("dataset") or {"name": "?", "class_names": [], "n_test": 0}
-    fit_targets = sorted({t for r in ok for t in (r.get("targets") or {})})
+    ok = [r for r in result.variants if r.ok]
+    class_names = list(result.dataset.class_names)
+    fit_targets = sorted({t for r in ok for t in r.targets})
+    slice_names = _slice_names(ok)
     return {
-        "title": result.get("name", "study"),
-        "model": result.get("model", "?"),
-        "dataset": dataset,
+        "title": result.name,
+        "model": result.base.name,
+        "dataset": result.dataset,
         "version": __version__,
         "written": time.strftime("%Y-%m-%d %H:%M"),
-        "selection": selection,
-        "constraints_text": _constraints_text(result.get("constraints") or {}),
-        "notes": result.get("notes", []),
-        "rows": _rows(records, selection, result.get("base")),
-        "latency_note": result.get("latency_note", "see each cell's tooltip for the runtime"),
-        "energy_note": result.get("energy_note", "measured or estimated as each cell's tooltip says"),
-        "pareto_plots": _pareto_plots(ok, pareto, selection.get("best")),
-        "harm_rows": [_harm_row(r, dataset["class_names"]) for r in ok if r.get("harm")],
-        "slice_names": _slice_names(ok),
-        "slice_rows": [_slice_row(r, _slice_names(ok)) for r in ok if (r.get("harm") or {}).get("slices")],
+        "selection": result.selection,
+        "constraints_text": result.constraints.describe(),
+        "notes": list(result.notes),
+        "rows": _rows(result),
+        "latency_note": result.latency_note,
+        "energy_note": result.energy_note,
+        "pareto_plots": _pareto_plots(ok, result.pareto, result.selection.best),
+        "harm_rows": [_harm_row(r, class_names) for r in ok if r.harm is not None],
+        "slice_names": slice_names,
+        "slice_rows": [_slice_row(r, slice_names) for r in ok if r.harm is not None and r.harm.slices],
         "robustness_svg": _prefixed(plots.robustness_svg(ok), "rob-"),
         "fit_targets": fit_targets,
         "fit_rows": [_fit_row(r, fit_targets) for r in ok],
-        "fit_note": result.get("fit_note", "Memory fit against each target's flash and RAM; hover a cell for details."),
-        "command": result.get("command", ""),
-        "config_json": json.dumps(result.get("config", {}), indent=2, default=str),
-        "environment_json": json.dumps(result.get("environment", {}), indent=2, default=str),
+        "fit_note": result.fit_note,
+        "command": result.command,
+        "config_json": json.dumps(result.config, indent=2, default=str),
+        "environment_json": json.dumps(result.environment.to_dict(), indent=2, default=str),
     }
-
-
-def _constraints_text(c: dict) -> str:
-    parts = []
-    if c.get("max_size_bytes"):
-        parts.append(f"size ≤ {fmt_bytes(c['max_size_bytes'])}")
-    if c.get("max_latency_ms"):
-        parts.append(f"latency ≤ {fmt_ms(c['max_latency_ms'])}")
-    if c.get("min_accuracy"):
-        parts.append(f"accuracy ≥ {c['min_accuracy']:.2%}")
-    if c.get("target"):
-        parts.append(f"fits {c['target']}")
-    return ", ".join(parts) or "none (the most accurate variant wins)"
-
-
-def _pct(x, digits=2) -> str:
-    return "-" if x is None else f"{x * 100:.{digits}f}%"
 
 
 def _v(x) -> str:
@@ -81,50 +73,54 @@ def _v(x) -> str:
     return "" if x is None else repr(float(x))
 
 
-def _rows(records: list[dict], selection: dict, base: str | None) -> list[dict]:
-    verdicts = {x["name"]: x for x in selection.get("rejected", [])}
-    base_acc = next((r.get("accuracy") for r in records if r["name"] == base), None)
-    rows = []
-    for r in records:
-        ev = r.get("evaluation") or {}
-        rob = [a for curve in (ev.get("robustness") or {}).values() for a in curve]
-        mca = sum(rob) / len(rob) if rob else None
-        acc = r.get("accuracy")
-        delta = None if acc is None or base_acc is None else (acc - base_acc) * 100
-        energy = r.get("energy") or {}
-        if r["name"] == selection.get("best"):
-            kind, verdict = "selected", selection.get("reason", "")
-        elif r["name"] in verdicts:
-            kind, verdict = verdicts[r["name"]]["kind"], verdicts[r["name"]]["reason"]
-        else:
-            kind, verdict = ("failed", r.get("error", "")) if r.get("status") != "ok" else ("", "")
-        rows.append({
-            "name": r["name"], "family": r.get("family", ""), "description": r.get("description", ""),
-            "css": "selected" if kind == "selected" else ("failed" if r.get("status") != "ok" else ""),
-            "acc": _pct(acc), "acc_v": _v(acc),
-            "delta": "-" if delta is None else f"{delta:+.2f}", "delta_v": _v(delta),
-            "top5": _pct((ev.get("topk") or {}).get("top5")), "top5_v": _v((ev.get("topk") or {}).get("top5")),
-            "ece": "-" if ev.get("ece") is None else f"{ev['ece']:.3f}", "ece_v": _v(ev.get("ece")),
-            "mca": _pct(mca, 1), "mca_v": _v(mca),
-            "size": fmt_bytes(r.get("size_bytes")), "size_v": _v(r.get("size_bytes")),
-            "size_format": r.get("size_format", ""),
-            "params": fmt_count(r.get("params")), "params_v": _v(r.get("params")),
-            "macs": fmt_count(r.get("macs")), "macs_v": _v(r.get("macs")),
-            "lat": fmt_ms(r.get("latency_ms")), "lat_v": _v(r.get("latency_ms")), "runtime": r.get("runtime", ""),
-            "energy": AXES["energy"][1](r.get("energy_j")), "energy_v": _v(r.get("energy_j")),
-            "energy_method": f"{energy.get('method', '')}: {energy.get('model', '')}".strip(": "),
-            "flagged": (r.get("harm") or {}).get("flagged", []),
-            "kind": kind, "verdict": verdict,
-        })
-    return rows
+def _verdict(r: VariantRecord, selection: Selection) -> tuple[str, str]:
+    """(kind, reason) of a row: selected, a rejection's kind, or failed."""
+    if r.name == selection.best:
+        return "selected", selection.reason
+    v = selection.verdict(r.name)
+    if v is not None:
+        return v.kind, v.reason
+    return ("failed", r.error or "") if not r.ok else ("", "")
 
 
-def _pareto_plots(ok: list[dict], pareto: dict, best: str | None) -> list[dict]:
+def _rows(result: StudyResult) -> list[dict]:
+    ref = result.variant(result.reference) if result.reference else None
+    base_acc = ref.accuracy if ref is not None else None
+    return [_row(r, base_acc, result.selection) for r in result.variants]
+
+
+def _row(r: VariantRecord, base_acc: float | None, selection: Selection) -> dict:
+    ev, c = r.evaluation, r.cost
+    mca = ev.mean_corrupted_accuracy if ev is not None else None
+    top5 = ev.topk.get("top5") if ev is not None else None
+    ece = ev.ece if ev is not None else None
+    delta = None if r.accuracy is None or base_acc is None else (r.accuracy - base_acc) * 100
+    kind, verdict = _verdict(r, selection)
+    energy = "" if c.energy is None else f"{c.energy.method}: {c.energy.model}".strip(": ")
+    return {
+        "name": r.name, "family": r.family, "description": r.description,
+        "css": "selected" if kind == "selected" else ("failed" if not r.ok else ""),
+        "acc": fmt_fraction(r.accuracy), "acc_v": _v(r.accuracy),
+        "delta": "-" if delta is None else f"{delta:+.2f}", "delta_v": _v(delta),
+        "top5": fmt_fraction(top5), "top5_v": _v(top5),
+        "ece": "-" if ece is None else f"{ece:.3f}", "ece_v": _v(ece),
+        "mca": fmt_fraction(mca, 1), "mca_v": _v(mca),
+        "size": fmt_bytes(c.size_bytes), "size_v": _v(c.size_bytes), "size_format": c.size_format,
+        "params": fmt_count(c.params), "params_v": _v(c.params),
+        "macs": fmt_count(c.macs), "macs_v": _v(c.macs),
+        "lat": fmt_ms(r.latency_ms), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
+        "energy": fmt_joules(r.energy_j), "energy_v": _v(r.energy_j), "energy_method": energy,
+        "flagged": r.flagged, "kind": kind, "verdict": verdict,
+    }
+
+
+def _pareto_plots(ok: list[VariantRecord], pareto: dict[str, tuple[str, ...]], best: str | None) -> list[dict]:
     out = []
     for axis in AXES:
-        svg = plots.pareto_svg(ok, axis, pareto.get(axis, []), best)
+        front = list(pareto.get(axis, ()))
+        svg = plots.pareto_svg(ok, axis, front, best)
         if svg:
-            out.append({"axis": axis, "svg": plots.strip_ids(svg, f"p{axis}-"), "front": pareto.get(axis, [])})
+            out.append({"axis": axis, "svg": plots.strip_ids(svg, f"p{axis}-"), "front": front})
     return out
 
 
@@ -140,55 +136,53 @@ def _heat(delta_pp: float | None, scale: float = 10.0) -> str:
     return f"rgba(214, 39, 40, {a:.2f})" if delta_pp < 0 else f"rgba(44, 160, 44, {a * 0.5:.2f})"
 
 
-def _cell(g: dict) -> dict:
-    d = g["delta"] * 100
+def _cell(g: GroupHarm) -> dict:
+    d = g.delta * 100
     return {
-        "text": f"{d:+.1f}", "bg": _heat(d), "flagged": g["flagged"],
-        "title": f"{g['name']}: {g['base']:.1%} → {g['variant']:.1%} (n={g['n']}, excess {g['excess'] * 100:+.1f} pp, z={g['z']:.1f})",
+        "text": f"{d:+.1f}", "bg": _heat(d), "flagged": g.flagged,
+        "title": f"{g.name}: {g.base:.1%} → {g.variant:.1%} (n={g.n}, excess {g.excess * 100:+.1f} pp, z={g.z:.1f})",
     }
 
 
-def _harm_row(r: dict, class_names: list[str]) -> dict:
-    h = r["harm"]
-    by_name = {g["name"]: g for g in h["classes"]}
-    cells = [_cell(by_name[c]) if c in by_name else {"text": "-", "bg": _heat(None), "flagged": False, "title": ""}
-             for c in class_names]
-    return {"name": r["name"], "overall": f"{h['overall_delta'] * 100:+.2f}", "cells": cells,
-            "cies": len(h.get("exemplars", [])), "cie_examples": ", ".join(map(str, h.get("exemplars", [])[:20]))}
+_NO_CELL = {"text": "-", "bg": _heat(None), "flagged": False, "title": ""}
 
 
-def _slice_names(ok: list[dict]) -> list[str]:
+def _harm_row(r: VariantRecord, class_names: list[str]) -> dict:
+    h = r.harm or Harm(0.0, [])
+    by_name = {g.name: g for g in h.classes}
+    cells = [_cell(by_name[c]) if c in by_name else _NO_CELL for c in class_names]
+    return {"name": r.name, "overall": f"{h.overall_delta * 100:+.2f}", "cells": cells,
+            "cies": len(h.exemplars), "cie_examples": ", ".join(map(str, h.exemplars[:20]))}
+
+
+def _slice_names(ok: list[VariantRecord]) -> list[str]:
     names: list[str] = []
     for r in ok:
-        for g in (r.get("harm") or {}).get("slices", []):
-            if g["name"] not in names:
-                names.append(g["name"])
+        for g in r.harm.slices if r.harm is not None else []:
+            if g.name not in names:
+                names.append(g.name)
     return names
 
 
-def _slice_row(r: dict, names: list[str]) -> dict:
-    by_name = {g["name"]: g for g in r["harm"]["slices"]}
-    return {"name": r["name"], "cells": [_cell(by_name[s]) if s in by_name else
-                                         {"text": "-", "bg": _heat(None), "flagged": False, "title": ""} for s in names]}
+def _slice_row(r: VariantRecord, names: list[str]) -> dict:
+    by_name = {g.name: g for g in (r.harm.slices if r.harm is not None else [])}
+    return {"name": r.name, "cells": [_cell(by_name[s]) if s in by_name else _NO_CELL for s in names]}
 
 
-def _fit_row(r: dict, targets: list[str]) -> dict:
+def _fit_row(r: VariantRecord, targets: list[str]) -> dict:
     cells, cost = [], []
     for t in targets:
-        f = (r.get("targets") or {}).get(t)
+        f = r.targets.get(t)
         if f is None:
             cells.append({"text": "-", "bg": "#f4f4f4", "title": "not evaluated"})
             cost.append({"text": "-", "title": ""})
             continue
-        lat = f.get("latency_ms")
-        cells.append({
-            "text": ("fits" if f.get("fits") else "no") + (f" · {fmt_ms(lat)}" if lat is not None else ""),
-            "bg": "#dff0d8" if f.get("fits") else "#f2dede",
-            "title": f.get("reason", ""),
-        })
-        usd, co2 = f.get("cost_usd_per_million"), f.get("co2_g_per_million")
+        lat = f" · {fmt_ms(f.latency_ms)}" if f.latency_ms is not None else ""
+        cells.append({"text": ("fits" if f.fits else "no") + lat,
+                      "bg": "#dff0d8" if f.fits else "#f2dede", "title": f.reason})
+        usd, co2 = f.cost_usd_per_million, f.co2_g_per_million
         cost.append({
             "text": f"{'-' if usd is None else f'{usd:.3g}'} · {'-' if co2 is None else f'{co2:.3g}'}",
-            "title": f.get("cost_note", "estimate"),
+            "title": f.cost_note or "estimate",
         })
-    return {"name": r["name"], "cells": cells, "cost": cost}
+    return {"name": r.name, "cells": cells, "cost": cost}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from effai.study.units import fmt_bytes, fmt_count, fmt_ms
+from effai.results import StudyResult, fmt_bytes, fmt_count, fmt_fraction, fmt_joules, fmt_ms
 
 
 def _md(text) -> str:
@@ -13,36 +13,35 @@ def _md(text) -> str:
     return s
 
 
-def render_markdown(result: dict) -> str:
+def render_markdown(result: StudyResult) -> str:
     """The summary as a string.
 
-    >>> print(render_markdown({"name": "t", "variants": [], "command": "effai study"}).splitlines()[0])
+    >>> from effai.results import BaseModelInfo, StudyResult
+    >>> print(render_markdown(StudyResult("t", BaseModelInfo("lenet5"))).splitlines()[0])
     # effai study: t
     """
-    sel = result.get("selection") or {}
-    verdict = {x["name"]: f"{x['kind']}: {x['reason']}" for x in sel.get("rejected", [])}
-    ds = result.get("dataset") or {}
+    sel = result.selection
     lines = [
-        f"# effai study: {_md(result.get('name', 'study'))}",
+        f"# effai study: {_md(result.name)}",
         "",
-        f"Base model `{_md(result.get('model', '?'))}` on `{_md(ds.get('name', '?'))}`.",
+        f"Base model `{_md(result.base.name)}` on `{_md(result.dataset.name)}`.",
         "",
-        f"**Selected: {_md(sel['best'])}** — {_md(sel.get('reason', ''))}" if sel.get("best")
-        else f"**No variant meets the constraints.** {_md(sel.get('reason', ''))}",
+        f"**Selected: {_md(sel.best)}** — {_md(sel.reason)}" if sel.best
+        else f"**No variant meets the constraints.** {_md(sel.reason)}",
         "",
         "| variant | accuracy | size | format | MACs | latency p50 | energy | harmed classes | verdict |",
         "|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
-    for r in result.get("variants", []):
-        if r.get("status") != "ok":
-            lines.append(f"| {_md(r['name'])} | failed | | | | | | | {_md(r.get('error', ''))} |")
+    for r in result.variants:
+        if not r.ok:
+            lines.append(f"| {_md(r.name)} | failed | | | | | | | {_md(r.error or '')} |")
             continue
-        e = r.get("energy_j")
+        v = sel.verdict(r.name)
+        verdict = "selected" if r.name == sel.best else (f"{v.kind}: {v.reason}" if v else "")
         lines.append(
-            f"| {_md(r['name'])} | {r['accuracy']:.2%} | {fmt_bytes(r.get('size_bytes'))} | {_md(r.get('size_format', ''))} "
-            f"| {fmt_count(r.get('macs'))} | {fmt_ms(r.get('latency_ms'))} | {'-' if e is None else f'{e * 1e6:.3g} uJ'} "
-            f"| {_md(', '.join((r.get('harm') or {}).get('flagged', [])))} "
-            f"| {_md('selected' if r['name'] == sel.get('best') else verdict.get(r['name'], ''))} |"
+            f"| {_md(r.name)} | {fmt_fraction(r.accuracy)} | {fmt_bytes(r.size_bytes)} | {_md(r.cost.size_format)} "
+            f"| {fmt_count(r.macs)} | {fmt_ms(r.latency_ms)} | {fmt_joules(r.energy_j)} "
+            f"| {_md(', '.join(r.flagged))} | {_md(verdict)} |"
         )
-    lines += ["", "Reproduce:", "", "```", result.get("command", ""), "```", ""]
+    lines += ["", "Reproduce:", "", "```", result.command, "```", ""]
     return "\n".join(lines)

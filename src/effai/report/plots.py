@@ -10,12 +10,10 @@ from __future__ import annotations
 import io
 import re
 
-from effai.study.pareto import AXES
+from effai.results import AXES, VariantRecord
 
 _RC = {"svg.fonttype": "none", "text.parse_math": False, "font.size": 9, "axes.spines.top": False,
        "axes.spines.right": False, "svg.hashsalt": "effai"}
-_AXIS_LABEL = {"size": "size (bytes, storage format)", "macs": "MACs per inference",
-               "latency": "latency p50 (ms)", "energy": "energy per inference (J)"}
 
 
 def _svg(fig) -> str:
@@ -40,59 +38,57 @@ def _figure(*args, **kw):
     return plt.subplots(*args, **kw)
 
 
-def pareto_svg(records: list[dict], axis: str, front: list[str], best: str | None = None) -> str | None:
-    """Accuracy against one cost axis (log scale); the front is joined by a line.
-    None if no variant has a value on this axis."""
+def pareto_svg(records: list[VariantRecord], axis: str, front: list[str], best: str | None = None) -> str | None:
+    """Accuracy against one cost axis (log scale, ticks in the axis's unit, as the tables print
+    it); the front is joined by a line. None if no variant has a value on this axis."""
     import matplotlib
 
-    key = AXES[axis][0]
-    pts = [r for r in records if r.get("status") == "ok" and r.get(key)]
+    ax_ = AXES[axis]
+    pts = [(ax_.of(r), r.accuracy * 100, r) for r in records if r.ok and ax_.of(r) and r.accuracy is not None]
     if not pts:
         return None
     with matplotlib.rc_context(_RC):
         fig, ax = _figure(figsize=(5.2, 3.6))
         on = set(front)
-        for r in pts:
-            star = r["name"] == best
-            ax.scatter(r[key], r["accuracy"] * 100, s=80 if star else 28, marker="*" if star else "o",
-                       color="#d62728" if star else ("#1f77b4" if r["name"] in on else "#aaaaaa"), zorder=3)
-            ax.annotate(r["name"], (r[key], r["accuracy"] * 100), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points", color="#333333" if r["name"] in on else "#888888")
-        fr = [r for name in front for r in pts if r["name"] == name]
+        for x, y, r in pts:
+            star = r.name == best
+            ax.scatter(x, y, s=80 if star else 28, marker="*" if star else "o",
+                       color="#d62728" if star else ("#1f77b4" if r.name in on else "#aaaaaa"), zorder=3)
+            ax.annotate(r.name, (x, y), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points", color="#333333" if r.name in on else "#888888")
+        fr = [(x, y) for name in front for x, y, r in pts if r.name == name]
         if fr:
-            ax.step([r[key] for r in fr], [r["accuracy"] * 100 for r in fr], where="post", color="#1f77b4", lw=1)
+            ax.step([x for x, _ in fr], [y for _, y in fr], where="post", color="#1f77b4", lw=1)
         ax.set_xscale("log")
         # Plain tick labels (mathtext is off, so the default 10^k labels would show as TeX).
         from matplotlib.ticker import FuncFormatter, NullFormatter
 
-        fmt = AXES[axis][1] if axis != "energy" else (lambda j: f"{j:.0e}")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: ax_.fmt(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(_AXIS_LABEL[axis])
+        ax.set_xlabel(ax_.label)
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"accuracy vs {axis}: Pareto front in blue" + (", selected ★" if best else ""))
         ax.grid(alpha=0.3)
         return _svg(fig)
 
 
-def robustness_svg(records: list[dict]) -> str | None:
+def robustness_svg(records: list[VariantRecord]) -> str | None:
     """One small panel per corruption: accuracy against severity, one line per variant."""
     import matplotlib
 
-    recs = [r for r in records if r.get("status") == "ok" and (r.get("evaluation") or {}).get("robustness")]
-    if not recs:
+    evs = [(r.name, r.evaluation) for r in records if r.ok and r.evaluation is not None and r.evaluation.robustness]
+    if not evs:
         return None
-    names = list(recs[0]["evaluation"]["robustness"])
+    names = list(evs[0][1].robustness)
     with matplotlib.rc_context(_RC):
         fig, axes = _figure(1, len(names), figsize=(2.4 * len(names), 2.8), sharey=True, squeeze=False)
         cmap = matplotlib.colormaps["tab20"]
         for j, cname in enumerate(names):
             ax = axes[0][j]
-            for i, r in enumerate(recs):
-                ev = r["evaluation"]
-                xs = [0] + list(ev["severities"])
-                ys = [ev["accuracy"] * 100] + [a * 100 for a in ev["robustness"].get(cname, [])]
-                ax.plot(xs[: len(ys)], ys, marker=".", lw=1, color=cmap(i % 20), label=r["name"])
+            for i, (name, ev) in enumerate(evs):
+                xs = [0] + list(ev.severities)
+                ys = [ev.accuracy * 100] + [a * 100 for a in ev.robustness.get(cname, [])]
+                ax.plot(xs[: len(ys)], ys, marker=".", lw=1, color=cmap(i % 20), label=name)
             ax.set_title(cname.replace("_", " "))
             ax.set_xlabel("severity (0 = clean)")
             ax.grid(alpha=0.3)

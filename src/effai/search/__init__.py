@@ -13,8 +13,9 @@ and returns the Pareto front over accuracy and the chosen costs. Storage is an O
 (1, 'lenet5 w0.25 int8')
 """
 
-from effai.search.config import Constraints, SearchConfig, SpaceConfig, TrainSettings, load_config
-from effai.search.run import SearchResult, TrialRecord, dominates, pareto_front, run
+from effai.search.config import Budgets, SearchConfig, SpaceConfig, TrainSettings, load_config
+from effai.search.objectives import budgets, objective, search_front
+from effai.search.run import SearchResult, TrialRecord, run
 
-__all__ = ["Constraints", "SearchConfig", "SearchResult", "SpaceConfig", "TrainSettings", "TrialRecord",
-           "dominates", "load_config", "pareto_front", "run"]
+__all__ = ["Budgets", "SearchConfig", "SearchResult", "SpaceConfig", "TrainSettings", "TrialRecord", "budgets",
+           "load_config", "objective", "run", "search_front"]

@@ -6,10 +6,10 @@ Every backend has the same three verbs: `submit(variant) -> handle`, `wait(handl
 touches the Optuna storage: one writer, no database locks across machines.
 
 >>> from effai.search.config import SearchConfig
->>> b = LocalBackend(SearchConfig(workers=1), fn=lambda v, c: {"ok": True, "metrics": v})
+>>> b = LocalBackend(SearchConfig(workers=1), fn=lambda v, c: {"ok": True, "record": v})
 >>> h = b.submit({"x": 1})
 >>> b.wait([h])
-[(0, {'ok': True, 'metrics': {'x': 1}})]
+[(0, {'ok': True, 'record': {'x': 1}})]
 """
 
 from __future__ import annotations

@@ -22,11 +22,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
+from effai.results import parse_bytes
+
 Objective = Literal["accuracy", "size", "macs", "latency", "energy"]
 # Direction of each objective for Optuna: accuracy up, every cost down.
 DIRECTIONS = {"accuracy": "maximize", "size": "minimize", "macs": "minimize", "latency": "minimize",
               "energy": "minimize"}
-UNITS = {"accuracy": "", "size": "B", "macs": "", "latency": "ms", "energy": "J"}
 
 
 class _Frozen(BaseModel):
@@ -140,19 +141,10 @@ class TrainSettings(_Frozen):
     kd_alpha: float = 0.7
 
 
-def parse_bytes(v) -> int:
-    """Bytes from an int or a string like '256KB' (1000) or '256KiB' (1024): effai.study's parser.
-
-    >>> parse_bytes("250KB"), parse_bytes("1KiB"), parse_bytes(512)
-    (250000, 1024, 512)
-    """
-    from effai.study.units import parse_size
-
-    return parse_size(v, "size")  # an InputError is a ValueError: pydantic reports it with the line
-
-
-class Constraints(_Frozen):
-    """Budgets a variant must meet to be feasible; unset ones come from `target` when given."""
+class Budgets(_Frozen):
+    """The `constraints:` section: budgets a variant must meet to be feasible; unset ones come
+    from `target` when given (`effai.search.objectives.budgets` turns them into the shared
+    `effai.results.Constraints`)."""
 
     max_ram: int | None = None  # bytes of activation memory (peak)
     max_flash: int | None = None  # bytes of stored weights
@@ -161,7 +153,8 @@ class Constraints(_Frozen):
     @field_validator("max_ram", "max_flash", mode="before")
     @classmethod
     def _bytes(cls, v):
-        return None if v is None else parse_bytes(v)
+        # An InputError is a ValueError: pydantic reports it with the line.
+        return None if v is None else parse_bytes(v, "size")
 
 
 class SearchConfig(_Frozen):
@@ -179,7 +172,7 @@ class SearchConfig(_Frozen):
     train: TrainSettings = TrainSettings()
     target: str | None = None  # hardware target: latency/energy estimates and default budgets
     latency: Literal["measured", "estimated"] = "measured"
-    constraints: Constraints = Constraints()
+    constraints: Budgets = Budgets()
     threads_per_trial: int = 1
     # Variants to try first (Optuna's enqueue_trial), e.g. the uncompressed base as an anchor:
     # [{family: lenet5, width_mult: 1.0, bits: 32}]; unset dimensions are sampled.

@@ -16,28 +16,32 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from effai.errors import InputError
 from effai.fileio import ensure_dir
+from effai.results import Constraints, Record, VariantRecord, margins, violations
+from effai.results.serial import versioned
 from effai.search.config import DIRECTIONS, SearchConfig
-from effai.search.space import describe, start_params, suggest
+from effai.search.objectives import budgets, objective, search_front
+from effai.search.space import start_params, suggest
 
 
-@dataclasses.dataclass
-class TrialRecord:
-    """One finished trial: what was sampled, what was measured, and whether it met the budgets."""
+@dataclasses.dataclass(frozen=True)
+class TrialRecord(Record):
+    """One finished trial: what was sampled, its variant's record, and whether it met the budgets."""
 
     number: int
-    name: str
-    variant: dict
-    values: dict  # objective -> value
-    metrics: dict
+    variant: dict[str, Any]  # the sampled point of the space
+    record: VariantRecord
+    values: dict[str, float]  # objective -> value told to Optuna
     feasible: bool
-    violations: list[str]
+    violations: tuple[str, ...] = ()
     same_as: int | None = None  # a repeat of this earlier trial's variant (measurement reused)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    @property
+    def name(self) -> str:
+        return self.record.name
 
 
 @dataclasses.dataclass
@@ -54,7 +58,7 @@ class SearchResult:
     out: Path
 
     def to_dict(self) -> dict:
-        return {
+        return versioned({
             "study_name": self.config.study_name,
             "storage": self.storage,
             "objectives": self.objectives,
@@ -62,69 +66,11 @@ class SearchResult:
             "n_complete": len(self.trials),
             "n_failed": self.n_failed,
             "n_retried": self.n_retried,
-            "budgets": budgets(self.config),
+            "budgets": budgets(self.config).to_dict(),
             "front": [t.to_dict() for t in self.front],
             "trials": [t.to_dict() for t in self.trials],
             "config": self.config.model_dump(),
-        }
-
-
-# ---------------------------------------------------------------- budgets and constraints
-def budgets(cfg: SearchConfig) -> dict:
-    """RAM / flash / latency budgets: the config's, else the hardware target's RAM and storage."""
-    b = {"ram": cfg.constraints.max_ram, "size": cfg.constraints.max_flash, "latency": cfg.constraints.max_latency_ms}
-    if cfg.target:
-        from effai import hardware
-
-        t = hardware.load_catalogue().get(cfg.target)  # an unknown name fails here, before any work
-        if b["ram"] is None:
-            b["ram"] = int(t.spec.ram.value)
-        if b["size"] is None and t.spec.storage is not None:
-            b["size"] = int(t.spec.storage.value)
-    return {k: v for k, v in b.items() if v is not None}
-
-
-def violations(metrics: dict, limits: dict) -> tuple[dict[str, float], list[str]]:
-    """(Optuna constraint values, <= 0 feasible; human-readable violations).
-
-    >>> violations({"ram": 100, "size": 50, "latency": None}, {"ram": 64, "size": 64})
-    ({'ram': 36.0, 'size': -14.0}, ['ram 100 > 64'])
-    """
-    values, bad = {}, []
-    for key, limit in limits.items():
-        got = metrics.get(key)
-        if got is None:
-            continue
-        values[key] = float(got) - float(limit)
-        if got > limit:
-            bad.append(f"{key} {got:g} > {limit:g}")
-    return values, bad
-
-
-# ---------------------------------------------------------------- Pareto front
-def dominates(a: list[float], b: list[float], directions: list[str]) -> bool:
-    """True if `a` is no worse than `b` in every objective and better in one.
-
-    >>> dominates([0.9, 100], [0.8, 200], ["maximize", "minimize"])
-    True
-    >>> dominates([0.9, 300], [0.8, 200], ["maximize", "minimize"])
-    False
-    """
-    sign = [1 if d == "maximize" else -1 for d in directions]
-    no_worse = all(s * x >= s * y for s, x, y in zip(sign, a, b, strict=False))
-    better = any(s * x > s * y for s, x, y in zip(sign, a, b, strict=False))
-    return no_worse and better
-
-
-def pareto_front(records: list[TrialRecord], objectives: list[str]) -> list[TrialRecord]:
-    """The feasible records no other feasible record dominates, sorted by the first cost
-    (repeats of an earlier trial's variant are left out)."""
-    dirs = [DIRECTIONS[o] for o in objectives]
-    pts = [r for r in records if r.feasible and r.same_as is None]
-    vec = {r.number: [r.values[o] for o in objectives] for r in pts}
-    front = [r for r in pts if not any(dominates(vec[q.number], vec[r.number], dirs) for q in pts)]
-    key = objectives[1] if len(objectives) > 1 else objectives[0]
-    return sorted(front, key=lambda r: (r.values[key], r.number))
+        })
 
 
 # ---------------------------------------------------------------- the driver
@@ -194,11 +140,15 @@ def recover_interrupted(study) -> int:
     return len(stale)
 
 
-def _record(t) -> TrialRecord:
+def _record(t, where: str) -> TrialRecord:
     ua = t.user_attrs
-    return TrialRecord(number=t.number, name=ua.get("name", ""), variant=ua.get("variant", {}),
-                       values=dict(zip(ua.get("objectives", []), t.values or [], strict=False)), metrics=ua.get("metrics", {}),
-                       feasible=not ua.get("violations"), violations=list(ua.get("violations", [])),
+    if "record" not in ua:
+        raise InputError(f"{where}: trial {t.number} was written by an effai before results schema 1 (no record); "
+                         "use a new --storage or study_name")
+    return TrialRecord(number=t.number, variant=ua.get("variant", {}),
+                       record=VariantRecord.from_dict(ua["record"], f"{where}: trial {t.number}"),
+                       values=dict(zip(ua.get("objectives", []), t.values or [], strict=False)),
+                       feasible=not ua.get("violations"), violations=tuple(ua.get("violations", [])),
                        same_as=ua.get("same_as"))
 
 
@@ -212,6 +162,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
     from optuna.trial import TrialState
 
     from effai.search.backends import make_backend
+    from effai.search.trial import describe
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -242,12 +193,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
         progress(done, cfg.n_trials, f"resumed: {done} complete" if done else "starting")
     backend = make_backend(cfg) if done < cfg.n_trials else None
     pending: dict[int, tuple] = {}  # handle -> (optuna trial, variant)
-    # variant -> (trial number, worker result) of every trial measured so far, failures included
-    measured = {json.dumps(t.user_attrs.get("variant"), sort_keys=True):
-                (t.number, {"ok": True, "metrics": t.user_attrs.get("metrics")} if t.state == TrialState.COMPLETE
-                 else {"ok": False, "error": t.user_attrs["error"]})
-                for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-                if "variant" in t.user_attrs and ("metrics" in t.user_attrs or "error" in t.user_attrs)}
+    measured = _measured(study)
     try:
         while done < cfg.n_trials or pending:
             while backend and len(pending) < cfg.workers and done + len(pending) < cfg.n_trials:
@@ -279,13 +225,33 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
         if backend:
             backend.close()
 
-    trials = [_record(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    trials = [_record(t, cfg.storage_url()) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     n_failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
-    result = SearchResult(cfg, list(cfg.objectives), trials, pareto_front(trials, list(cfg.objectives)),
-                          n_failed, retried, cfg.storage_url(), out)
+    result = SearchResult(cfg, list(cfg.objectives), trials, search_front(trials, cfg), n_failed, retried,
+                          cfg.storage_url(), out)
     if write:
         write_outputs(result)
     return result
+
+
+def _measured(study) -> dict[str, tuple[int, dict]]:
+    """variant -> (trial number, worker result) of every trial measured so far, failures included.
+    A trial interrupted between storing its record and being told holds a record but is FAIL
+    (not a result): it is measured again."""
+    from optuna.trial import TrialState
+
+    out = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        ua = t.user_attrs
+        if t.state == TrialState.COMPLETE and "record" in ua:
+            res = {"ok": True, "record": ua["record"]}
+        elif t.state == TrialState.FAIL and "error" in ua:
+            res = {"ok": False, "error": ua["error"]}
+        else:
+            continue
+        if "variant" in ua:
+            out[json.dumps(ua["variant"], sort_keys=True)] = (t.number, res)
+    return out
 
 
 def _check_inputs(cfg: SearchConfig) -> None:
@@ -298,7 +264,7 @@ def _check_inputs(cfg: SearchConfig) -> None:
     dataset(cfg.dataset, cfg.seed)  # InputError naming the data set; cached for in-process trials
 
 
-def _finish(study, trial, res: dict, cfg: SearchConfig, limits: dict) -> str:
+def _finish(study, trial, res: dict, cfg: SearchConfig, limits: Constraints) -> str:
     """Tell the study how a trial ended; returns a one-line progress message."""
     from optuna.trial import TrialState
 
@@ -307,20 +273,20 @@ def _finish(study, trial, res: dict, cfg: SearchConfig, limits: dict) -> str:
         trial.set_user_attr("error", res.get("error", "unknown error"))
         study.tell(trial, state=TrialState.FAIL)
         return f"failed #{trial.number} {name}: {res.get('error', '')[:120]}"
-    m = res["metrics"]
-    values = [m.get(o) for o in cfg.objectives]
+    rec = VariantRecord.from_dict(res["record"], f"trial {trial.number}")
+    values = [objective(rec, o, cfg.accuracy_on) for o in cfg.objectives]
     if any(v is None for v in values):
         missing = [o for o, v in zip(cfg.objectives, values, strict=False) if v is None]
         trial.set_user_attr("error", f"objective(s) {missing} not measured")
         study.tell(trial, state=TrialState.FAIL)
         return f"failed #{trial.number} {name}: objective(s) {missing} not measured"
-    cons, bad = violations(m, limits)
-    trial.set_user_attr("metrics", m)
+    bad = violations(rec, limits, cfg.accuracy_on)
+    trial.set_user_attr("record", res["record"])
     trial.set_user_attr("objectives", list(cfg.objectives))
-    for key, value in cons.items():  # feasible when <= 0; the samplers prefer feasible trials
+    for key, value in margins(rec, limits).items():  # feasible when <= 0; the samplers prefer feasible trials
         trial.set_constraint(key, value)
     trial.set_user_attr("violations", bad)
-    study.tell(trial, [float(v) for v in values])
+    study.tell(trial, [float(v) for v in values])  # type: ignore[arg-type]
     shown = ", ".join(f"{o}={v:.4g}" for o, v in zip(cfg.objectives, values, strict=False))
     return f"#{trial.number} {name}: {shown}" + (" (over budget)" if bad else "")
 

@@ -61,29 +61,6 @@ def suggest(trial, space: SpaceConfig) -> dict:
     return v
 
 
-def describe(v: dict) -> str:
-    """A short human name for a variant.
-
-    >>> describe({"family": "lenet5", "width_mult": 0.5, "resolution_mult": 1.0, "prune_ratio": 0.25,
-    ...           "bits": 4, "layer_bits": None, "kd": True, "qat": False})
-    'lenet5 w0.5 prune0.25 int4 kd'
-    """
-    parts = [v["family"], f"w{v['width_mult']:g}"]
-    if v["resolution_mult"] != 1.0:
-        parts.append(f"r{v['resolution_mult']:g}")
-    if v["prune_ratio"] > 0:
-        parts.append(f"prune{v['prune_ratio']:g}")
-    if v.get("layer_bits"):
-        parts.append("mixed(" + "/".join(str(b) for b in v["layer_bits"].values()) + ")")
-    elif v["bits"] != 32:
-        parts.append(f"int{v['bits']}" if v["bits"] < 16 else "fp16")
-    if v["kd"]:
-        parts.append("kd")
-    if v["qat"]:
-        parts.append("qat")
-    return " ".join(parts)
-
-
 def start_params(initial: dict, space: SpaceConfig) -> dict:
     """Optuna parameters for one `initial` start point; with per-layer bits, `bits` fills every layer.
 

@@ -1,7 +1,8 @@
 """One trial: build, train, compress and measure one variant. Runs in a worker (process or Ray task).
 
-A variant is a plain dict (what the driver sampled); `evaluate_variant` returns plain metrics,
-so the same function runs in-process, in a process pool, or as a Ray task on another machine.
+A variant is a plain dict (what the driver sampled); `evaluate_variant` returns an
+`effai.results.VariantRecord` (a worker sends its dict back), so the same function runs
+in-process, in a process pool, or as a Ray task on another machine.
 Steps, in order: build the zoo model at the sampled width and resolution -> train (with
 knowledge distillation from a width-1.0 teacher when `kd`) -> channel-prune and fine-tune ->
 quantize weights (post-training, or QAT fine-tuning when `qat`) -> accuracy on val and test ->
@@ -11,9 +12,9 @@ profile (params, MACs, peak activations, latency, energy) and the size of the st
 >>> cfg = SearchConfig(train={"epochs": 1, "finetune_epochs": 1})
 >>> v = {"family": "lenet5", "width_mult": 0.25, "resolution_mult": 1.0, "prune_ratio": 0.0,
 ...      "bits": 8, "layer_bits": None, "kd": False, "qat": False}
->>> m = evaluate_variant(v, cfg)
->>> m["size"] < m["size_fp32"], 0 <= m["accuracy"] <= 1
-(True, True)
+>>> r = evaluate_variant(v, cfg)
+>>> r.size_bytes < r.details["size_fp32"], 0 <= r.accuracy <= 1, r.name
+(True, True, 'lenet5 w0.25 int8')
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effai.results import Cost, Energy, Latency, VariantRecord
 from effai.search.config import SearchConfig
 
 QUANT_TYPES = (nn.Conv2d, nn.Linear)
@@ -61,6 +63,29 @@ def resolution_for(family: str, base: int, mult: float) -> int:
     from effai import zoo
 
     return max(int(round(base * mult)), zoo.info(family).min_resolution)
+
+
+def describe(v: dict) -> str:
+    """A short human name for a variant.
+
+    >>> describe({"family": "lenet5", "width_mult": 0.5, "resolution_mult": 1.0, "prune_ratio": 0.25,
+    ...           "bits": 4, "layer_bits": None, "kd": True, "qat": False})
+    'lenet5 w0.5 prune0.25 int4 kd'
+    """
+    parts = [v["family"], f"w{v['width_mult']:g}"]
+    if v["resolution_mult"] != 1.0:
+        parts.append(f"r{v['resolution_mult']:g}")
+    if v["prune_ratio"] > 0:
+        parts.append(f"prune{v['prune_ratio']:g}")
+    if v.get("layer_bits"):
+        parts.append("mixed(" + "/".join(str(b) for b in v["layer_bits"].values()) + ")")
+    elif v["bits"] != 32:
+        parts.append(f"int{v['bits']}" if v["bits"] < 16 else "fp16")
+    if v["kd"]:
+        parts.append("kd")
+    if v["qat"]:
+        parts.append("qat")
+    return " ".join(parts)
 
 
 def build(variant: dict, cfg: SearchConfig) -> tuple[nn.Module, object]:
@@ -174,8 +199,8 @@ def _quantize(model: nn.Module, layer_bits: dict[str, int], qat: bool, ds, cfg: 
     return model
 
 
-def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
-    """Build, train, compress and measure one variant; returns plain metrics (see module doc)."""
+def evaluate_variant(variant: dict, cfg: SearchConfig) -> VariantRecord:
+    """Build, train, compress and measure one variant (see module doc)."""
     from effai import profile as profile_mod
     from effai.train import fit, score
 
@@ -205,30 +230,24 @@ def evaluate_variant(variant: dict, cfg: SearchConfig) -> dict:
 
     _, val_loader, test_loader = ds.loaders(512)
     val_acc, test_acc = score(model, val_loader).accuracy, score(model, test_loader).accuracy
-    metrics = {
-        "accuracy": val_acc if cfg.accuracy_on == "val" else test_acc,
-        "val_accuracy": val_acc,
-        "test_accuracy": test_acc,
-        "size": size,
-        "size_fp32": size_fp32,
-        "params": int(prof.total.params),
-        "macs": int(prof.total.macs),
-        "ram": int(prof.total.peak_activation_bytes),
-        "resolution": int(ds.input_shape[-1]),
-        "mean_bits": mean_bits,
-        "latency": prof.latency.p50_ms if prof.latency is not None else None,
-        "latency_method": f"measured (torch eager, p50, {cfg.threads_per_trial} thread)" if prof.latency else None,
-        "energy": prof.energy.joules if prof.energy is not None else None,
-        "energy_method": prof.energy.method if prof.energy is not None else None,
-    }
+    cost = Cost(size_bytes=size, size_format=f"{mean_bits:g}-bit weights (mean) + fp32 scales",
+                params=int(prof.total.params), macs=int(prof.total.macs),
+                peak_activation_bytes=int(prof.total.peak_activation_bytes),
+                latency=None if prof.latency is None else Latency.measured(prof.latency, "eager fp32"),
+                energy=None if prof.energy is None else Energy(
+                    prof.energy.joules, "measured" if prof.energy.method == "measured" else "estimated",
+                    prof.energy.detail))
+    rec = VariantRecord(describe(variant), family=variant["family"], accuracy=test_acc, val_accuracy=val_acc,
+                        bits=mean_bits, cost=cost,
+                        details={"size_fp32": size_fp32, "resolution": int(ds.input_shape[-1])})
     if cfg.target:
-        metrics.update(_on_target(prof, cfg, mean_bits))
-    metrics["seconds"] = time.perf_counter() - start
-    metrics["cpu_seconds"] = time.process_time() - cpu_start  # CPU time this worker got (all its threads)
-    return metrics
+        rec = _on_target(rec, prof, cfg, mean_bits)
+    return rec.replace(seconds=time.perf_counter() - start,
+                       # CPU time this worker got (all its threads)
+                       details={**rec.details, "cpu_seconds": time.process_time() - cpu_start})
 
 
-def _on_target(prof, cfg: SearchConfig, mean_bits: float) -> dict:
+def _on_target(rec: VariantRecord, prof, cfg: SearchConfig, mean_bits: float) -> VariantRecord:
     """Latency / energy estimated on the hardware target (effai.hardware's roofline estimate),
     at int8 when the weights are 8 bits or fewer and the target runs int8, else at the model's dtype."""
     from effai import hardware
@@ -236,20 +255,20 @@ def _on_target(prof, cfg: SearchConfig, mean_bits: float) -> dict:
     target = hardware.load_catalogue().get(cfg.target)
     dtype = "int8" if mean_bits <= 8 and "int8" in target.spec.dtypes else None
     est = hardware.estimate(prof, cfg.target, dtype)
-    out = {"target_dtype": est.dtype}
+    cost = rec.cost
     if cfg.latency == "estimated":
-        out["latency"] = float(est.latency_ms)
-        out["latency_method"] = f"estimated on {cfg.target} ({est.dtype}, roofline)"
+        cost = cost.replace(latency=Latency(float(est.latency_ms), method="estimated", runtime=f"roofline on {cfg.target}",
+                                            graph=est.dtype, how=f"estimated on {cfg.target} ({est.dtype}, roofline)"))
     if est.energy_j is not None:
-        out["energy"] = float(est.energy_j)
-        out["energy_method"] = f"estimated on {cfg.target} ({est.energy_method})"
-    return out
+        cost = cost.replace(energy=Energy(float(est.energy_j), "estimated", f"on {cfg.target} ({est.energy_method})"))
+    return rec.replace(dtype=est.dtype, cost=cost)
 
 
 def run_trial(variant: dict, cfg_json: str) -> dict:
-    """Worker entry point (picklable arguments only): `{"ok": True, "metrics"}` or `{"ok": False, "error"}`."""
+    """Worker entry point (picklable arguments only): `{"ok": True, "record": VariantRecord dict}`
+    or `{"ok": False, "error"}`."""
     cfg = SearchConfig.model_validate_json(cfg_json)
     try:
-        return {"ok": True, "metrics": evaluate_variant(variant, cfg)}
+        return {"ok": True, "record": evaluate_variant(variant, cfg).to_dict()}
     except Exception as e:  # a failed trial is recorded as FAIL, the search goes on
         return {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}

@@ -3,19 +3,18 @@ evaluate each the same way, and pick the best one under the user's constraints.
 
 Follow it from the CLI down: `effai study` -> `run(StudyConfig)` (runner.py) -> the variant
 registry (variants.py) -> measure.py (profile, latency, hardware fit) and effai.evaluate ->
-pareto.py (fronts, selection with reasons) -> effai.report.
+effai.results (the records, Pareto fronts, selection with reasons) -> effai.report.
 
 >>> cfg = StudyConfig(dataset="mnist5k", max_size="250KB", target="nano33ble")
 >>> cfg.constraints().max_size_bytes, "int8_ptq" in variant_names()
 (250000, True)
 """
 
+from effai.results import Constraints, Selection, StudyResult, VariantRecord, pareto_front, select, violations
 from effai.study.config import StudyConfig
-from effai.study.pareto import Constraints, Selection, pareto_front, select, violations
-from effai.study.runner import StudyResult, run
-from effai.study.units import parse_latency, parse_size
+from effai.study.runner import run
 from effai.study.variants import VARIANTS, Built, variant
 from effai.study.variants import names as variant_names
 
-__all__ = ["VARIANTS", "Built", "Constraints", "Selection", "StudyConfig", "StudyResult", "pareto_front",
-           "parse_latency", "parse_size", "run", "select", "variant", "variant_names", "violations"]
+__all__ = ["VARIANTS", "Built", "Constraints", "Selection", "StudyConfig", "StudyResult", "VariantRecord",
+           "pareto_front", "run", "select", "variant", "variant_names", "violations"]

@@ -7,8 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from effai.errors import InputError
-from effai.study.pareto import Constraints
-from effai.study.units import parse_latency, parse_size
+from effai.results import Constraints, parse_bytes, parse_ms
 
 
 @dataclass(frozen=True)
@@ -61,8 +60,8 @@ class StudyConfig:
 
     def constraints(self) -> Constraints:
         return Constraints(
-            max_size_bytes=None if self.max_size is None else parse_size(self.max_size, "max_size"),
-            max_latency_ms=None if self.max_latency is None else parse_latency(self.max_latency, "max_latency"),
+            max_size_bytes=None if self.max_size is None else parse_bytes(self.max_size, "max_size"),
+            max_latency_ms=None if self.max_latency is None else parse_ms(self.max_latency, "max_latency"),
             min_accuracy=self.min_accuracy,
             target=self.target,
         )

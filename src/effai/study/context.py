@@ -1,26 +1,35 @@
-"""What every variant builder gets: the trained base model, the data and training helpers."""
+"""What every variant builder gets: the trained base model, the data and training helpers.
+
+The base model is loaded (or trained, once, and cached in `out/base/`) by `load_base` before
+the first variant is built, so a builder never triggers it and a resumed run that rebuilds
+nothing still knows the base (`StudyResult.base`).
+"""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from effai.errors import InputError
+from effai.results import BaseModelInfo
+
+if TYPE_CHECKING:
+    from effai.data import DataSplits
+    from effai.study.config import StudyConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
-    cfg: object  # StudyConfig
-    data: object  # DataSplits
+    cfg: StudyConfig
+    data: DataSplits
     out: Path
-    base_arch: str | None = None  # zoo name of the base model, when it has one
-    base_options: dict = field(default_factory=dict)
-    _base: nn.Module | None = None
-    base_info: dict = field(default_factory=dict)
+    base: nn.Module  # the trained base model; read-only (builders take `base_copy()`)
+    base_info: BaseModelInfo
 
     # Budgets: short fine-tunes for compressed variants, a few epochs for new architectures.
     @property
@@ -39,22 +48,20 @@ class Context:
     def calibration(self) -> torch.Tensor:
         return self.data.calibration(256)
 
-    @property
-    def base(self) -> nn.Module:
-        """The trained base model (trained once and cached in `out/base/`); read-only."""
-        if self._base is None:
-            self._base = self._load_or_train_base()
-        return self._base
-
     def base_copy(self) -> nn.Module:
         m = copy.deepcopy(self.base)
         for p in m.parameters():
             p.requires_grad_(True)
         return m
 
-    def arch(self, name: str, **options) -> nn.Module:
+    def arch(self, name: str | None, **options) -> nn.Module:
+        """A fresh zoo model `name` sized for the data set."""
         from effai import zoo
 
+        if name is None:
+            # A ValueError, not an InputError: this variant fails (and says why), the study goes on.
+            raise ValueError(f"--model {self.cfg.model} has no zoo architecture to build a new model of; "
+                             "give a zoo name or a checkpoint written by effai train")
         return zoo.create(name, **zoo.options_for(name, self.data, **options))
 
     def finetune_config(self, epochs: int | None = None, lr: float = 5e-4):
@@ -76,35 +83,44 @@ class Context:
             progress=False)
         return model.eval()
 
-    def _load_or_train_base(self) -> nn.Module:
-        from effai import zoo
-        from effai.train import TrainConfig, fit, load_checkpoint
 
-        spec = self.cfg.model
-        if spec in zoo.names():
-            self.base_arch = spec
-            folder = self.out / "base"
-            if (folder / "model.pt").exists() and (folder / "model.json").exists():
-                model, meta = load_checkpoint(folder)
-                self.base_info = {"source": "cached", "test_accuracy": meta.get("test_accuracy")}
-                return model.eval()
-            model = self.arch(spec)
-            cfg = TrainConfig(epochs=self.cfg.base_epochs, lr=3e-3, batch_size=64, seed=self.cfg.seed)
-            r = fit(model, self.data, cfg, out_dir=folder, resume=True, progress=False)
-            self.base_info = {"source": "trained", "epochs": r.epochs_run, "seconds": r.train_seconds,
-                              "test_accuracy": r.test_accuracy}
-            return model.eval()
-        from effai.zoo.loading import load_model
+def load_base(cfg: StudyConfig, data: DataSplits, out: Path) -> tuple[nn.Module, BaseModelInfo]:
+    """The study's base model and its facts: a zoo name is trained once and cached in `out/base/`
+    (reused from there), anything else is loaded with `effai.zoo.loading.load_model` and checked
+    against the data set."""
+    from effai import zoo
 
-        lm = load_model(spec)
-        if lm.model is None:
-            raise InputError(f"--model {spec}: an ONNX file cannot be compressed by the study; give a checkpoint folder")
-        self.base_arch = lm.meta.get("arch") or lm.name
-        self.base_info = {"source": str(spec), "test_accuracy": lm.meta.get("test_accuracy")}
-        if lm.input_shape and tuple(lm.input_shape) != self.input_shape:
-            raise InputError(f"--model {spec}: expects inputs {tuple(lm.input_shape)}, the data set has {self.input_shape}")
-        with torch.no_grad():
-            out = lm.model.eval()(torch.zeros(1, *self.input_shape))
-        if out.shape[-1] != self.data.num_classes:
-            raise InputError(f"--model {spec}: has {out.shape[-1]} outputs, the data set has {self.data.num_classes} classes")
-        return lm.model
+    if cfg.model in zoo.names():
+        return _zoo_base(cfg, data, out / "base")
+    from effai.zoo.loading import load_model
+
+    spec = cfg.model
+    lm = load_model(spec)
+    if lm.model is None:
+        raise InputError(f"--model {spec}: an ONNX file cannot be compressed by the study; give a checkpoint folder")
+    shape = tuple(data.input_shape)
+    if lm.input_shape and tuple(lm.input_shape) != shape:
+        raise InputError(f"--model {spec}: expects inputs {tuple(lm.input_shape)}, the data set has {shape}")
+    with torch.no_grad():
+        out_ = lm.model.eval()(torch.zeros(1, *shape))
+    if out_.shape[-1] != data.num_classes:
+        raise InputError(f"--model {spec}: has {out_.shape[-1]} outputs, the data set has {data.num_classes} classes")
+    arch = lm.meta.get("arch") or (lm.name if lm.name in zoo.names() else None)
+    return lm.model, BaseModelInfo(name=str(spec), arch=arch, source=str(spec),
+                                   test_accuracy=lm.meta.get("test_accuracy"))
+
+
+def _zoo_base(cfg: StudyConfig, data: DataSplits, folder: Path) -> tuple[nn.Module, BaseModelInfo]:
+    from effai import zoo
+    from effai.train import TrainConfig, fit, load_checkpoint
+
+    name = cfg.model
+    if (folder / "model.pt").exists() and (folder / "model.json").exists():
+        model, meta = load_checkpoint(folder)
+        return model.eval(), BaseModelInfo(name=name, arch=name, source="cached",
+                                           test_accuracy=meta.get("test_accuracy"))
+    model = zoo.create(name, **zoo.options_for(name, data))
+    train = TrainConfig(epochs=cfg.base_epochs, lr=3e-3, batch_size=64, seed=cfg.seed)
+    r = fit(model, data, train, out_dir=folder, resume=True, progress=False)
+    return model.eval(), BaseModelInfo(name=name, arch=name, source="trained", epochs=r.epochs_run,
+                                       train_seconds=r.train_seconds, test_accuracy=r.test_accuracy)

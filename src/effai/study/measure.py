@@ -9,14 +9,18 @@ from pathlib import Path
 
 import torch
 
+from effai.results import Energy, Latency, TargetFit
+
 # Sub-8-bit weights run on int4 or int8 kernels where a target has none of their own; fp16/bf16 run
 # as fp32. The first dtype of a chain is the one a target supporting none of them is judged at.
 _FALLBACK = {"ternary": ["int4", "int8"], "binary": ["int4", "int8"], "int4": ["int4", "int8"], "int8": ["int8"], "fp16": ["fp16", "fp32"], "bf16": ["bf16", "fp16", "fp32"],
              "fp32": ["fp32"]}
 
 
-def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: int, quick: bool) -> dict:
-    """p50 latency of one image, with the runtime, threads and repeats used."""
+def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: int,
+            quick: bool) -> tuple[Latency, Energy | None]:
+    """p50 latency of one image with its spread and conditions, and the energy measured over
+    the timed calls where the machine has counters (None otherwise)."""
     from effai.profile import measure_latency
     from effai.profile.energy import Meter
 
@@ -24,7 +28,7 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
     protocol = {"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else {"warmup": 10, "repeats": 50,
                                                                                  "min_seconds": 0.1}
     meter = Meter("cpu")
-    lat, runtime, note = None, "", ""
+    lat, graph, note = None, "", ""
     if built.onnx_dtype and not quick:
         from effai.quantize import export_onnx
 
@@ -34,17 +38,19 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
                 export_onnx(model.eval(), path, example, dtype=built.onnx_dtype, calibration=calibration[:64])
                 with meter:
                     lat = measure_latency(str(path), example, runtime="onnxruntime", threads=threads, **protocol)
-            runtime = f"onnxruntime, {built.onnx_dtype} graph, {lat.threads} thread(s), p50 of {lat.repeats} runs"
+            graph = f"{built.onnx_dtype} graph"
         except Exception as e:  # noqa: BLE001 - export can fail for exotic layers: measure in torch instead
             note = f"ONNX export failed ({type(e).__name__}), so "
     if lat is None:
         with meter:
             lat = measure_latency(model.eval(), example, runtime="torch", threads=threads, **protocol)
-        runtime = f"{note}torch eager fp32, {lat.threads} thread(s), p50 of {lat.repeats} runs"
+        graph = "eager fp32"
+    record = Latency.measured(lat, graph, how=f"{note}{lat.runtime}, {graph}, {lat.threads} thread(s), "
+                                              f"p50 of {lat.repeats} runs")
     calls = lat.repeats + lat.warmup
-    measured = None if meter.joules is None else {"joules": meter.joules / calls, "method": "measured",
-                                                  "model": f"{meter.source} over {calls} calls (whole package)"}
-    return {"latency": lat.to_dict(), "latency_ms": lat.p50_ms, "runtime": runtime, "measured_energy": measured}
+    energy = None if meter.joules is None else Energy(meter.joules / calls, "measured",
+                                                      f"{meter.source} over {calls} calls (whole package)")
+    return record, energy
 
 
 def counts(built, input_shape: tuple[int, ...]):
@@ -55,7 +61,7 @@ def counts(built, input_shape: tuple[int, ...]):
     return effai.profile(model.eval(), input_shape=(1, *input_shape), latency=False, bits=built.bits)
 
 
-def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, dict]:
+def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, TargetFit]:
     """Fit and roofline estimate on each target, at the variant's dtype or its fallback."""
     from effai import hardware
 
@@ -66,12 +72,11 @@ def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, dict]:
         chain = _FALLBACK.get(deploy_dtype, [deploy_dtype])
         dtype = next((d for d in chain if d in t.spec.dtypes), chain[0])
         f = hardware.fit(profile, t, dtype=dtype)
-        rec = {"fits": f.fits, "dtype": dtype, "reason": f.verdict(), "latency_ms": None, "energy_j": None,
-               "cost_usd_per_million": None, "co2_g_per_million": None}
+        fit = TargetFit(fits=f.fits, dtype=dtype, reason=f.verdict())
         if dtype in t.spec.dtypes:
             e = hardware.estimate(profile, t, dtype=dtype)
-            rec.update(latency_ms=e.latency_ms, energy_j=e.energy_j, cost_usd_per_million=e.usd_per_million,
-                       co2_g_per_million=None if e.kg_co2_per_million is None else e.kg_co2_per_million * 1e3,
-                       cost_note=f"{e.method} ({e.model_used}); {e.usd_method}; grid {e.grid_kg_per_kwh} kg/kWh")
-        out[name] = rec
+            fit = fit.replace(latency_ms=e.latency_ms, energy_j=e.energy_j, cost_usd_per_million=e.usd_per_million,
+                              co2_g_per_million=None if e.kg_co2_per_million is None else e.kg_co2_per_million * 1e3,
+                              cost_note=f"{e.method} ({e.model_used}); {e.usd_method}; grid {e.grid_kg_per_kwh} kg/kWh")
+        out[name] = fit
     return out

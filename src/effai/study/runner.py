@@ -1,6 +1,7 @@
 """`run(StudyConfig)`: the whole study, start to finish.
 
-    load data -> for each variant: build (registry) -> measure (profile, latency, targets)
+    load data -> load or train the base model -> for each variant: build (registry)
+    -> measure (profile, latency, targets)
     -> evaluate (accuracy, per class, robustness) -> compare with the base (harm)
     -> append its record to results.jsonl
     then Pareto fronts, constraint selection, result.json and the reports.
@@ -15,48 +16,33 @@ import shlex
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from effai.errors import InputError
+from effai.results import (
+    AXES,
+    BaseModelInfo,
+    Cost,
+    DatasetInfo,
+    Energy,
+    Environment,
+    StudyResult,
+    VariantRecord,
+    fmt_bytes,
+    fmt_fraction,
+    fmt_ms,
+    pareto_front,
+    select,
+)
 from effai.study import measure, variants
 from effai.study.config import StudyConfig
-from effai.study.context import Context
-from effai.study.pareto import AXES, pareto_front, select
+from effai.study.context import Context, load_base
 from effai.study.store import RunDir
 
 # Targets in the fit matrix: a spread from microcontrollers to a data-centre GPU.
 FIT_TARGETS = ["nano33ble", "stm32f746", "esp32s3", "rpi4", "jetson_orin_nano", "coral_edgetpu", "t4"]
-
-
-@dataclass
-class StudyResult:
-    name: str
-    model: str
-    base: str
-    dataset: dict
-    variants: list[dict]
-    pareto: dict
-    constraints: dict
-    selection: dict
-    config: dict
-    command: str
-    environment: dict
-    out_dir: str
-    notes: list[str] = field(default_factory=list)
-    latency_note: str = ""
-    energy_note: str = ""
-    fit_note: str = ""
-    seconds: float = 0.0
-
-    @property
-    def best(self) -> dict | None:
-        return next((r for r in self.variants if r["name"] == self.selection.get("best")), None)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) -> StudyResult:
@@ -83,9 +69,10 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
     with RunDir(out, cfg.identity(), cfg.key(), cfg.force) as rd:
         data = _load_data(cfg)
         slices = _slices(cfg, data)
-        ctx = Context(cfg, data, out)
+        base, base_info = load_base(cfg, data, rd.base_dir)
+        ctx = Context(cfg, data, out, base, base_info)
         done = rd.finished()
-        records: dict[str, dict] = {}
+        records: dict[str, VariantRecord] = {}
         with _progress(progress) as bar:
             tasks = {n: bar.add_task(n, total=4) for n in names} if bar else {}
             for n in names:
@@ -102,62 +89,63 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
                 if bar:
                     bar.update(tasks[n], completed=4, description=f"{n}: {_summary(rec)}")
         recs = [records[n] for n in names]
-        result = _result(cfg, name, out, recs, data, ctx, command, start)
+        result = _result(cfg, name, out, recs, data, base_info, command, start)
         _write(result, out)
         return result
 
 
-def _run_variant(n: str, ctx: Context, base_rec: dict | None, slices, fit_targets: list[str], step) -> dict:
-    from effai import evaluate as ev
-
+def _run_variant(n: str, ctx: Context, base_rec: VariantRecord | None, slices, fit_targets: list[str],
+                 step) -> VariantRecord:
     spec = variants.VARIANTS[n]
-    rec = {"name": n, "family": spec.family, "description": spec.description, "status": "ok"}
+    about = {"family": spec.family, "description": spec.description}
     t0 = time.perf_counter()
     try:
-        torch.manual_seed(ctx.cfg.seed)
-        step and step("building")
-        built = spec.build(ctx)
-        step and step("measuring")
-        x1 = ctx.data.test.tensors[0][:1]
-        lat = measure.latency(built, x1, ctx.calibration, ctx.cfg.threads, ctx.cfg.quick)
-        prof = measure.counts(built, ctx.input_shape)
-        energy = lat.pop("measured_energy") or {"joules": prof.energy.joules, "method": "estimated",
-                                                "model": prof.energy.detail}
-        step and step("evaluating")
-        sev = (1, 5) if ctx.cfg.quick else (1, 3, 5)
-        evaluation = ev.evaluate(built.model, ctx.data, slices=slices, severities=sev, seed=ctx.cfg.seed)
-        harm = None
-        if base_rec is not None and base_rec.get("status") == "ok":
-            harm = ev.compare(base_rec["evaluation"], evaluation, slices=slices).to_dict()
-        step and step("fit on targets")
-        rec.update(
-            accuracy=evaluation.accuracy, size_bytes=int(built.size_bytes), size_format=built.size_format,
-            dtype=built.dtype, bits=built.bits, params=prof.total.params, macs=prof.total.macs,
-            peak_activation_bytes=prof.total.peak_activation_bytes, **lat,
-            energy_j=energy["joules"], energy=energy, evaluation=evaluation.to_dict(), harm=harm,
-            targets=measure.targets(prof, built.dtype, fit_targets), notes=built.notes, extra=built.extra,
-        )
+        rec = _measure_variant(n, spec, ctx, base_rec, slices, fit_targets, step or (lambda what: None))
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - one broken variant must not sink the study; it is reported
-        rec.update(status="failed", error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
         if n == "fp32":
             raise
-    rec["seconds"] = time.perf_counter() - t0
-    rec["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    return rec
+        rec = VariantRecord.failed(n, e)
+    return rec.replace(**about, seconds=time.perf_counter() - t0, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
-def _targets_missing(rec: dict, fit_targets: list[str]) -> bool:
-    return any(t not in (rec.get("targets") or {}) for t in fit_targets)
+def _measure_variant(n: str, spec, ctx: Context, base_rec: VariantRecord | None, slices, fit_targets: list[str],
+                     step) -> VariantRecord:
+    """Build variant `n`, time it, count it, evaluate it, compare it with the base, fit it on the targets."""
+    from effai import evaluate as ev
+
+    torch.manual_seed(ctx.cfg.seed)
+    step("building")
+    built = spec.build(ctx)
+    step("measuring")
+    latency, energy = measure.latency(built, ctx.data.test.tensors[0][:1], ctx.calibration, ctx.cfg.threads,
+                                      ctx.cfg.quick)
+    prof = measure.counts(built, ctx.input_shape)
+    energy = energy or Energy(prof.energy.joules, "estimated", prof.energy.detail)
+    step("evaluating")
+    sev = (1, 5) if ctx.cfg.quick else (1, 3, 5)
+    evaluation = ev.evaluate(built.model, ctx.data, slices=slices, severities=sev, seed=ctx.cfg.seed)
+    harm = None
+    if base_rec is not None and base_rec.ok and base_rec.evaluation is not None:
+        harm = ev.compare(base_rec.evaluation, evaluation, slices=slices)
+    step("fit on targets")
+    cost = Cost(size_bytes=int(built.size_bytes), size_format=built.size_format, params=prof.total.params,
+                macs=prof.total.macs, peak_activation_bytes=prof.total.peak_activation_bytes, latency=latency,
+                energy=energy)
+    return VariantRecord(n, accuracy=evaluation.accuracy, dtype=built.dtype, bits=built.bits, cost=cost,
+                         evaluation=evaluation, harm=harm, targets=measure.targets(prof, built.dtype, fit_targets),
+                         notes=tuple(built.notes), details=dict(built.extra))
 
 
-def _summary(rec: dict) -> str:
-    if rec.get("status") != "ok":
-        return f"FAILED ({rec.get('error', '')[:60]})"
-    from effai.study.units import fmt_bytes, fmt_ms
+def _targets_missing(rec: VariantRecord, fit_targets: list[str]) -> bool:
+    return any(t not in rec.targets for t in fit_targets)
 
-    return f"{rec['accuracy']:.2%}, {fmt_bytes(rec['size_bytes'])}, {fmt_ms(rec['latency_ms'])}"
+
+def _summary(rec: VariantRecord) -> str:
+    if not rec.ok:
+        return f"FAILED ({(rec.error or '')[:60]})"
+    return f"{fmt_fraction(rec.accuracy)}, {fmt_bytes(rec.size_bytes)}, {fmt_ms(rec.latency_ms)}"
 
 
 def _load_data(cfg: StudyConfig):
@@ -197,31 +185,27 @@ def _progress(enabled: bool):
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
-def _result(cfg, name, out, recs, data, ctx, command, start) -> StudyResult:
+def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], data, base: BaseModelInfo,
+            command: str | None, start: float) -> StudyResult:
     c = cfg.constraints()
-    selection = select(recs, c)
     notes = []
-    failed = [r["name"] for r in recs if r.get("status") != "ok"]
+    failed = [r.name for r in recs if not r.ok]
     if failed:
         notes.append(f"failed variants (reported, not selected): {', '.join(failed)}")
-    if ctx.base_info:
-        b = ctx.base_info
-        how = f"trained here for {b['epochs']} epochs ({b['seconds']:.0f} s)" if b["source"] == "trained" else (
-            "reused from the run folder" if b["source"] == "cached" else f"loaded from {b['source']}")
-        acc = f", test accuracy {b['test_accuracy']:.2%}" if b.get("test_accuracy") is not None else ""
-        notes.append(f"base model {cfg.model}: {how}{acc}")
+    notes.append(base.describe())
     if cfg.quick:
         notes.append("quick mode: small training subset, 1-epoch fine-tunes, torch eager latency, severities 1 and 5")
     return StudyResult(
-        name=name, model=cfg.model, base="fp32",
-        dataset={"name": data.name, "class_names": list(data.class_names), "n_test": len(data.test),
-                 "input_shape": list(data.input_shape), "slices": "user file" if cfg.slices else "ink-density terciles"},
-        variants=recs, pareto={axis: pareto_front(recs, axis) for axis in AXES},
-        constraints=c.to_dict(), selection=selection.to_dict(), config=cfg.to_dict(),
+        name=name, base=base, reference="fp32",
+        dataset=DatasetInfo(data.name, tuple(data.class_names), len(data.test), tuple(data.input_shape),
+                            "user file" if cfg.slices else "ink-density terciles"),
+        variants=tuple(recs), pareto={axis: tuple(r.name for r in pareto_front(recs, [axis])) for axis in AXES},
+        constraints=c, selection=select(recs, c), config=cfg.to_dict(),
         command=command or _command(cfg),
-        environment={"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-                     "processor": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()},
-        out_dir=str(out), notes=notes,
+        environment=Environment(python=sys.version.split()[0], torch=torch.__version__, platform=platform.platform(),
+                                processor=platform.processor() or platform.machine(),
+                                torch_threads=torch.get_num_threads()),
+        out_dir=str(out), notes=tuple(notes),
         latency_note=("torch eager, 1 thread" if cfg.quick else
                       "ONNX Runtime, one image, at each variant's deploy precision (int8 graphs for INT8 variants; "
                       "formats without CPU kernels run their fp32 graph)"),
@@ -251,6 +235,6 @@ def _command(cfg: StudyConfig) -> str:
 def _write(result: StudyResult, out: Path) -> None:
     from effai import report
 
-    report.write_json(result, out / "result.json")
+    result.save(out / "result.json")
     report.write_markdown(result, out / "report.md")
     report.write_html(result, out / "report.html")

@@ -1,5 +1,6 @@
-"""The run folder: `study.json` (the study's identity), `results.jsonl` (one record per
-finished variant, appended and fsynced), `base/` (the trained base model), and a lock.
+"""The run folder: `study.json` (the study's identity), `results.jsonl` (one line per
+finished variant: `{"schema", "study_key", "record"}` with an `effai.results.VariantRecord`,
+appended and fsynced), `base/` (the trained base model), and a lock.
 
 Rerunning the same command reuses finished variants, so an interrupted study resumes where it
 stopped. A folder holding a different study is refused unless `force`; two processes cannot
@@ -12,16 +13,19 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import TextIO
 
 from effai.errors import InputError
 from effai.fileio import append_jsonl, ensure_dir, read_jsonl, write_json
+from effai.results import VariantRecord
+from effai.results.serial import unversioned, versioned
 
 
 class RunDir:
     def __init__(self, path: str | os.PathLike, identity: dict, key: str, force: bool = False):
         self.path = Path(path)
         self.identity, self.key, self.force = identity, key, force
-        self._lock = None
+        self._lock: TextIO | None = None
 
     @property
     def results(self) -> Path:
@@ -35,19 +39,20 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path}: exists and is not a folder")
         ensure_dir(self.path, "--out ")
-        self._lock = open(self.path / ".lock", "a+")
+        lock = open(self.path / ".lock", "a+")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "another process"
-            self._lock.close()
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
             raise InputError(f"--out {self.path}: another study ({holder}) is writing this folder; "
                              "wait for it or choose another --out") from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"pid {os.getpid()}")
-        self._lock.flush()
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}")
+        lock.flush()
+        self._lock = lock
         self._check_identity()
         return self
 
@@ -84,15 +89,21 @@ class RunDir:
         for name in ("study.json", "result.json", "report.html", "report.md"):
             (self.path / name).unlink(missing_ok=True)
 
-    def finished(self) -> dict[str, dict]:
-        """The last finished ("ok") record of each variant of this study."""
+    def finished(self) -> dict[str, VariantRecord]:
+        """The last finished ("ok") record of each variant of this study. A file of another
+        effai schema, or a line that is not a record, is refused whole (InputError)."""
         done = {}
-        for rec in read_jsonl(self.results):
-            if rec.get("study_key") == self.key and rec.get("status") == "ok":
-                done[rec["name"]] = rec
+        for i, line in enumerate(read_jsonl(self.results), 1):
+            where = f"{self.results} line {i}"
+            d = unversioned(line, where, f"; delete {self.results.name} or choose another --out to start over")
+            if not isinstance(d.get("record"), dict) or set(d) != {"study_key", "record"}:
+                raise InputError(f"{where}: expected {{schema, study_key, record}}, got keys {sorted(d)}")
+            rec = VariantRecord.from_dict(d["record"], where)
+            if d["study_key"] == self.key and rec.ok:
+                done[rec.name] = rec
         return done
 
-    def append(self, record: dict) -> None:
+    def append(self, record: VariantRecord) -> None:
         # A run killed mid-write leaves a torn last line (an unfinished record): cut it off
         # first, so the new record starts on its own line and the file stays valid JSONL.
         if self.results.exists() and self.results.stat().st_size:
@@ -100,7 +111,7 @@ class RunDir:
             if not raw.endswith(b"\n"):
                 with open(self.results, "r+b") as f:
                     f.truncate(raw.rfind(b"\n") + 1)
-        append_jsonl(self.results, {**record, "study_key": self.key})
+        append_jsonl(self.results, versioned({"study_key": self.key, "record": record.to_dict()}))
 
 
 def _diff(old: dict | None, new: dict) -> str:

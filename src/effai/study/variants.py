@@ -230,7 +230,7 @@ def kd_student(ctx):
     """A half-width student of the base architecture trained by knowledge distillation (T=4)."""
     from effai.distill import KDConfig, distill
 
-    student = ctx.arch(ctx.base_arch, width_mult=0.5)
+    student = ctx.arch(ctx.base_info.arch, width_mult=0.5)
     teacher = ctx.base_copy()
     distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs + 1, lr=5e-3,
                                                    batch_size=64, seed=ctx.cfg.seed))

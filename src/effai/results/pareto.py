@@ -1,0 +1,249 @@
+"""Pareto fronts, dominance, constraints and selection over variant records: one definition,
+used by the study and the search alike.
+
+Higher accuracy is better; every cost axis (`AXES`: size, MACs, latency, energy) is better
+lower. A record dominates another when it is at least as good on accuracy and on every cost
+both have, and better on one.
+
+>>> from effai.results.records import Cost, VariantRecord
+>>> recs = [VariantRecord("a", accuracy=0.99, cost=Cost(size_bytes=100)),
+...         VariantRecord("b", accuracy=0.97, cost=Cost(size_bytes=30)),
+...         VariantRecord("c", accuracy=0.96, cost=Cost(size_bytes=50))]
+>>> [r.name for r in pareto_front(recs, ["size"])]
+['b', 'a']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from effai.results.records import VariantRecord
+from effai.results.serial import Record
+from effai.results.units import fmt_bytes, fmt_count, fmt_fraction, fmt_joules, fmt_ms
+
+T = TypeVar("T")
+Split = Literal["test", "val"]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One cost axis: how to read it from a record, print it and label a plot with it."""
+
+    name: str
+    of: Callable[[VariantRecord], float | None]
+    fmt: Callable[[float | None], str]
+    label: str
+
+
+AXES: dict[str, Axis] = {
+    "size": Axis("size", lambda r: r.size_bytes, fmt_bytes, "size (storage format)"),
+    "macs": Axis("macs", lambda r: r.macs, fmt_count, "MACs per inference"),
+    "latency": Axis("latency", lambda r: r.latency_ms, fmt_ms, "latency p50"),
+    "energy": Axis("energy", lambda r: r.energy_j, fmt_joules, "energy per inference"),
+}
+
+
+def accuracy(r: VariantRecord, on: Split = "test") -> float | None:
+    """The accuracy a comparison uses: test (what the study reports) or validation (what a search may optimise)."""
+    return r.val_accuracy if on == "val" else r.accuracy
+
+
+# ------------------------------------------------------------------ dominance and fronts
+def dominates(a: VariantRecord, b: VariantRecord, axes: Sequence[str] = tuple(AXES), on: Split = "test") -> bool:
+    """`a` is at least as accurate and as cheap on every axis both have, and better on one.
+
+    >>> from effai.results.records import Cost, VariantRecord
+    >>> small = VariantRecord("s", accuracy=0.9, cost=Cost(size_bytes=100))
+    >>> big = VariantRecord("b", accuracy=0.8, cost=Cost(size_bytes=200))
+    >>> dominates(small, big, ["size"]), dominates(big, small, ["size"])
+    (True, False)
+    """
+    acc_a, acc_b = accuracy(a, on), accuracy(b, on)
+    if acc_a is None or acc_b is None or acc_a < acc_b:
+        return False
+    values = [(AXES[k].of(a), AXES[k].of(b)) for k in axes]
+    pairs = [(x, y) for x, y in values if x is not None and y is not None]
+    if any(x > y for x, y in pairs):
+        return False
+    return acc_a > acc_b or any(x < y for x, y in pairs)
+
+
+def pareto_front(items: Iterable[T], axes: Sequence[str], on: Split = "test",
+                 of: Callable[[T], VariantRecord] = lambda x: x) -> list[T]:  # type: ignore[assignment,return-value]
+    """The ok items no other ok item dominates on accuracy and `axes`, sorted by the first
+    axis (then most accurate first). `of` reads the record of an item (a search trial)."""
+    pts = [x for x in items if of(x).ok and accuracy(of(x), on) is not None
+           and all(AXES[k].of(of(x)) is not None for k in axes[:1])]
+    front = [x for x in pts if not any(dominates(of(o), of(x), axes, on) for o in pts if o is not x)]
+    first = AXES[axes[0]].of if axes else (lambda r: 0.0)
+    return sorted(front, key=lambda x: (first(of(x)), -accuracy(of(x), on)))  # type: ignore[operator]
+
+
+# ------------------------------------------------------------------ constraints
+@dataclass(frozen=True)
+class Constraints(Record):
+    """What the user needs. None means "no limit"."""
+
+    max_size_bytes: int | None = None
+    max_latency_ms: float | None = None
+    max_ram_bytes: int | None = None  # peak activation memory
+    min_accuracy: float | None = None
+    target: str | None = None  # the variant must fit this hardware target
+
+    def describe(self) -> str:
+        """The constraints in words.
+
+        >>> Constraints(max_size_bytes=250_000, target="nano33ble").describe()
+        'size ≤ 250.0 KB, fits nano33ble'
+        """
+        parts = []
+        if self.max_size_bytes is not None:
+            parts.append(f"size ≤ {fmt_bytes(self.max_size_bytes)}")
+        if self.max_ram_bytes is not None:
+            parts.append(f"RAM ≤ {fmt_bytes(self.max_ram_bytes)}")
+        if self.max_latency_ms is not None:
+            parts.append(f"latency ≤ {fmt_ms(self.max_latency_ms)}")
+        if self.min_accuracy is not None:
+            parts.append(f"accuracy ≥ {fmt_fraction(self.min_accuracy)}")
+        if self.target is not None:
+            parts.append(f"fits {self.target}")
+        return ", ".join(parts) or "none (the most accurate variant wins)"
+
+    def _limits(self, r: VariantRecord) -> list[tuple[str, float | None, float | None, Callable]]:
+        """(what, value, upper limit, formatter) for every upper limit."""
+        return [("size", r.size_bytes, self.max_size_bytes, fmt_bytes),
+                ("RAM", r.cost.peak_activation_bytes, self.max_ram_bytes, fmt_bytes),
+                ("latency", r.latency_ms, self.max_latency_ms, fmt_ms)]
+
+
+def margins(r: VariantRecord, c: Constraints) -> dict[str, float]:
+    """Value minus limit for every upper limit the record has a value for (<= 0: met), as
+    Optuna's constrained samplers take them.
+
+    >>> from effai.results.records import Cost, VariantRecord
+    >>> margins(VariantRecord("x", cost=Cost(size_bytes=50)), Constraints(max_size_bytes=64, max_latency_ms=1))
+    {'size': -14.0}
+    """
+    return {what.lower(): float(v) - float(limit) for what, v, limit, _ in c._limits(r)
+            if limit is not None and v is not None}
+
+
+def violations(r: VariantRecord, c: Constraints, on: Split = "test") -> list[str]:
+    """Why `r` breaks the constraints, one phrase per constraint, with the margin.
+
+    >>> from effai.results.records import Cost, VariantRecord
+    >>> violations(VariantRecord("x", accuracy=0.9, cost=Cost(size_bytes=400_000)), Constraints(max_size_bytes=250_000))
+    ['size 400.0 KB > max 250.0 KB (by 150.0 KB, 1.60x)']
+    """
+    out = []
+    for what, v, limit, fmt in c._limits(r):
+        if limit is None:
+            continue
+        if v is None:
+            out.append(f"{what} unknown")
+        elif v > limit:
+            out.append(f"{what} {fmt(v)} > max {fmt(limit)} (by {fmt(v - limit)}, {v / limit:.2f}x)")
+    acc = accuracy(r, on)
+    if c.min_accuracy is not None and (acc is None or acc < c.min_accuracy):
+        out.append("accuracy unknown" if acc is None else
+                   f"accuracy {fmt_fraction(acc)} < min {fmt_fraction(c.min_accuracy)} "
+                   f"(by {(c.min_accuracy - acc) * 100:.2f} pp)")
+    if c.target is not None:
+        fit = r.targets.get(c.target)
+        if fit is None:
+            out.append(f"fit on {c.target} not measured")
+        elif not fit.fits:
+            out.append(f"does not fit {c.target}: {fit.reason or 'no reason given'}")
+    return out
+
+
+# ------------------------------------------------------------------ selection
+@dataclass(frozen=True)
+class Verdict(Record):
+    """Why a variant was not selected."""
+
+    name: str
+    kind: Literal["failed", "infeasible", "dominated", "pareto", "repeat"]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection(Record):
+    """The chosen variant (None when nothing meets the constraints) and a verdict on every other."""
+
+    best: str | None
+    reason: str
+    feasible: tuple[str, ...] = ()
+    rejected: tuple[Verdict, ...] = ()
+
+    def verdict(self, name: str) -> Verdict | None:
+        return next((v for v in self.rejected if v.name == name), None)
+
+
+def select(records: Sequence[VariantRecord], c: Constraints = Constraints(), on: Split = "test") -> Selection:
+    """The most accurate variant that meets every constraint (ties: smaller, then faster),
+    which is always on the Pareto front of the feasible set, and a reason for each other one.
+
+    >>> from effai.results.records import Cost, Latency, VariantRecord
+    >>> def rec(name, acc, size, ms):
+    ...     return VariantRecord(name, accuracy=acc, cost=Cost(size_bytes=size, latency=Latency(ms)))
+    >>> recs = [rec("fp32", 0.99, 250_000, 0.3), rec("int8", 0.98, 65_000, 0.2), rec("int4", 0.97, 35_000, 0.4)]
+    >>> s = select(recs, Constraints(max_size_bytes=100_000))
+    >>> s.best, [v.kind for v in s.rejected]
+    ('int8', ['infeasible', 'pareto'])
+    """
+    rejected = [Verdict(r.name, "failed", f"failed to build or evaluate: {r.error}") for r in records if not r.ok]
+    feasible = []
+    for r in (r for r in records if r.ok):
+        v = violations(r, c, on)
+        if v:
+            rejected.append(Verdict(r.name, "infeasible", "; ".join(v)))
+        else:
+            feasible.append(r)
+    if not feasible:
+        return Selection(None, "no variant meets every constraint; see the reasons below", (),
+                         _in_order(rejected, records))
+    best = min(feasible, key=lambda r: (-(accuracy(r, on) or 0.0), _num(r.size_bytes), _num(r.latency_ms)))
+    for r in feasible:
+        if r is best:
+            continue
+        dom = next((o for o in feasible if o is not r and dominates(o, r, tuple(AXES), on)), None)
+        rejected.append(Verdict(r.name, "dominated", _dominated_reason(r, dom, on)) if dom is not None else
+                        Verdict(r.name, "pareto", _pareto_reason(r, best, on)))
+    reason = (f"most accurate of the {len(feasible)} variant(s) meeting the constraints "
+              f"({fmt_fraction(accuracy(best, on))}, {fmt_bytes(best.size_bytes)}, {fmt_ms(best.latency_ms)})")
+    return Selection(best.name, reason, tuple(r.name for r in feasible), _in_order(rejected, records))
+
+
+def _num(x) -> float:
+    return float("inf") if x is None else x
+
+
+def _better_on(a: VariantRecord, b: VariantRecord) -> list[str]:
+    """The axes on which `a` is cheaper than `b`, with both values."""
+    out = []
+    for axis in AXES.values():
+        x, y = axis.of(a), axis.of(b)
+        if x is not None and y is not None and x < y:
+            out.append(f"{axis.name} {axis.fmt(x)} vs {axis.fmt(y)}")
+    return out
+
+
+def _dominated_reason(r: VariantRecord, dom: VariantRecord, on: Split) -> str:
+    better = _better_on(dom, r)
+    acc = f"accuracy {fmt_fraction(accuracy(dom, on))} vs {fmt_fraction(accuracy(r, on))}"
+    return f"feasible but dominated by {dom.name} ({acc}" + (f"; {', '.join(better)}" if better else "") + ")"
+
+
+def _pareto_reason(r: VariantRecord, best: VariantRecord, on: Split) -> str:
+    gain = _better_on(r, best)
+    gap = ((accuracy(best, on) or 0.0) - (accuracy(r, on) or 0.0)) * 100
+    return (f"feasible and Pareto-optimal, but {gap:.2f} pp less accurate than {best.name}"
+            + (f"; pick it if you prefer {', '.join(gain)}" if gain else ""))
+
+
+def _in_order(rejected: list[Verdict], records: Sequence[VariantRecord]) -> tuple[Verdict, ...]:
+    pos = {r.name: i for i, r in enumerate(records)}
+    return tuple(sorted(rejected, key=lambda v: pos.get(v.name, 0)))

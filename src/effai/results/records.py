@@ -1,0 +1,148 @@
+"""The record of one variant (a study variant or a search trial): what it costs, how well it
+does, what it loses against the base, which targets it fits, and what went wrong if it failed.
+
+Every field but `name` has a default, so a later field (an artefact's path and sha256, an
+accuracy interval, microcontroller firmware numbers) is one more line with a default, and
+files written before it still read (see docs/decisions.md, "Result records").
+
+>>> r = VariantRecord("int8_ptq", accuracy=0.98, cost=Cost(size_bytes=65_000,
+...                   latency=Latency(p50_ms=0.2, runtime="onnxruntime", threads=1)))
+>>> r.size_bytes, r.latency_ms, VariantRecord.from_dict(r.to_dict()) == r
+(65000, 0.2, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from effai.results.evaluation import Evaluation, Harm
+from effai.results.serial import Record
+
+
+@dataclass(frozen=True)
+class Latency(Record):
+    """Time per call in milliseconds: the median, its spread, and the conditions it was taken in."""
+
+    p50_ms: float
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    iqr_ms: float | None = None
+    method: Literal["measured", "estimated"] = "measured"
+    runtime: str = ""  # "onnxruntime", "torch", or the estimate's model ("roofline on rpi4")
+    graph: str = ""  # what ran: "int8 graph", "fp32 eager"
+    threads: int | None = None
+    repeats: int | None = None
+    load_avg: float | None = None  # 1-minute load average when timing started
+    contended: bool = False  # load above the core count: wall times include waiting for a core
+    how: str = ""  # the whole protocol in words (with any fallback), as the report's tooltip shows it
+
+    @classmethod
+    def measured(cls, lat: Any, graph: str = "", how: str = "") -> Latency:
+        """From an `effai.profile` latency measurement; `how` (default: runtime, graph, threads,
+        repeats) gains a warning when the machine was contended.
+
+        >>> from types import SimpleNamespace as NS
+        >>> lat = NS(p50_ms=0.2, p90_ms=0.3, p99_ms=0.4, iqr_ms=0.05, runtime="torch", threads=1, repeats=50,
+        ...          load_avg=3.5, contended=True)
+        >>> Latency.measured(lat, "eager fp32").how
+        'torch eager fp32, 1 thread(s), p50 of 50 runs; contended (load 3.5): wall times include waiting for a core'
+        """
+        how = how or f"{lat.runtime} {graph}".strip() + f", {lat.threads} thread(s), p50 of {lat.repeats} runs"
+        if lat.contended:
+            how += f"; contended (load {lat.load_avg:.1f}): wall times include waiting for a core"
+        return cls(p50_ms=lat.p50_ms, p90_ms=lat.p90_ms, p99_ms=lat.p99_ms, iqr_ms=lat.iqr_ms,
+                   runtime=lat.runtime, graph=graph, threads=lat.threads, repeats=lat.repeats,
+                   load_avg=lat.load_avg, contended=lat.contended, how=how)
+
+
+@dataclass(frozen=True)
+class Energy(Record):
+    """Energy per call (one inference) and how it was obtained."""
+
+    joules: float
+    method: Literal["measured", "estimated"] = "estimated"
+    model: str = ""  # the counter or the estimate's model, e.g. "Horowitz 45 nm"
+
+
+@dataclass(frozen=True)
+class Cost(Record):
+    """What a variant costs: bytes in its storage format, counts, memory, time and energy."""
+
+    size_bytes: int | None = None
+    size_format: str = ""  # what those bytes hold ("int8 weights + fp32 per-channel scales")
+    params: int | None = None
+    macs: int | None = None
+    peak_activation_bytes: int | None = None
+    latency: Latency | None = None
+    energy: Energy | None = None
+
+
+@dataclass(frozen=True)
+class TargetFit(Record):
+    """Whether a variant fits one hardware target, and the roofline estimates on it."""
+
+    fits: bool
+    reason: str = ""
+    dtype: str = ""
+    latency_ms: float | None = None
+    energy_j: float | None = None
+    cost_usd_per_million: float | None = None
+    co2_g_per_million: float | None = None
+    cost_note: str = ""
+
+
+@dataclass(frozen=True)
+class VariantRecord(Record):
+    """One variant, built and measured, or failed with the error."""
+
+    name: str
+    status: Literal["ok", "failed"] = "ok"
+    family: str = ""
+    description: str = ""
+    accuracy: float | None = None  # on the test set
+    val_accuracy: float | None = None  # on the validation set, where one was measured
+    dtype: str | None = None  # the dtype it deploys at (hardware fit, estimates)
+    bits: float | None = None  # (mean) weight bits
+    cost: Cost = field(default_factory=Cost)
+    evaluation: Evaluation | None = None
+    harm: Harm | None = None  # against the base; None for the base itself
+    targets: dict[str, TargetFit] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    error: str | None = None  # why it failed ("TypeError: ...")
+    details: dict[str, Any] = field(default_factory=dict)  # builder-specific facts (JSON), shown as is
+    seconds: float | None = None  # to build, measure and evaluate it
+    finished_at: str | None = None
+
+    @classmethod
+    def failed(cls, name: str, error: BaseException | str, **fields) -> VariantRecord:
+        """The record of a variant that could not be built or measured; the error in one line."""
+        if isinstance(error, BaseException):
+            text = str(error).splitlines()[0][:300] if str(error) else ""
+            error = f"{type(error).__name__}: {text}"
+        return cls(name, status="failed", error=error, **fields)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self.cost.size_bytes
+
+    @property
+    def macs(self) -> int | None:
+        return self.cost.macs
+
+    @property
+    def latency_ms(self) -> float | None:
+        return None if self.cost.latency is None else self.cost.latency.p50_ms
+
+    @property
+    def energy_j(self) -> float | None:
+        return None if self.cost.energy is None else self.cost.energy.joules
+
+    @property
+    def flagged(self) -> list[str]:
+        """Classes and slices this variant harms (empty without a harm comparison)."""
+        return [] if self.harm is None else self.harm.flagged
