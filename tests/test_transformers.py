@@ -155,3 +155,38 @@ def test_bad_input_specs_are_refused_in_one_line(text, why):
 def test_a_dict_with_a_non_tensor_is_refused():
     with pytest.raises(InputError, match="maps names to tensors"):
         effai.profile(encoder(), example_inputs={"src": [1, 2]}, latency=False)
+
+
+def test_token_npz_keeps_ids_and_mask_and_float_data_is_never_rescaled(tmp_path):
+    import numpy as np
+
+    from effai import data
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 50, size=(40, 12)), np.arange(40) % 2
+    mask = np.ones_like(x)
+    mask[:, -3:] = 0
+    np.savez(tmp_path / "t.npz", x=x, y=y, mask=mask)
+    ds = data.load(tmp_path / "t.npz")
+    assert ds.is_tokens and ds.train.tensors[0].dtype == torch.int64 and ds.input_shape == (12,)
+    assert ds.masks is not None and ds.masks["train"].shape == ds.train.tensors[0].shape
+    assert int(ds.masks["test"][:, -3:].sum()) == 0
+    np.savez(tmp_path / "f.npz", x=rng.uniform(0, 200, size=(40, 1, 4, 4)).astype(np.float32), y=y)
+    assert float(data.load(tmp_path / "f.npz").train.tensors[0].max()) > 150  # kept as given, not /255
+    np.savez(tmp_path / "bad.npz", x=x, y=y, mask=mask[:, :3])
+    with pytest.raises(InputError, match="'mask' must be"):
+        data.load(tmp_path / "bad.npz")
+
+
+def test_keywords_text_set_needs_word_order():
+    import numpy as np
+
+    from effai import data
+
+    ds = data.load("keywords", n=400)
+    x, y = ds.train.tensors
+    assert ds.is_tokens and ds.num_classes == 4 and ds.masks is not None
+    mixed = x[(y == 1) | (y == 2)]  # AB and BA: the same bag of keywords (one A, one B), order differs
+    assert ((mixed == 2).sum(1) == 1).all() and ((mixed == 3).sum(1) == 1).all()
+    first = [int(row[(row == 2) | (row == 3)][0]) for row in x]
+    assert np.array_equal(np.array(first) - 2, (y // 2).numpy())

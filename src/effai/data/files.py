@@ -69,8 +69,12 @@ def load_idx_dir(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, [str(c) for c in range(int(y.max()) + 1)]
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C901 - each branch refuses one kind of bad file with its own one-line message
-    """Arrays `x` (N,H,W), (N,C,H,W) or (N,F) and integer labels `y` (N,) from an .npz file."""
+def load_npz(path: Path):  # noqa: C901 - each branch refuses one kind of bad file with its own one-line message
+    """Arrays `x` and integer labels `y` (N,) from an .npz file: (x, y, class names, mask or None).
+
+    Images: `x` (N,H,W), (N,C,H,W) or (N,H,W,C); uint8 pixels are divided by 255, any other
+    values are kept as they are (never rescaled behind the user's back). Token sequences: an
+    integer `x` of shape (N, L) stays int64 token ids, with an optional `mask` (N, L)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)
@@ -88,6 +92,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C
                 raise InputError(f"{path}: .npz must hold arrays 'x' and 'y', found {sorted(f.files)}")
             x, y = f["x"], f["y"]
             names = [str(n) for n in f["class_names"]] if "class_names" in f else None
+            mask = f["mask"] if "mask" in f else None
     except InputError:
         raise
     except ValueError as e:
@@ -100,14 +105,24 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C
         raise InputError(f"{path}: 'y' must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
     if len(x) != len(y):
         raise InputError(f"{path}: 'x' has {len(x)} samples but 'y' has {len(y)}")
+    names = names or [str(c) for c in range(int(y.max(initial=0)) + 1)]
+    if x.ndim == 2 and x.dtype.kind in "iu":  # token ids
+        if mask is not None and (mask.shape != x.shape or mask.dtype.kind not in "iub"):
+            raise InputError(f"{path}: 'mask' must be an integer array of x's shape {x.shape}, got "
+                             f"shape {mask.shape} dtype {mask.dtype}")
+        if x.size and x.min() < 0:
+            raise InputError(f"{path}: token id {int(x.min())} in 'x' is negative")
+        return (np.ascontiguousarray(x.astype(np.int64)), y.astype(np.int64), names,
+                None if mask is None else mask.astype(np.int64))
+    pixels = x.dtype == np.uint8
     x = x.astype(np.float32)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
-    if x.dtype.kind == "f" and x.size and x.max() > 1.5:
+    if pixels:
         x = x / 255.0
-    return np.ascontiguousarray(x), y.astype(np.int64), names or [str(c) for c in range(int(y.max(initial=0)) + 1)]
+    return np.ascontiguousarray(x), y.astype(np.int64), names, None
 
 
 def load_image_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -17,8 +17,9 @@ from effai.errors import InputError, suggest
 class DataSplits:
     """Seeded, stratified train / val / test splits of one data set.
 
-    Images are float32 NCHW with pixel values in [0, 1] (corruptions and quantization
-    of inputs act on real pixel values); labels are int64 class indices.
+    Images are float32 NCHW (uint8 pixels scaled to [0, 1], other values as given); token
+    sequences are int64 ids (N, L) with `masks` (per split, 1 for real tokens) when the data
+    set has one; labels are int64 class indices.
     """
 
     name: str
@@ -28,6 +29,11 @@ class DataSplits:
     class_names: list[str]
     seed: int = 0
     meta: dict = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] | None = None  # attention masks of token data, per split
+
+    @property
+    def is_tokens(self) -> bool:
+        return not self.train.tensors[0].is_floating_point() and self.train.tensors[0].dim() == 2
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +80,8 @@ def load(
             raise InputError(f"{arg}={v}: expected a fraction in (0, 0.5)")
     key = str(name)
     if key in builtin.BUILTIN:
-        x, y, class_names = builtin.BUILTIN[key](**options)
+        x, y, class_names, *rest = builtin.BUILTIN[key](**options)
+        mask = rest[0] if rest else None
         where = key
     else:
         path = Path(key)
@@ -82,25 +89,29 @@ def load(
             if "/" not in key and "." not in key:
                 raise suggest(key, builtin.names(), "data set")
             raise InputError(f"{path}: no such file or folder")
+        mask = None
         if path.is_dir():
             has_idx = any("idx" in p.name for p in path.iterdir())
             x, y, class_names = files.load_idx_dir(path) if has_idx else files.load_image_folder(path)
         elif path.suffix == ".npz":
-            x, y, class_names = files.load_npz(path)
+            x, y, class_names, mask = files.load_npz(path)
         elif "idx" in path.name:
             raise InputError(f"{path}: give the folder holding both the idx3 image and idx1 label files")
         else:
             raise InputError(f"{path}: unknown data format (expected an IDX folder, .npz or image folder)")
         where = str(path)
     _validate(x, y, class_names, where)
-    return _split(key if key in builtin.BUILTIN else Path(key).name, x, y, class_names, seed, val_fraction, test_fraction)
+    return _split(key if key in builtin.BUILTIN else Path(key).name, x, y, class_names, seed, val_fraction,
+                  test_fraction, mask)
 
 
 def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) -> None:
     if len(y) == 0:
         raise InputError(f"{where}: zero samples")
-    if x.ndim != 4:
-        raise InputError(f"{where}: expected images of shape (N, C, H, W), (N, H, W) or (N, H, W, C); got {x.shape}")
+    tokens = x.ndim == 2 and x.dtype.kind in "iu"
+    if x.ndim != 4 and not tokens:
+        raise InputError(f"{where}: expected images of shape (N, C, H, W), (N, H, W) or (N, H, W, C), or integer "
+                         f"token ids (N, L); got {x.shape} {x.dtype}")
     if y.min() < 0:
         raise InputError(f"{where}: label {int(y.min())} is negative")
     if y.max() >= len(class_names):
@@ -115,7 +126,7 @@ def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) 
         raise InputError(f"{where}: data holds NaN or Inf values")
 
 
-def _split(name, x, y, class_names, seed, val_fraction, test_fraction) -> DataSplits:
+def _split(name, x, y, class_names, seed, val_fraction, test_fraction, mask=None) -> DataSplits:
     """Stratified split: within each class, a seeded shuffle, then test / val / train shares."""
     rng = np.random.default_rng(seed)
     parts: dict[str, list] = {"train": [], "val": [], "test": []}
@@ -128,8 +139,11 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction) -> DataSp
         parts["test"].append(idx[:n_test])
         parts["val"].append(idx[n_test : n_test + n_val])
         parts["train"].append(idx[n_test + n_val :])
-    sets = {}
+    sets, masks = {}, {}
     for k, chunks in parts.items():
         idx = rng.permutation(np.concatenate(chunks))
         sets[k] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx]))
-    return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed)
+        if mask is not None:
+            masks[k] = torch.from_numpy(np.ascontiguousarray(mask[idx]))
+    return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed,
+                      masks=masks if mask is not None else None)
