@@ -80,8 +80,9 @@ def load(
             raise InputError(f"{arg}={v}: expected a fraction in (0, 0.5)")
     key = str(name)
     if key in builtin.BUILTIN:
-        x, y, class_names, *rest = builtin.BUILTIN[key](**options)
-        mask = rest[0] if rest else None
+        loaded: tuple = builtin.BUILTIN[key](**options)
+        x, y, class_names = loaded[:3]
+        mask = loaded[3] if len(loaded) > 3 else None
         where = key
     else:
         path = Path(key)
