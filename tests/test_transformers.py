@@ -190,3 +190,30 @@ def test_keywords_text_set_needs_word_order():
     assert ((mixed == 2).sum(1) == 1).all() and ((mixed == 3).sum(1) == 1).all()
     first = [int(row[(row == 2) | (row == 3)][0]) for row in x]
     assert np.array_equal(np.array(first) - 2, (y // 2).numpy())
+
+
+def test_cli_profiles_a_token_model_with_named_inputs_and_its_onnx_file(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from effai.cli import app
+
+    run = CliRunner().invoke
+    specs = "input_ids:2x16:int64,attention_mask:2x16:int64"
+    r = run(app, ["profile", "text_transformer", "--input", specs, "--no-latency", "--json"])
+    assert r.exit_code == 0, r.output
+    torch_macs = json.loads(r.stdout)["total"]["macs"]
+    ids = torch.randint(0, 64, (1, SEQ), generator=torch.Generator().manual_seed(0))
+    f = export_fp32_onnx(effai.zoo.create("text_transformer"), tmp_path / "t.onnx",
+                         {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, dynamic=True)
+    r = run(app, ["profile", str(f), "--input", specs, "--no-latency", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["input_shape"] == [2, 16] and out["total"]["macs"] == torch_macs
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "effai.cli", "profile", "text_transformer", "--input",
+                        "input_ids:2x16:complex", "--no-latency"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "dtype must be one of" in r.stderr

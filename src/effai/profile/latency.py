@@ -94,7 +94,8 @@ def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_in
                                   input_names=names, dynamic_axes=axes)
             except Exception:  # noqa: BLE001 - fall back to the new exporter
                 with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                    torch.onnx.export(model, args, str(path), dynamo=True, external_data=False)
+                    torch.onnx.export(model, args, str(path), dynamo=True, external_data=False,
+                                      input_names=names)
     finally:
         model.train(was_training)
     return path
