@@ -217,3 +217,34 @@ def test_cli_profiles_a_token_model_with_named_inputs_and_its_onnx_file(tmp_path
     r = subprocess.run([sys.executable, "-m", "effai.cli", "profile", "text_transformer", "--input",
                         "input_ids:2x16:complex", "--no-latency"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "dtype must be one of" in r.stderr
+
+
+def test_pruning_half_the_heads_and_ffn_neurons_of_bert_removes_them_physically():
+    model = bert()
+    ids, mask = _ids()
+    before = effai.profile(model, example_inputs=(ids, mask), latency=False)
+    effai.prune.prune_(model, effai.prune.HeadFFNConfig(head_ratio=0.5, ffn_ratio=0.5))
+    layer = model.bert.encoder.layer[0]
+    assert layer.attention.self.query.out_features == D // 2 and layer.attention.output.dense.in_features == D // 2
+    assert layer.intermediate.dense.out_features == FF // 2 and layer.output.dense.in_features == FF // 2
+    assert model(input_ids=ids, attention_mask=mask).logits.shape == (1, 2)
+    after = effai.profile(model, example_inputs=(ids, mask), latency=False)
+    per_layer_saved = 2 * D * D * SEQ + SEQ * SEQ * D + D * FF * SEQ  # half of each hand-count term
+    assert before.total.macs - after.total.macs == LAYERS * per_layer_saved
+
+
+def test_taylor_importance_keeps_the_heads_the_loss_needs():
+    from effai import data
+
+    ds = data.load("keywords", n=200)
+    model = effai.zoo.create("text_transformer").eval()
+    x = ds.test.tensors[0]
+    with torch.no_grad():
+        full = model(x)
+    effai.prune.prune_(model, effai.prune.HeadFFNConfig(0.5, 0.25, importance="taylor", data=ds, batches=2))
+    assert model.blocks[1].attn.heads == 2 and model.blocks[1].ff1.out_features == 96
+    assert model(x).shape == full.shape
+    with pytest.raises(InputError, match="needs data"):
+        effai.prune.HeadFFNConfig(importance="taylor")
+    with pytest.raises(InputError, match="no attention or FFN block"):
+        effai.prune.prune_(nn.Sequential(nn.Linear(4, 4)), effai.prune.HeadFFNConfig())
