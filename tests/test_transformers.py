@@ -248,3 +248,42 @@ def test_taylor_importance_keeps_the_heads_the_loss_needs():
         effai.prune.HeadFFNConfig(importance="taylor")
     with pytest.raises(InputError, match="no attention or FFN block"):
         effai.prune.prune_(nn.Sequential(nn.Linear(4, 4)), effai.prune.HeadFFNConfig())
+
+
+def test_gpt2_conv1d_layers_are_quantized_and_the_state_dict_shrinks():
+    from effai.quantize import Int8DynamicConfig, quantize_
+    from effai.quantize.core import QuantLayer, state_dict_bytes
+
+    model = gpt2()
+    ids = _ids()[0]
+    with torch.no_grad():
+        ref = model(ids).logits
+    fp32_bytes = state_dict_bytes(model)
+    with pytest.warns(UserWarning, match="left in float"):  # the embeddings
+        quantize_(model, Int8DynamicConfig())
+    blocks = model.transformer.h
+    assert all(isinstance(getattr(b.attn, n), QuantLayer) for b in blocks for n in ("c_attn", "c_proj"))
+    assert all(isinstance(getattr(b.mlp, n), QuantLayer) for b in blocks for n in ("c_fc", "c_proj"))
+    assert state_dict_bytes(model) < 0.6 * fp32_bytes
+    with torch.no_grad():
+        out = model(ids).logits
+    assert float((out - ref).norm() / ref.norm()) <= 0.05
+
+
+def test_quantized_transformer_encoder_runs_and_agrees_with_fp32():
+    from effai.quantize import Int8DynamicConfig, quantize_
+    from effai.quantize.core import QuantLayer
+
+    model = encoder()
+    x = torch.randn(2, SEQ, D, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = model(x)
+    quantize_(model, Int8DynamicConfig())
+    assert isinstance(model.layers[0].self_attn.out_proj, QuantLayer)  # MHA reads out_proj.weight and .bias
+    for training in (False, True):  # the fused fast path (eval) and the Python path (train)
+        model.train(training)
+        with torch.no_grad():
+            out = model(x)
+        if not training:
+            assert float((out - ref).norm() / ref.norm()) <= 0.05
+        assert out.shape == ref.shape and torch.isfinite(out).all()

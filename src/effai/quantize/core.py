@@ -68,12 +68,32 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     check_finite(chosen)
     targets = []
     for fqn, mod in chosen:
+        if _is_hf_conv1d(mod):  # GPT-2's Conv1D is a Linear with its weight stored transposed
+            mod = _conv1d_as_linear(mod)
+            set_module(model, fqn, mod)
         if isinstance(mod, SUPPORTED):
             targets.append((fqn, mod))
         else:
             warnings.warn(f"quantize_: layer {fqn!r} ({type(mod).__name__}) is not supported by "
                           f"{type(config).__name__}; left in float", stacklevel=2)
     return handler(model, config, targets)
+
+
+def _is_hf_conv1d(mod: nn.Module) -> bool:
+    return type(mod).__name__ == "Conv1D" and type(mod).__module__.startswith("transformers") and hasattr(mod, "nf")
+
+
+def _conv1d_as_linear(mod: nn.Module) -> nn.Linear:
+    """The nn.Linear computing what a Hugging Face Conv1D computes (x @ W + b, W of shape (in, out))."""
+    w = mod.weight
+    assert isinstance(w, torch.Tensor)
+    bias = getattr(mod, "bias", None)
+    lin = nn.Linear(w.shape[0], w.shape[1], bias=bias is not None, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(w.t())
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return lin
 
 
 def select(model: nn.Module, filter_fn) -> list[tuple[str, nn.Module]]:
@@ -202,7 +222,7 @@ class QuantLayer(nn.Module):
         self.weight_shape = tuple(w.shape)
         self.act = act
         if qat:
-            self.weight = nn.Parameter(w)
+            self.register_parameter("weight", nn.Parameter(w))
         bias = layer.bias
         del layer._parameters["weight"]
         layer.weight = None  # type: ignore[assignment]  # the weight lives in w_codes from now on
@@ -315,6 +335,21 @@ class QuantLayer(nn.Module):
 
     def extra_repr(self):
         return f"fmt={self.fmt!r}, weight_shape={self.weight_shape}, qat={self.qat}"
+
+    # What a parent module reads from the layer it owns (nn.MultiheadAttention's out_proj.weight,
+    # nn.TransformerEncoderLayer's fast-path check of linear1.weight): the weight as it is
+    # computed with, and the bias.
+    @property
+    def weight(self):
+        if "weight" in self._parameters:  # QAT: the float master weight
+            return self._parameters["weight"]
+        if "_w" not in self._buffers:  # during __init__: no weight yet
+            raise AttributeError("weight")
+        return self._buffers["_w"]
+
+    @property
+    def bias(self):
+        return self.layer.bias
 
 
 def convert_(model: nn.Module) -> nn.Module:
