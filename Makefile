@@ -6,9 +6,9 @@ PY := .venv/bin/python
 STAMP := .venv/.effai-installed
 TORCH := torch==2.13.0
 # Data sets and toolchains that come from Debian (installed once by the bootstrap, as root).
-DEBIAN_PACKAGES := dataset-fashion-mnist
+DEBIAN_PACKAGES := dataset-fashion-mnist espeak-ng gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 
-.PHONY: demo test lint bench docs venv clean
+.PHONY: demo test lint bench bench-check bench-stale docs venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
@@ -35,7 +35,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	@$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('2.13.0') else 'bench extra replaced torch: ' + v)"
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in $(filter-out benchmarks/common.py benchmarks/check.py,$(wildcard benchmarks/*.py)); do $(PY) $$b || exit 1; done
+
+# Reruns the deterministic benchmarks at their CI settings and compares them with the committed
+# results JSON; checks that every section of docs/benchmarks.md names its commit (benchmarks/check.py).
+bench-check: $(STAMP)
+	@bash scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
+	$(PY) benchmarks/check.py
+
+# Rewrites the provenance lines of docs/benchmarks.md: a table whose code changed since its run is marked stale.
+bench-stale: $(STAMP)
+	$(PY) benchmarks/check.py --skip-rerun --fix
 
 docs: $(STAMP)
 	$(PY) -m mkdocs build --strict

@@ -39,27 +39,23 @@ from effai.quantize import (  # noqa: E402
 )
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+def measure(quick: bool = False) -> dict:
     torch.manual_seed(0)
     torch.set_num_threads(2)
     ds = data.load("mnist5k", seed=0)
     _, val, test = ds.loaders(256)
     m = zoo.create("lenet5", num_classes=10, in_channels=1)
-    epochs = 3 if args.quick else 20
+    epochs = 3 if quick else 20
     train.fit(m, ds, train.TrainConfig(epochs=epochs, seed=0, threads=2), out_dir=ROOT / "runs" / "bench_quantize_formats",
-              progress=False)
+              resume=False, progress=False)
     m.eval()
     calib = ds.calibration(256)
     x_test = ds.test.tensors[0]
     with torch.no_grad():
         ref = m(x_test)
     fp32_bytes = state_dict_bytes(m)
-    qat_epochs = 1 if args.quick else 6
+    qat_epochs = 1 if quick else 6
     qat_train = train.TrainConfig(epochs=qat_epochs, lr=5e-4, seed=0, threads=2)
-
     variants = [
         ("fp32", "float", None),
         ("fp16", "weights+activations", Float16Config()),
@@ -99,7 +95,6 @@ def main():
         rows.append({"format": fmt, "method": how, "accuracy": acc, "bytes": size, "size_vs_fp32": size / fp32_bytes,
                      "sqnr_db": nx.sqnr_db(ref, out), "seconds": secs})
         print(rows[-1], flush=True)
-    base = rows[0]["accuracy"]
     # mixed precision: per-layer sensitivity, then formats under a 15%-of-fp32 weight budget
     params = sum(p.numel() for p in m.parameters())
     table_rows, mcfg, info = mixed_precision(copy.deepcopy(m), calib[:256], loader=val, budget_bytes=params * 4 * 0.15,
@@ -111,33 +106,68 @@ def main():
                  ", ".join(f"{k}={v}" for k, v in info["formats"].items()), "accuracy": train.score(q, test).accuracy,
                  "bytes": state_dict_bytes(q), "size_vs_fp32": state_dict_bytes(q) / fp32_bytes,
                  "sqnr_db": nx.sqnr_db(ref, out), "seconds": 0.0})
-    int8_ptq = rows[6]["accuracy"]
-    md = [
+    return {"machine": machine(), "epochs": epochs, "qat_epochs": qat_epochs, "rows": rows,
+            "sensitivity": [r.to_dict() for r in table_rows], "mixed": info}
+
+
+def format_rows(results: dict) -> list[list]:
+    base = results["rows"][0]["accuracy"]
+    return [[r["format"], r["method"], f"{r['accuracy']:.4f}", f"{(r['accuracy'] - base) * 100:+.1f}",
+             f"{r['bytes'] / 1e3:.1f} kB", f"{r['size_vs_fp32']:.3f}", f"{r['sqnr_db']:.1f}"] for r in results["rows"]]
+
+
+def sensitivity_rows(results: dict) -> list[list]:
+    return [[r["layer"], r["type"], r["params"], r["fmt"], f"{r['accuracy']:.4f}", f"{r['accuracy_drop'] * 100:+.1f}",
+             f"{r['sqnr_db']:.1f}"] for r in results["sensitivity"]]
+
+
+def render(results: dict) -> str:
+    base, int8_ptq = results["rows"][0]["accuracy"], results["rows"][6]["accuracy"]
+    return "\n".join([
         "## Every format on LeNet-5 / mnist5k (`benchmarks/quantize_formats.py`)",
         "",
-        f"LeNet-5 trained {epochs} epochs on mnist5k (seed 0); test split of 500 images. Size: bytes of the "
+        f"LeNet-5 trained {results['epochs']} epochs on mnist5k (seed 0); test split of 500 images. Size: bytes of the "
         "real `torch.save(state_dict)` of the quantized model (codes packed: int4 two per byte, int2/ternary four, "
         "binary eight; fp32 biases and per-channel scales included). SQNR: test-set logits against FP32. "
-        "Float formats below 16 bits and all activation rounding are simulated on CPU (bit-exact with ml_dtypes).",
+        "Float formats below 16 bits and all activation rounding are simulated on CPU (bit-exact with ml_dtypes). "
+        "Deterministic: `make bench-check` reruns both tables.",
         "",
         table(["format", "method", "test accuracy", "Δ vs fp32 (pp)", "size", "size/fp32", "logit SQNR dB"],
-              [[r["format"], r["method"], f"{r['accuracy']:.4f}", f"{(r['accuracy'] - base) * 100:+.1f}",
-                f"{r['bytes'] / 1e3:.1f} kB", f"{r['size_vs_fp32']:.3f}", f"{r['sqnr_db']:.1f}"] for r in rows]),
+              format_rows(results)),
         "",
         f"INT8 static PTQ (minmax) is {(int8_ptq - base) * 100:+.1f} pp from FP32 (goal: within 0.5 pp).",
         "",
         "Per-layer sensitivity (only that layer quantized, weight-only; accuracy on the validation split):",
         "",
         table(["layer", "type", "params", "format", "val accuracy", "drop (pp)", "logit SQNR dB"],
-              [[r.layer, r.type, r.params, r.fmt, f"{r.accuracy:.4f}", f"{r.accuracy_drop * 100:+.1f}", f"{r.sqnr_db:.1f}"]
-               for r in table_rows]),
+              sensitivity_rows(results)),
         "",
-        machine_line(machine()),
-    ]
-    write_results("quantize_formats", {"machine": machine(), "epochs": epochs, "qat_epochs": qat_epochs, "rows": rows,
-                                       "sensitivity": [r.to_dict() for r in table_rows], "mixed": info},
-                  "\n".join(md))
-    print("\n".join(md))
+        machine_line(results["machine"]),
+    ])
+
+
+def reproduction(results: dict) -> dict:
+    """Both tables' cells as displayed, keyed by row: what `make bench-check` compares."""
+    fmt_heads = ["test accuracy", "Δ vs fp32 (pp)", "size", "size/fp32", "logit SQNR dB"]
+    sens_heads = ["val accuracy", "drop (pp)", "logit SQNR dB"]
+    rows = {f"{r[0]} / {r[1]}": dict(zip(fmt_heads, r[2:], strict=True)) for r in format_rows(results)}
+    rows.update({f"sensitivity {r[0]} {r[3]}": dict(zip(sens_heads, r[4:], strict=True))
+                 for r in sensitivity_rows(results)})
+    return {"setting": {"epochs": results["epochs"], "qat_epochs": results["qat_epochs"]}, "rows": rows}
+
+
+def reproduce() -> dict:
+    return reproduction(measure())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    results = measure(args.quick)
+    results["reproduce"] = reproduction(results)
+    write_results("quantize_formats", results, render(results))
+    print(render(results))
 
 
 if __name__ == "__main__":

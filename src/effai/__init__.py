@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBPACKAGES = (
-    "compress", "data", "distill", "evaluate", "hardware", "numerics", "profile",
+    "compress", "data", "distill", "evaluate", "hardware", "mcu", "numerics", "profile",
     "prune", "quantize", "report", "search", "study", "train", "zoo",
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -32,6 +33,7 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+TRUST_HELP = "Let the model file run code (any pickled object, a TorchScript program); only for files you trust."
 _state = {"debug": False}
 
 
@@ -87,7 +89,7 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 @app.command("train")
 def train_cmd(
     model: str = typer.Argument(..., help="Zoo name, e.g. lenet5."),
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
@@ -131,7 +133,7 @@ def train_cmd(
 # ---------------------------------------------------------------- study
 @app.command("study")
 def study_cmd(
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | synthetic | a path (IDX dir, .npz, image folder)."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     model: str = typer.Option("lenet5", help="Base model: a zoo name (trained once here) or a checkpoint folder."),
     quick: bool = typer.Option(False, "--quick", help="Fewer variants, epochs and repeats (a smoke test, < 40 s)."),
     max_size: str | None = typer.Option(None, "--max-size", help="Largest model size, e.g. 250KB or 1.5MB."),
@@ -190,7 +192,7 @@ def compress_cmd(
     recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.effdc and report.json."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
     """Deep Compression: prune, share weights, Huffman-code; report the bytes at each stage.
@@ -219,14 +221,14 @@ def export_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch) or TorchScript file."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
     dtype: str = typer.Option("int8", help="int8 | fp16 | fp32"),
-    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | synthetic | a path."),
+    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
     tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),
     max_sqnr_loss_db: float = typer.Option(1.0, min=0.0, help="Tuning: the most output SQNR (dB) a candidate may lose against the CPU-chosen default."),
     threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     seed: int = typer.Option(0, help="Seed of the data split (calibration images come from its training part)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export facts (and tuning candidates) as JSON."),
 ):
@@ -330,7 +332,7 @@ def fit_cmd(
     arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
     arena: int | None = typer.Option(None, "--arena-bytes", min=0, help="Runtime arena bytes (default: the target's)."),
     catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: the fit report and the roofline estimate."),
 ):
     """Check that a model fits a target (dtype, RAM, flash/storage) and estimate its latency there.
@@ -353,8 +355,11 @@ def fit_cmd(
     est = None
     if report.dtype in tgt.spec.dtypes:
         est = hardware.estimate(prof, tgt, dtype=report.dtype)
+    firmware = _firmware_numbers(lm, net, tgt, report.dtype, shape)
     if as_json:
-        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None})
+        print_json({"fit": report.to_dict(), "estimate": est.to_dict() if est else None,
+                    "firmware": firmware.to_dict() if firmware else None,
+                    "mcu_numbers": ("built and run in QEMU" if firmware else "estimated") if tgt.spec.mcu else None})
     else:
         from rich.table import Table
 
@@ -378,10 +383,131 @@ def fit_cmd(
             console.print(line, highlight=False)
         if tgt.spec.status == "research_estimate":
             console.print("note: research hardware, every number is a research estimate", highlight=False)
+        _print_firmware(firmware, tgt)
         console.print(("[green]FITS[/] " if report.fits else "[red]DOES NOT FIT[/] ") + report.verdict(),
                       highlight=False)
-    if not report.fits:
+    if firmware is not None and not firmware.fits:
+        raise CheckFailed(f"{lm.name} {firmware.reason} (built)")
+    if not report.fits and firmware is None:
         raise CheckFailed(report.verdict())
+
+
+def _print_firmware(firmware, tgt) -> None:
+    """The built firmware's numbers under `effai fit`'s table, or why the numbers are estimates."""
+    if firmware is not None:
+        console.print(f"firmware (built and run in QEMU, {firmware.qemu_machine}): flash {firmware.flash_bytes:,} B, "
+                      f"SRAM {firmware.sram_bytes:,} B"
+                      + (f", bit-exact {firmware.bit_exact}, estimated latency {firmware.estimated_latency_ms:.3g} ms "
+                         "(instructions counted in QEMU x cycles/instruction)" if firmware.fits else
+                         f"; {firmware.reason}"), highlight=False)
+    elif tgt.spec.mcu is not None:
+        console.print("microcontroller numbers above are estimated (for built ones: --dtype int8 with the Arm "
+                      "toolchain and QEMU installed)", highlight=False)
+
+
+def _firmware_numbers(lm, net, tgt, dtype: str, shape):
+    """For an int8 fit on a microcontroller with the toolchain installed: the built firmware's
+    numbers (effai.mcu.deploy into a temporary folder), else None and the estimate stands."""
+    from effai import mcu
+
+    if tgt.spec.mcu is None or dtype != "int8" or lm.model is None or mcu.toolchain_missing():
+        return None
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="effai-fit-") as d, err_console.status(f"building {lm.name} firmware ..."):
+        try:
+            r = mcu.deploy(net, tgt, out=d, input_shape=shape[1:], n_inputs=2)
+            return dataclasses.replace(r, elf=None)  # the folder is temporary
+        except InputError as e:  # a model the compiler cannot lower keeps the estimate
+            err_console.print(f"note: no firmware built ({e}); numbers are estimated", highlight=False)
+            return None
+
+# ---------------------------------------------------------------- deploy (microcontroller firmware)
+@app.command("deploy")
+def deploy_cmd(
+    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), or int8 QOperator .onnx file."),
+    target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
+    out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
+    inputs: int = typer.Option(8, "--inputs", min=1, help="Test inputs run on the emulated MCU and checked bit for bit."),
+    kernels: str | None = typer.Option(None, "--kernels", help="dsp (SMLAD/SXTB16, M4/M7) | mve (Helium, M55) | portable (plain C); default: the core's fastest."),
+    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x1x49x10 (default: the model's)."),
+    width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
+    resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
+    num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
+    arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of a bare state dict."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    as_json: bool = typer.Option(False, "--json", help="Print the deploy result as JSON."),
+):
+    """Compile an int8 model to Cortex-M firmware, run it in QEMU, check it bit for bit.
+
+    Flash and SRAM come from the linked ELF, instructions from QEMU; latency is an estimate.
+    Exit code 1 when the model does not fit the target (the linker's verdict).
+
+    Example: effai deploy ds_cnn --target nano33ble --out runs/fw --json
+    """
+    from effai import mcu
+
+    tgt = mcu.mcu_target(target)  # unknown or non-MCU targets fail before any model is loaded
+    if kernels is not None and kernels not in tgt.core.kernels:
+        raise InputError(f"--kernels: {tgt.core.name} runs {', '.join(tgt.core.kernels)}, got {kernels!r}")
+    calib = test = labels = None
+    if dataset is not None:
+        from effai import data as data_mod
+        from effai.zoo.loading import load_for_data, load_model
+
+        ds = data_mod.load(dataset)
+        net: Any
+        if model.endswith(".onnx"):  # an int8 file: its own scales, the data set only tests it
+            lm = load_model(model)
+            net = lm.onnx_path
+        else:
+            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle)
+            net, calib = lm.model, ds.calibration()
+        test, labels, shape = ds.test.tensors[0][:inputs], ds.test.tensors[1][:inputs], None
+    else:
+        opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
+        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+    with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
+        r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
+                       input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels, labels=labels)
+    if as_json:
+        print_json(r.to_dict())
+    else:
+        _print_deploy(lm.name, r, out)
+    if not r.fits:
+        raise CheckFailed(f"{lm.name} {r.reason}")
+    if not r.bit_exact:
+        raise CheckFailed(f"{lm.name}: firmware outputs differ from effai's integer reference on {r.mismatches} of "
+                          f"{r.inputs_checked} inputs (exit code {r.exit_code})")
+
+
+def _print_deploy(name: str, r, out: Path) -> None:
+    from rich.table import Table
+
+    if not r.fits:  # the one-line reason goes to stderr with exit code 1
+        return
+    t = Table(title=f"{name} on {r.target} ({r.core}, {r.kernels} kernels): per-layer instructions counted in QEMU")
+    for col in ("layer", "op", "MACs", "instructions", "instr/MAC"):
+        t.add_column(col)
+    for layer in r.layers:
+        ipm = layer.instructions_per_mac
+        t.add_row(layer.name, layer.op, f"{layer.macs:,}", f"{layer.instructions:,}", f"{ipm:.2f}" if ipm else "-")
+    console.print(t)
+    console.print(f"built and run in QEMU ({r.qemu_machine}): bit-exact {r.bit_exact} on {r.inputs_checked} inputs; "
+                  f"flash {r.flash_bytes:,} B, SRAM {r.sram_bytes:,} B (arena {r.arena_bytes:,} B, TFLite Micro's greedy "
+                  f"plan {r.tflm_greedy_arena_bytes:,} B; stack used {r.stack_bytes:,} B); {r.instructions:,} instructions "
+                  f"per inference" + (f"; firmware accuracy on them {r.accuracy:.1%}" if r.accuracy is not None else ""),
+                  highlight=False)
+    if r.onnxruntime_max_diff_lsb is not None:
+        console.print(f"ONNX Runtime's int8 run of the same graph (QOperator, float requantization): "
+                      f"{r.onnxruntime_equal_share:.1%} of output bytes equal, at most {r.onnxruntime_max_diff_lsb} "
+                      "LSB apart", highlight=False)
+    console.print(f"estimated latency {r.estimated_latency_ms:.3g} ms (an estimate: instructions counted in QEMU x a "
+                  "cycles-per-instruction model of the core; the model is in deploy.json)", highlight=False)
+    console.print(f"wrote {out / 'deploy.json'}, {r.elf} and the C sources in {out / 'build'}", highlight=False)
+
 
 # ---------------------------------------------------------------- search
 @app.command("search")
@@ -472,7 +598,7 @@ def profile_cmd(
     batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
     threads: int = typer.Option(1, min=1, help="Intra-op threads for latency (1 by default: reproducible; raise it to measure multi-threaded)."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write the per-layer table as CSV."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     top: int = typer.Option(15, min=1, help="Rows in the table (top layers by MACs)."),
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ):

@@ -31,6 +31,7 @@ c.yaml:2: duplicate key 'name' (first at line 1)
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -54,8 +55,11 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict
     loader.flatten_mapping(node)  # resolve `<<` merge keys first, as SafeLoader does
     seen: dict = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]`: a list or mapping as a key
+            raise InputError(f"{loader.source}:{line}: a key must be a plain name, not a "
+                             f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}")
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             raise InputError(f"{loader.source}:{line}: duplicate key {key!r} (first at line {seen[key]})")
         seen[key] = line
@@ -83,20 +87,55 @@ def read_yaml(path: str | os.PathLike) -> tuple[object, yaml.Node | None]:
 def parse_yaml(text: str, source: str) -> tuple[object, yaml.Node | None]:
     """(data, root node) of YAML `text`; syntax errors and duplicate keys raise InputError
     naming `source` and the line. Also used for YAML that ships inside the package."""
-    loader = _Loader(text)
-    loader.source = source
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here
+        loader.source = source
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+        _check_values(data, node, source)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise InputError(f"{source}{line}: YAML syntax error: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise InputError(f"{source}: YAML error: {str(e).splitlines()[0]}") from None
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise InputError(f"{source}: nested too deeply (more than Python's recursion limit of "
+                         f"{sys.getrecursionlimit()} levels); a config is a few levels deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, node
+
+
+_INT64 = 2**63
+
+
+def _check_values(data, root: yaml.Node | None, source: str, loc: tuple = ()) -> None:
+    """Values no config can use, refused with their line: NaN and infinities, integers beyond
+    64 bits, and a `seed` outside [0, 2^63 - 1] (torch and numpy refuse it later, in a traceback)."""
+    import math
+
+    from effai.limits import check_seed
+
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        here = (*loc, k)
+        why = None
+        if isinstance(v, float) and not math.isfinite(v):
+            why = f"{v} is not a usable number"
+        elif isinstance(v, int) and not isinstance(v, bool) and not -_INT64 <= v < _INT64:
+            why = f"{v} does not fit in 64 bits"
+        elif k == "seed" and not isinstance(data, list):
+            try:
+                check_seed(v, "seed")
+            except InputError as e:
+                why = str(e).split(": ", 1)[1]
+        if why:
+            line = node_line(root, here)
+            raise InputError(f"{source}{f':{line}' if line else ''}: {'.'.join(map(str, here))}: {why}")
+        _check_values(v, root, source, here)
 
 
 def node_line(root: yaml.Node | None, loc: tuple) -> int | None:

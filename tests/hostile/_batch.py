@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import sys
+import time
 import traceback
 
 
@@ -18,6 +19,7 @@ def run_one(argv: list[str]) -> dict:
     err, out = io.StringIO(), io.StringIO()
     sys.argv = ["effai", *argv]
     code = 0
+    start = time.perf_counter()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             cli.main()
@@ -26,7 +28,8 @@ def run_one(argv: list[str]) -> dict:
         except BaseException:  # noqa: BLE001 - what a user would see as a traceback
             traceback.print_exc(file=err)
             code = 1
-    return {"argv": argv, "exit_code": code, "stderr": err.getvalue(), "stdout": out.getvalue()}
+    return {"argv": argv, "exit_code": code, "stderr": err.getvalue(), "stdout": out.getvalue(),
+            "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":

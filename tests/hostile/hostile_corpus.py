@@ -201,3 +201,125 @@ class ScriptNamed(torch.nn.Module):
 
     def forward(self, x):
         return getattr(self, "<script>alert(1)</script>")(x)
+
+
+# ---------------------------------------------------------------- round two (issue 20)
+def whole_module_pt(folder: Path) -> Path:
+    """A whole nn.Module pickled with torch.save(model) (needs its class to unpickle)."""
+    from effai import zoo
+
+    p = folder / "whole_model.pt"
+    torch.save(zoo.create("lenet5"), p)
+    return p
+
+
+def zip_bomb(path: Path, member: str, inflated: int, head: bytes = b"") -> Path:
+    """A zip whose `member` inflates to `inflated` bytes (zeros after `head`) from a small file."""
+    import zipfile
+
+    chunk = bytes(16 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        with z.open(member, "w", force_zip64=True) as f:
+            f.write(head)
+            left = inflated - len(head)
+            while left > 0:
+                f.write(chunk[: min(left, len(chunk))])
+                left -= len(chunk)
+    return path
+
+
+def npz_zip_bomb(folder: Path, gib: float = 1.0) -> Path:
+    """An .npz whose 'x' declares and holds `gib` GiB of zeros, deflated to about 1/1000 of it."""
+    from numpy.lib import format as npy
+
+    n = int(gib * (1 << 30)) // 4
+    import io
+
+    hdr = io.BytesIO()
+    npy.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False, "shape": (n,)})
+    return zip_bomb(folder / "bomb.npz", "x.npy", len(hdr.getvalue()) + 4 * n, hdr.getvalue())
+
+
+def pt_zip_bomb(folder: Path, gib: float = 1.0) -> Path:
+    """A torch-style zip (archive/data.pkl + archive/data/0) whose storage inflates to `gib` GiB."""
+    import zipfile
+
+    p = folder / "bomb.pt"
+    zip_bomb(p, "archive/data/0", int(gib * (1 << 30)))
+    with zipfile.ZipFile(p, "a") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        z.writestr("archive/version", b"3\n")
+    return p
+
+
+def npz_lying_header(folder: Path) -> Path:
+    """An .npz whose 'x' header declares 10^12 floats but holds 16 bytes (numpy would allocate 4 TB)."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    hdr = io.BytesIO()
+    npy.write_array_header_1_0(hdr, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+    p = folder / "lying_header.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("x.npy", hdr.getvalue() + bytes(16))
+        buf = io.BytesIO()
+        np.save(buf, np.zeros(4, np.int64))
+        z.writestr("y.npy", buf.getvalue())
+    return p
+
+
+def idx_raw(dtype_code: int, dims, body: bytes) -> bytes:
+    return bytes([0, 0, dtype_code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + body
+
+
+def onnx_model(folder: Path, name: str, nodes, inputs, outputs, opsets=(("", 17),)) -> Path:
+    import onnx
+    from onnx import helper
+
+    g = helper.make_graph(nodes, "g", inputs, outputs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets])
+    p = folder / name
+    onnx.save(m, str(p))
+    return p
+
+
+def onnx_no_nodes(folder: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    return onnx_model(folder, "no_nodes.onnx", [], [x], [x])
+
+
+def onnx_custom_op_in_if(folder: Path) -> Path:
+    """An If whose then-branch holds a custom op (node 'hidden') that no runtime defines."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    c = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    then_g = helper.make_graph([helper.make_node("Frob", ["x"], ["t"], name="hidden", domain="com.evil")], "then",
+                               [], [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])])
+    else_g = helper.make_graph([helper.make_node("Identity", ["x"], ["e"], name="plain")], "else",
+                               [], [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 4])])
+    node = helper.make_node("If", ["c"], ["y"], name="branch", then_branch=then_g, else_branch=else_g)
+    return onnx_model(folder, "custom_in_if.onnx", [node], [c, x], [y], (("", 17), ("com.evil", 1)))
+
+
+def onnx_huge_input(folder: Path) -> Path:
+    """A one-node graph declaring a 1x100000x100000x100 input (4 TB of float32)."""
+    from onnx import TensorProto, helper
+
+    shape = [1, 100_000, 100_000, 100]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
+    return onnx_model(folder, "huge_input.onnx", [helper.make_node("Relu", ["x"], ["y"], name="relu")], [x], [y])
+
+
+def checkpoint_folder(folder: Path, name: str, meta: dict) -> Path:
+    d = folder / name
+    d.mkdir()
+    torch.save(lenet5_state(), d / "model.pt")
+    (d / "model.json").write_text(json.dumps(meta))
+    return d

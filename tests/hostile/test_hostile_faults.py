@@ -147,3 +147,17 @@ def test_search_sigint_then_sigkill_then_resume(tmp_path):
     assert lost == 0 and len(final) == 3 and "RUNNING" not in states
     saved = json.loads((out / "pareto.json").read_text())
     assert saved["n_complete"] == 3
+
+
+def test_study_sigterm_says_how_to_resume(tmp_path):
+    """`kill PID` (SIGTERM) stops a study as Ctrl-C does: exit 143 and one line saying how to resume."""
+    out = tmp_path / "study"
+    res = out / "results.jsonl"
+    argv = ["study", "--dataset", "digits", "--model", "lenet300_100", "--quick", "--variants", "int8_ptq,fp16",
+            "--out", out]
+    code, err = _interrupt_when(_popen(argv), lambda: len(_study_records(res)) >= 1, signal.SIGTERM)
+    record("SIGTERM during study", cmd_text(argv) + "  (kill PID after 1 variant)", code, err)
+    assert not has_traceback(err), err
+    assert code == 143 and "stopped by SIGTERM" in err and "rerun the same command to resume" in err, (code, err)
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
+    assert _study_records(res)

@@ -92,13 +92,20 @@ def test_model_files_via_cli(corpus):
     cases[name] = ["study", "--model", files["pickle payload in a checkpoint folder"], "--dataset", "digits",
                    "--quick", "--out", t / "study"]
     expect[name], markers[name] = (2, "model.pt", "refused to unpickle"), mk
-    # TorchScript works where its input fits; where it does not, one line names the mismatch.
+    # TorchScript is a program: refused without --trust-code; with it, it works where its input
+    # fits, and where it does not, one line names the mismatch.
     ts = files["TorchScript file"]
-    cases["TorchScript file → profile"] = ["profile", ts, "--input", "1x1x28x28", "--no-latency", "--json"]
+    for cmd, extra in (("profile", ["--no-latency"]), ("fit", ["--target", "nano33ble"]),
+                       ("compress", ["--recipe", recipe, "--out", t / "cts0"])):
+        cases[f"TorchScript file without --trust-code → {cmd}"] = [cmd, ts, *extra]
+        expect[f"TorchScript file without --trust-code → {cmd}"] = (2, "scripted.pt", "TorchScript", "--trust-code")
+    cases["TorchScript file → profile"] = ["profile", ts, "--trust-code", "--input", "1x1x28x28", "--no-latency",
+                                           "--json"]
     expect["TorchScript file → profile"] = (0,)
-    cases["TorchScript file → fit"] = ["fit", ts, "--input", "1x1x28x28", "--target", "nano33ble"]
+    cases["TorchScript file → fit"] = ["fit", ts, "--trust-code", "--input", "1x1x28x28", "--target", "nano33ble"]
     expect["TorchScript file → fit"] = (0,)
-    cases["TorchScript file on 8x8 digits → compress"] = ["compress", ts, "--recipe", recipe, "--out", t / "cts"]
+    cases["TorchScript file on 8x8 digits → compress"] = ["compress", ts, "--trust-code", "--recipe", recipe,
+                                                           "--out", t / "cts"]
     expect["TorchScript file on 8x8 digits → compress"] = (2, "scripted.pt", "cannot run on one sample", "1x1x8x8")
     cases["latency runtime that effai does not have → profile"] = ["profile", "lenet5", "--runtime", "tensorrt"]
     expect["latency runtime that effai does not have → profile"] = (2, "--runtime", "'tensorrt'", "openvino")
@@ -152,10 +159,12 @@ def test_python_api(corpus):
         assert "\n" not in msg and files[what].name in msg
         for w in words:
             assert w.lower() in msg.lower(), (what, msg)
-    lm = load_model(str(files["TorchScript file"]))
+    with pytest.raises(InputError, match="--trust-code"):
+        load_model(str(files["TorchScript file"]))
+    lm = load_model(str(files["TorchScript file"]), trust_pickle=True)
     out = lm.model(torch.zeros(1, 1, 28, 28))
     assert out.shape == (1, 10)
-    record("TorchScript file → load_model", "load_model('scripted.pt')", "ok", outcome=f"loaded, output {tuple(out.shape)}")
+    record("TorchScript file → load_model", "load_model('scripted.pt', trust_pickle=True)", "ok", outcome=f"loaded, output {tuple(out.shape)}")
 
     from effai import zoo
 

@@ -80,12 +80,12 @@ def test_write_failing_half_way_keeps_the_old_file(tmp_path, monkeypatch):
 
         with monkeypatch.context() as m:
             m.setattr(os, fn, boom)
-            with pytest.raises(OSError):
+            with pytest.raises(InputError, match="no space left on the device"):  # exit 2, one line
                 fileio.write_json(target, {"variants": ["half", "written"]})
         assert target.read_text() == before
         assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"], "a temp file was left behind"
         record(f"write failing half-way (os.{fn} raises ENOSPC) → effai.fileio.write_json",
-               f"write_json('result.json') with os.{fn} failing", "OSError",
+               f"write_json('result.json') with os.{fn} failing", "InputError",
                outcome="previous result.json intact, no temp file left", results_lost=0)
 
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from effai.errors import InputError
+
+
+@dataclass(frozen=True)
+class Slices:
+    """Subgroup labels a generator knows for each of its samples (a 4th item it may return):
+    `load` splits them with the samples, and the study reports accuracy per subgroup."""
+
+    name: str  # what the labels are, e.g. "SNR of the mixed noise"
+    labels: np.ndarray  # (N,) strings
 
 
 def digits() -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -37,6 +48,17 @@ def synthetic(
     rng.shuffle(y)
     x = prototypes[y] + 0.8 * rng.normal(size=(n, *shape)).astype(np.float32)
     return x.astype(np.float32), y.astype(np.int64), [f"class{i}" for i in range(num_classes)]
+
+
+def kws(n_per_class: int = 400, synth_seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str], Slices]:
+    """SYNTHETIC keyword spotting: 12 classes (Speech Commands' 10 words, silence, unknown) spoken
+    by espeak-ng in many voices, speeds and pitches, mixed with noise; 49x10 MFCCs per 1 s clip.
+    `synth_seed` draws the clips (`load`'s own seed draws the splits). Slices: the SNR of each clip."""
+    from effai.data.kws import kws as make
+
+    x, y, class_names, snr = make(n_per_class=n_per_class, seed=synth_seed)
+    return x, y, class_names, Slices("SNR of the mixed noise", snr)
+
 
 
 def keywords(n: int = 2000, seq_len: int = 32, vocab: int = 64, seed: int = 0):
@@ -84,14 +106,13 @@ def fashion_mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, list(FASHION_CLASSES)
 
 
-BUILTIN = {"digits": digits, "fashion_mnist": fashion_mnist, "keywords": keywords, "mnist5k": mnist5k,
-           "synthetic": synthetic}
+BUILTIN: dict[str, Callable[..., tuple]] = {"digits": digits, "fashion_mnist": fashion_mnist, "keywords": keywords, "kws": kws, "mnist5k": mnist5k, "synthetic": synthetic}
 
 
 def names() -> list[str]:
     """Names of the built-in data sets.
 
     >>> names()
-    ['digits', 'fashion_mnist', 'keywords', 'mnist5k', 'synthetic']
+    ['digits', 'fashion_mnist', 'keywords', 'kws', 'mnist5k', 'synthetic']
     """
     return sorted(BUILTIN)

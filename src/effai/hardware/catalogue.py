@@ -107,6 +107,17 @@ class Joules(Quantity):
     unit: ClassVar[str] = "J"
 
 
+class Hertz(Quantity):
+    unit: ClassVar[str] = "Hz"
+
+
+class McuCore(_Strict):
+    """A microcontroller's CPU core and clock: what `effai deploy` compiles for and times at."""
+
+    core: Literal["cortex-m4", "cortex-m7", "cortex-m55"]
+    clock: Hertz
+
+
 class Power(_Strict):
     """Board or chip power while idle and at full load."""
 
@@ -165,6 +176,7 @@ class TargetSpec(_Strict):
     price: Price | None = None
     efficiency: Efficiency
     runtime: Runtime | None = None
+    mcu: McuCore | None = None  # microcontrollers effai can build firmware for
     notes: str = ""
 
     @model_validator(mode="after")

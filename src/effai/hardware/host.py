@@ -35,17 +35,10 @@ from pathlib import Path
 
 import torch
 
+from effai.fileio import cache_dir
 from effai.hardware.catalogue import MEASURED, Target, TargetSpec
 
 CACHE_VERSION = 6
-
-
-def cache_dir() -> Path:
-    """Where effai caches host calibrations."""
-    if os.environ.get("EFFAI_CACHE_DIR"):
-        return Path(os.environ["EFFAI_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "effai"
 
 
 _CLOCK = {"fn": time.perf_counter}

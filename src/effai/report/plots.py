@@ -12,7 +12,7 @@ import re
 
 from effai.results import AXES, VariantRecord
 
-_RC = {"svg.fonttype": "none", "text.parse_math": False, "font.size": 9, "axes.spines.top": False,
+_RC: dict = {"svg.fonttype": "none", "text.parse_math": False, "font.size": 9, "axes.spines.top": False,
        "axes.spines.right": False, "svg.hashsalt": "effai"}
 
 

@@ -90,6 +90,7 @@ class TargetFit(Record):
     cost_usd_per_million: float | None = None
     co2_g_per_million: float | None = None
     cost_note: str = ""
+    method: str = "estimated"  # "estimated" from the profile; the MCU firmware's numbers will say how they were got
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ _UNITS = {  # unit kind -> accepted base-unit spellings
     "W": ("W",),
     "USD": ("USD", "$"),
     "J": ("J",),
+    "Hz": ("Hz",),
     "s": ("s",),
 }
 _QTY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ$/]*)\s*$")

@@ -14,6 +14,7 @@ touches the Optuna storage: one writer, no database locks across machines.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -96,10 +97,10 @@ class RayBackend:
         self.owned = not ray.is_initialized()
         if self.owned:
             if cfg.ray_address:
-                ray.init(address=cfg.ray_address, log_to_driver=False, logging_level="ERROR")
+                ray.init(address=cfg.ray_address, log_to_driver=False, logging_level=logging.ERROR)
             else:
                 ray.init(num_cpus=cfg.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, logging_level="ERROR")
+                         log_to_driver=False, logging_level=logging.ERROR)
         self.remote = ray.remote(num_cpus=cfg.threads_per_trial, max_retries=0)(fn)
         self.cfg_ref = ray.put(cfg.model_dump_json())
         self._refs: dict[int, object] = {}

@@ -26,7 +26,7 @@ from effai.results import parse_bytes
 
 Objective = Literal["accuracy", "size", "macs", "latency", "energy"]
 # Direction of each objective for Optuna: accuracy up, every cost down.
-DIRECTIONS = {"accuracy": "maximize", "size": "minimize", "macs": "minimize", "latency": "minimize",
+DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {"accuracy": "maximize", "size": "minimize", "macs": "minimize", "latency": "minimize",
               "energy": "minimize"}
 
 

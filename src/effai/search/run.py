@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from effai.errors import InputError
-from effai.fileio import ensure_dir
+from effai.fileio import folder_lock
 from effai.results import Constraints, Record, VariantRecord, margins, violations
 from effai.results.serial import versioned
 from effai.search.config import DIRECTIONS, SearchConfig
@@ -152,22 +152,27 @@ def _record(t, where: str) -> TrialRecord:
                        same_as=ua.get("same_as"))
 
 
-def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = None, write: bool = True) -> SearchResult:  # noqa: C901 - the search driver loop (resume, backends, budget); split with the records rework
+def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = None, write: bool = True) -> SearchResult:
     """Run (or resume) the search `cfg` describes until `n_trials` trials are COMPLETE.
 
     `progress(done, total, message)` is called after each finished trial. With `write`,
     `OUT/pareto.json` and `OUT/report.html` are written at the end.
     """
     import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    out = Path(cfg.out)
+    with folder_lock(out, "search"):  # one search per folder (the second would race on the storage)
+        return _run(cfg, out, progress, write)
+
+
+def _run(cfg: SearchConfig, out: Path, progress, write: bool) -> SearchResult:  # noqa: C901 - the search driver loop (resume, backends, budget); split with the records rework
     from optuna.trial import TrialState
 
     from effai.search.backends import make_backend
     from effai.search.trial import describe
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
-    out = Path(cfg.out)
-    ensure_dir(out, "--out ")
     _check_inputs(cfg)
     study = open_study(cfg)
     if cfg.initial and not study.get_trials(deepcopy=False):  # a fresh study: queue the start points
@@ -213,6 +218,7 @@ def run(cfg: SearchConfig, progress: Callable[[int, int, str], None] | None = No
                 pending[backend.submit(variant)] = (trial, variant)
             if not pending:
                 break
+            assert backend is not None  # pending trials were submitted to it
             for h, res in backend.wait(list(pending)):
                 trial, variant = pending.pop(h)
                 msg = _finish(study, trial, res, cfg, limits)

@@ -23,9 +23,9 @@ from effai.search.config import Dim, SpaceConfig
 def _suggest(trial, name: str, dim: Dim):
     if dim.choices is not None:
         return trial.suggest_categorical(name, list(dim.choices))
-    ints = all(float(x).is_integer() for x in (dim.low, dim.high)) and (dim.step or 1).is_integer() and dim.step
-    if ints:
-        return trial.suggest_int(name, int(dim.low), int(dim.high), step=int(dim.step), log=dim.log)
+    low, high = float(dim.low or 0), float(dim.high or 0)  # a Dim without choices has both (validated)
+    if dim.step and float(dim.step).is_integer() and low.is_integer() and high.is_integer():
+        return trial.suggest_int(name, int(low), int(high), step=int(dim.step), log=dim.log)
     return trial.suggest_float(name, dim.low, dim.high, step=dim.step, log=dim.log)
 
 

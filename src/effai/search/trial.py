@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effai.data import DataSplits
 from effai.results import Cost, Energy, Latency, VariantRecord
 from effai.search.config import SearchConfig
 
@@ -88,7 +89,7 @@ def describe(v: dict) -> str:
     return " ".join(parts)
 
 
-def build(variant: dict, cfg: SearchConfig) -> tuple[nn.Module, object]:
+def build(variant: dict, cfg: SearchConfig) -> tuple[nn.Module, DataSplits]:
     """(untrained model, data) for a variant."""
     from effai import zoo
 
@@ -190,7 +191,7 @@ def _quantize(model: nn.Module, layer_bits: dict[str, int], qat: bool, ds, cfg: 
         if fmt == "fp16":
             continue
         group = {n for n, f in formats.items() if f == fmt}
-        quantize_(model, QATConfig(fmt=fmt), filter_fn=lambda m, n, g=group: n in g)
+        quantize_(model, QATConfig(fmt=fmt), filter_fn=lambda m, n, g=group: n in g)  # type: ignore[misc]
     fit(model, ds, _train_config(cfg, cfg.train.finetune_epochs), progress=False, loss_fn=loss_fn)
     convert_(model)
     fp16 = {n: f for n, f in formats.items() if f == "fp16"}
@@ -252,6 +253,7 @@ def _on_target(rec: VariantRecord, prof, cfg: SearchConfig, mean_bits: float) ->
     at int8 when the weights are 8 bits or fewer and the target runs int8, else at the model's dtype."""
     from effai import hardware
 
+    assert cfg.target is not None  # the caller checks
     target = hardware.load_catalogue().get(cfg.target)
     dtype = "int8" if mean_bits <= 8 and "int8" in target.spec.dtypes else None
     est = hardware.estimate(prof, cfg.target, dtype)

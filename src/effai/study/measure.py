@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,8 +26,8 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
     from effai.profile.energy import Meter
 
     model = built.structure if built.structure is not None else built.model
-    protocol = {"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else {"warmup": 10, "repeats": 50,
-                                                                                 "min_seconds": 0.1}
+    protocol: dict[str, Any] = ({"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else
+                                {"warmup": 10, "repeats": 50, "min_seconds": 0.1})
     meter = Meter("cpu")
     lat, graph, note = None, "", ""
     if built.onnx_dtype and not quick:
@@ -55,10 +56,10 @@ def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: in
 
 def counts(built, input_shape: tuple[int, ...]):
     """The effai Profile of the variant's float structure (no timing), with energy estimated at its bits."""
-    import effai
+    from effai.profile import profile
 
     model = built.structure if built.structure is not None else built.model
-    return effai.profile(model.eval(), input_shape=(1, *input_shape), latency=False, bits=built.bits)
+    return profile(model.eval(), input_shape=(1, *input_shape), latency=False, bits=built.bits)
 
 
 def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, TargetFit]:
@@ -71,12 +72,24 @@ def targets(profile, deploy_dtype: str, names: list[str]) -> dict[str, TargetFit
         t = cat[name]
         chain = _FALLBACK.get(deploy_dtype, [deploy_dtype])
         dtype = next((d for d in chain if d in t.spec.dtypes), chain[0])
-        f = hardware.fit(profile, t, dtype=dtype)
-        fit = TargetFit(fits=f.fits, dtype=dtype, reason=f.verdict())
-        if dtype in t.spec.dtypes:
-            e = hardware.estimate(profile, t, dtype=dtype)
-            fit = fit.replace(latency_ms=e.latency_ms, energy_j=e.energy_j, cost_usd_per_million=e.usd_per_million,
-                              co2_g_per_million=None if e.kg_co2_per_million is None else e.kg_co2_per_million * 1e3,
-                              cost_note=f"{e.method} ({e.model_used}); {e.usd_method}; grid {e.grid_kg_per_kwh} kg/kWh")
-        out[name] = fit
+        out[name] = estimated_fit(profile, t, dtype)
     return out
+
+
+def estimated_fit(profile, target, dtype: str) -> TargetFit:
+    """One target's record from the profile alone: `effai.hardware.fit` and the roofline estimate.
+
+    This is the study's target-fit step. For microcontroller targets, the numbers of the built
+    firmware (`effai.mcu.deploy`: flash and SRAM from the linked ELF, instructions counted in
+    QEMU) replace this estimate where the toolchain is present; `method` says which it is.
+    """
+    from effai import hardware
+
+    f = hardware.fit(profile, target, dtype=dtype)
+    fit = TargetFit(fits=f.fits, dtype=dtype, reason=f.verdict(), method="estimated")
+    if dtype in target.spec.dtypes:
+        e = hardware.estimate(profile, target, dtype=dtype)
+        fit = fit.replace(latency_ms=e.latency_ms, energy_j=e.energy_j, cost_usd_per_million=e.usd_per_million,
+                          co2_g_per_million=None if e.kg_co2_per_million is None else e.kg_co2_per_million * 1e3,
+                          cost_note=f"{e.method} ({e.model_used}); {e.usd_method}; grid {e.grid_kg_per_kwh} kg/kWh")
+    return fit

@@ -161,8 +161,9 @@ def _load_data(cfg: StudyConfig):
 
 
 def _slices(cfg: StudyConfig, ds) -> list[str]:
-    """Subgroup labels for the test set: the user's file, else ink-density terciles (how much
-    of the image is stroke), a property of the input that per-class accuracy does not show."""
+    """Subgroup labels for the test set: the user's file, else the data set's own (e.g. the SNR of
+    a kws clip), else ink-density terciles (how much of the image is stroke), a property of the
+    input that per-class accuracy does not show."""
     n = len(ds.test)
     if cfg.slices:
         path = Path(cfg.slices)
@@ -172,6 +173,8 @@ def _slices(cfg: StudyConfig, ds) -> list[str]:
         if len(labels) != n:
             raise InputError(f"--slices {path}: {len(labels)} labels for {n} test examples; give one per line")
         return labels
+    if ds.meta.get("slices"):
+        return list(ds.meta["slices"])
     ink = ds.test.tensors[0].flatten(1).mean(1)
     lo, hi = torch.quantile(ink, torch.tensor([1 / 3, 2 / 3])).tolist()
     return ["thin strokes" if v < lo else ("bold strokes" if v > hi else "medium strokes") for v in ink.tolist()]
@@ -198,7 +201,7 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
     return StudyResult(
         name=name, base=base, reference="fp32",
         dataset=DatasetInfo(data.name, tuple(data.class_names), len(data.test), tuple(data.input_shape),
-                            "user file" if cfg.slices else "ink-density terciles"),
+                            "user file" if cfg.slices else data.meta.get("slices_name", "ink-density terciles")),
         variants=tuple(recs), pareto={axis: tuple(r.name for r in pareto_front(recs, [axis])) for axis in AXES},
         constraints=c, selection=select(recs, c), config=cfg.to_dict(),
         command=command or _command(cfg),

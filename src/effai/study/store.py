@@ -9,14 +9,13 @@ write the same folder at once (an OS file lock, released even if the holder is k
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TextIO
 
 from effai.errors import InputError
-from effai.fileio import append_jsonl, ensure_dir, read_jsonl, write_json
+from effai.fileio import append_jsonl, folder_lock, read_jsonl, write_json
 from effai.results import VariantRecord
 from effai.results.serial import unversioned, versioned
 
@@ -25,7 +24,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike, identity: dict, key: str, force: bool = False):
         self.path = Path(path)
         self.identity, self.key, self.force = identity, key, force
-        self._lock: TextIO | None = None
+        self._lock: AbstractContextManager | None = None
 
     @property
     def results(self) -> Path:
@@ -38,28 +37,19 @@ class RunDir:
     def __enter__(self) -> RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--out {self.path}: exists and is not a folder")
-        ensure_dir(self.path, "--out ")
-        lock = open(self.path / ".lock", "a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
-            raise InputError(f"--out {self.path}: another study ({holder}) is writing this folder; "
-                             "wait for it or choose another --out") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"pid {os.getpid()}")
-        lock.flush()
+        lock = folder_lock(self.path, "study")
+        lock.__enter__()
         self._lock = lock
-        self._check_identity()
+        try:
+            self._check_identity()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
         if self._lock is not None:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            self._lock.__exit__(None, None, None)
             self._lock = None
 
     def _check_identity(self) -> None:

@@ -53,16 +53,33 @@ def load_checkpoint(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Mo
         raise InputError(f"{folder}: not a checkpoint folder (no model.json)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{meta_path}: not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or not meta.get("arch"):
-        raise InputError(f"{meta_path}: missing field 'arch' (the zoo model name)")
-    model = zoo.create(meta["arch"], **(meta.get("options") or {}))
+    _check_meta(meta, meta_path)
+    model = zoo.create(meta["arch"], **meta["options"])
     state = load_torch_file(folder / "model.pt", trust_pickle=trust_pickle)
     load_state_dict_checked(model, state, folder / "model.pt")
     return model, meta
 
 
-def load_state_dict_checked(model: nn.Module, state, where: Path) -> None:
-    """`load_state_dict`, with errors that name the first mismatching key and shapes."""
+def _check_meta(meta, meta_path: Path) -> None:
+    """model.json must name the zoo `arch` (a string) and its `options` (an object of option
+    names to values); `input_shape`, when present, is a list of positive integers."""
+    if not isinstance(meta, dict) or not meta.get("arch"):
+        raise InputError(f"{meta_path}: missing field 'arch' (the zoo model name)")
+    if not isinstance(meta["arch"], str):
+        raise InputError(f"{meta_path}: field 'arch' must be a zoo model name (a string), got {meta['arch']!r}"[:300])
+    if "options" not in meta:
+        raise InputError(f"{meta_path}: missing field 'options' (the zoo options, e.g. {{\"num_classes\": 10}})")
+    if not isinstance(meta["options"], dict):
+        raise InputError(f"{meta_path}: field 'options' must be an object of option names to values, "
+                         f"got {type(meta['options']).__name__}")
+    shape = meta.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and shape and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31 for d in shape)):
+        raise InputError(f"{meta_path}: field 'input_shape' must be a list of positive integers, got {shape!r}"[:300])
+
+
+def load_state_dict_checked(model: nn.Module, state, where: Path, hint: str = "is this the right --arch?") -> None:
+    """`load_state_dict`, with errors that name the first mismatching key and shapes, then `hint`."""
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -70,14 +87,15 @@ def load_state_dict_checked(model: nn.Module, state, where: Path) -> None:
     own = model.state_dict()
     for k, v in own.items():
         if k not in state:
-            raise InputError(f"{where}: missing key {k!r} (shape {tuple(v.shape)}); is this the right --arch?")
+            raise InputError(f"{where}: missing key {k!r} (shape {tuple(v.shape)}); {hint}")
         if tuple(state[k].shape) != tuple(v.shape):
             raise InputError(
-                f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the architecture expects {tuple(v.shape)}"
+                f"{where}: key {k!r} has shape {tuple(state[k].shape)}, the architecture expects {tuple(v.shape)}; "
+                f"{hint}"
             )
     extra = [k for k in state if k not in own]
     if extra:
-        raise InputError(f"{where}: unexpected key {extra[0]!r} ({len(extra)} extra); is this the right --arch?")
+        raise InputError(f"{where}: unexpected key {extra[0]!r} ({len(extra)} extra); {hint}")
     model.load_state_dict(state)
     check_finite(model, where)
 

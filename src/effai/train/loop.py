@@ -258,17 +258,22 @@ def _save_last(path: Path, model, opt, sched, state) -> None:
 
 def _resume(path: Path, model, opt, sched, state) -> int:
     from effai.fileio import load_torch_file
+    from effai.train.checkpoint import load_state_dict_checked
 
     ckpt = load_torch_file(path)
+    again = "pass --no-resume (or another --out) to start over"
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise InputError(f"{path}: not a resume file written by effai train (no 'model' state); {again}")
+    load_state_dict_checked(model, ckpt["model"], path, hint=f"it was saved from another model; {again}")
     try:
-        model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-    except (KeyError, RuntimeError, ValueError) as e:
-        raise InputError(f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0][:200]})") from None
-    torch.set_rng_state(ckpt["rng"])
-    state.update(
-        epoch=ckpt["epoch"], best_val=ckpt["best_val"], best_state=ckpt["best_state"],
-        stale=ckpt["stale"], history=ckpt["history"],
-    )
+        torch.set_rng_state(ckpt["rng"])
+        state.update(
+            epoch=int(ckpt["epoch"]), best_val=ckpt["best_val"], best_state=ckpt["best_state"],
+            stale=ckpt["stale"], history=ckpt["history"],
+        )
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        raise InputError(f"{path}: cannot resume from this checkpoint ({str(e).splitlines()[0][:200]}); "
+                         f"{again}") from None
     return ckpt["epoch"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from effai.errors import InputError
+from effai.limits import check_tensor
 
 
 @dataclass
@@ -23,6 +24,10 @@ class LoadedModel:
 
 def load_model(spec: str, arch: str | None = None, options: dict | None = None, trust_pickle: bool = False) -> LoadedModel:
     """Load what the user named. Options (num_classes, width_mult, ...) apply to zoo models.
+
+    `trust_pickle` (the CLI's --trust-code, alias --trust-pickle) lets a file run code: a
+    pickle may construct any Python object, and a TorchScript file, a program, is loaded
+    and run. Without it both are refused with one line, and nothing from the file runs.
 
     >>> lm = load_model("lenet5")
     >>> lm.name, lm.input_shape
@@ -49,6 +54,9 @@ def load_model(spec: str, arch: str | None = None, options: dict | None = None, 
     if _is_torchscript(path):
         import torch
 
+        if not trust_pickle:
+            raise InputError(f"{path}: a TorchScript file is a program (its code runs when the model runs) and is "
+                             "refused by default; pass --trust-code only if you trust its origin")
         try:
             model = torch.jit.load(str(path), map_location="cpu")
         except Exception as e:
@@ -149,17 +157,34 @@ def check_onnx_file(path: Path) -> Path:
             target = (base / loc).resolve()
             if base not in target.parents:
                 raise InputError(f"{path}: tensor {t.name!r} points to external data outside its folder ({loc!r}); refused")
+    if not m.graph.node:
+        raise InputError(f"{path}: the ONNX graph has no nodes (nothing to run)")
     _check_onnx_ops(path, m)
     return path
 
 
+def _all_nodes(graph):
+    """Every node of `graph` and, recursively, of its subgraphs (If / Loop / Scan bodies)."""
+    from onnx import AttributeProto
+
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                yield from _all_nodes(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _all_nodes(g)
+
+
 def _check_onnx_ops(path: Path, m) -> None:
     """Refuse a graph with an op that neither ONNX nor ONNX Runtime's contrib domains define,
-    naming the op and its node (ONNX Runtime's own error names neither clearly)."""
+    naming the op and its node (ONNX Runtime's own error names neither clearly); ops inside
+    subgraphs (the branches of an If, the body of a Loop) count too."""
     import onnx.defs
 
     local = {(f.domain, f.name) for f in m.functions}
-    for i, node in enumerate(m.graph.node):
+    for i, node in enumerate(_all_nodes(m.graph)):
         domain = node.domain or ""
         if (domain, node.op_type) in local or domain.startswith("com.microsoft"):
             continue
@@ -181,6 +206,7 @@ def onnx_input_shape(path: Path) -> tuple[int, ...] | None:
         if inp.name in inits:
             continue
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        check_tensor([d or 1 for d in dims], 4, str(path), f"input {inp.name!r}")
         rest = dims[1:]
         return tuple(d for d in rest if d is not None) if rest and all(rest) else None
     return None

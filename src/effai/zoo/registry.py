@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from effai.errors import InputError, suggest
+from effai.limits import MAX_CHANNELS, MAX_CLASSES, MAX_RESOLUTION, MAX_WIDTH_MULT
 from effai.registry import Registry
 
 
@@ -96,16 +97,17 @@ def _resolve(name: str, num_classes, in_channels, width_mult, resolution) -> dic
         num_classes = mi.num_classes
     elif mi.num_classes is None:
         raise InputError(f"num_classes={num_classes!r} given for {name!r}, which has no classes ({mi.task})")
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise InputError(f"num_classes={num_classes!r} for {name!r}: expected an integer >= 1")
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES:
+        raise InputError(f"num_classes={num_classes!r} for {name!r}: expected an integer from 1 to {MAX_CLASSES}")
     if in_channels is None:
         in_channels = mi.input_shape[0]
-    elif isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise InputError(f"in_channels={in_channels!r} for {name!r}: expected an integer >= 1")
+    elif isinstance(in_channels, bool) or not isinstance(in_channels, int) or not 1 <= in_channels <= MAX_CHANNELS:
+        raise InputError(f"in_channels={in_channels!r} for {name!r}: expected an integer from 1 to {MAX_CHANNELS}")
     if width_mult is None:
         width_mult = mi.width_mult
-    elif isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or not width_mult > 0:
-        raise InputError(f"width_mult={width_mult!r} for {name!r}: expected a number > 0")
+    elif (isinstance(width_mult, bool) or not isinstance(width_mult, (int, float))
+          or not 0 < width_mult <= MAX_WIDTH_MULT):  # NaN and inf fail the comparison too
+        raise InputError(f"width_mult={width_mult!r} for {name!r}: expected a number > 0 and <= {MAX_WIDTH_MULT:g}")
     width_mult = float(width_mult)
     if vector:
         if resolution is not None:
@@ -116,9 +118,9 @@ def _resolve(name: str, num_classes, in_channels, width_mult, resolution) -> dic
             resolution = mi.input_shape[1:]
         hw = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
         if (len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in hw)
-                or min(hw) < mi.min_resolution):
+                or min(hw) < mi.min_resolution or max(hw) > MAX_RESOLUTION):
             raise InputError(f"resolution={resolution!r} for {name!r}: expected an integer (or H,W pair) "
-                             f">= {mi.min_resolution}")
+                             f"from {mi.min_resolution} to {MAX_RESOLUTION}")
         resolution = hw[0] if hw[0] == hw[1] else list(hw)
     return {"num_classes": num_classes, "in_channels": in_channels, "width_mult": width_mult,
             "resolution": resolution}
