@@ -287,3 +287,19 @@ def test_quantized_transformer_encoder_runs_and_agrees_with_fp32():
         if not training:
             assert float((out - ref).norm() / ref.norm()) <= 0.05
         assert out.shape == ref.shape and torch.isfinite(out).all()
+
+
+def test_cli_exports_a_token_model_fitted_to_a_token_data_set(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from effai.cli import app
+
+    out = tmp_path / "tt.onnx"
+    r = CliRunner().invoke(app, ["export", "text_transformer", "--dataset", "keywords", "--dtype", "fp32",
+                                 "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["profile", str(out), "--no-latency", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["total"]["macs"] == effai.zoo.info("text_transformer").published_macs
