@@ -41,6 +41,7 @@ PARAMS = {
     "ds_cnn": 23_756,
     "mobilenet_v1_025_vww": 216_322,
     "fc_autoencoder": 267_928,
+    "text_transformer": 73_348,  # 2 x (4*64*65 + 2*(64*128) + 128 + 64 + 4*64) + embeddings (64+32)*64 + head 260
 }
 # Keras model.summary() "Total params" of the MLPerf Tiny references (trainable + BN moving stats)
 KERAS_TOTAL = {"resnet8": 78_666, "ds_cnn": 24_908, "mobilenet_v1_025_vww": 221_794, "fc_autoencoder": 269_992}
@@ -66,6 +67,7 @@ EXACT_MACS = {
     "resnet34": 3_663_761_408, "resnet50": 4_089_184_256, "resnet8": 12_501_632,
     "resnext50_32x4d": 4_230_479_872, "se_resnet50": 3_860_488_192, "squeezenet1_0": 818_924_576,
     "squeezenet1_1": 349_151_936,
+    "text_transformer": 2_359_552,  # hand count 2 x (4*d^2*L + 2*L^2*d + 2*d*ff*L) + head, d 64, L 32, ff 128
 }
 CLASSIFIERS = [n for n in PARAMS if zoo.info(n).task == "classification"]
 
@@ -78,7 +80,7 @@ def count_macs(name: str, **opts) -> int:
     """MACs = FLOPs / 2 of conv/linear/matmul, counted on the meta device (no real compute)."""
     with torch.device("meta"):
         m = zoo.create(name, **opts).eval()
-        x = torch.empty((1, *zoo.input_shape(name, **opts)))
+        x = torch.zeros((1, *zoo.input_shape(name, **opts)), dtype=getattr(torch, zoo.info(name).input_dtype))
     with FlopCounterMode(display=False) as fc:
         m(x)
     return fc.get_total_flops() // 2
@@ -128,8 +130,8 @@ def test_forward_default_shape(name):
     big = (mi.published_macs or 0) > 50e6
     with torch.device("meta" if big else "cpu"), torch.no_grad():  # shapes only for the big nets
         m = zoo.create(name).eval()
-        y = m(torch.zeros((1, *mi.input_shape)))
-    want = (1, mi.num_classes) if mi.task == "classification" else (1, *mi.input_shape)
+        y = m(torch.zeros((1, *mi.input_shape), dtype=getattr(torch, mi.input_dtype)))
+    want = (1, mi.num_classes) if mi.task.endswith("classification") else (1, *mi.input_shape)
     assert tuple(y.shape) == want
     if not big:
         assert torch.isfinite(y).all()
@@ -171,7 +173,7 @@ def test_info():
     d = zoo.info("fc_autoencoder").to_dict()
     assert d["task"] == "autoencoder" and d["input_shape"] == [640] and d["num_classes"] is None
     assert {zoo.info(n).family for n in zoo.names()} == {"mobilenet", "resnet", "squeezenet", "lenet",
-                                                         "mlperf_tiny"}
+                                                         "mlperf_tiny", "transformer"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         mi.family = "x"
 

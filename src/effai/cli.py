@@ -363,7 +363,7 @@ def fit_cmd(
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
     lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
     on_host = tgt.name == "host"
-    with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):
+    with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
         prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name)
     report = hardware.fit(prof, tgt, dtype=dtype, runtime_arena_bytes=arena)
     est = None
@@ -579,30 +579,30 @@ def _model_and_shape(model: str, arch, options: dict, trust_pickle: bool, input_
     with err_console.status(f"loading {model} ..."):
         lm = load_model(model, arch=arch, options=options, trust_pickle=trust_pickle)
     if input_shape is not None:
-        shape = _parse_shape(input_shape)
+        from effai.profile.inputs import parse_specs
+
+        specs = parse_specs(input_shape)
+        shape = specs[0].shape if [s.name for s in specs] == ["input"] else specs
     elif lm.input_shape is not None:
         shape = (batch, *lm.input_shape)
     else:
         raise InputError(f"{model}: its input shape is unknown; pass --input, e.g. --input 1x3x224x224")
-    if lm.model is not None and getattr(lm.model, "effai_arch", None):
+    if lm.model is not None and getattr(lm.model, "effai_arch", None) and isinstance(shape[0], int):
         zoo.check_input(lm.model, shape)
     return lm, (lm.onnx_path if lm.model is None else lm.model), shape
 
 
-def _parse_shape(text: str, what: str = "--input") -> tuple[int, ...]:
-    try:
-        dims = tuple(int(d) for d in text.lower().replace("*", "x").split("x"))
-    except ValueError:
-        raise InputError(f"{what}: expected dimensions like 1x3x224x224, got {text!r}") from None
-    if not dims or any(d < 1 for d in dims):
-        raise InputError(f"{what}: expected positive dimensions like 1x3x224x224, got {text!r}")
-    return dims
+def _describe(shape) -> str:
+    """`1x3x224x224`, or `input_ids:1x128:int64,...` for named inputs."""
+    if shape and not isinstance(shape[0], int):
+        return ",".join(f"{s.name}:{'x'.join(map(str, s.shape))}:{s.dtype}" for s in shape)
+    return "x".join(map(str, shape))
 
 
 @app.command("profile")
 def profile_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
-    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x224x224 (default: the model's)."),
+    input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x224x224, or named inputs name:shape:dtype,... e.g. input_ids:1x128:int64,attention_mask:1x128:int64 (default: the model's)."),
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
@@ -627,7 +627,7 @@ def profile_cmd(
         raise InputError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
     lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1)
-    with err_console.status(f"profiling {lm.name} ({'x'.join(map(str, shape))}) ..."):
+    with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
         prof = profile(target, input_shape=shape, batch_size=batch_size, latency=not no_latency,
                        runtime=runtime, threads=threads, name=lm.name)
     if csv_path is not None:

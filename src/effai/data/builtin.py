@@ -61,6 +61,30 @@ def kws(n_per_class: int = 400, synth_seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 
+def keywords(n: int = 2000, seq_len: int = 32, vocab: int = 64, seed: int = 0):
+    """Synthetic text classification (generated, labelled synthetic: no package ships a text set
+    offline here). Token sequences of random filler words with two keyword tokens, A (id 2) or
+    B (id 3), at random positions; the class is the keywords in order: AA, AB, BA, BB. A bag of
+    words tells AA and BB apart, but AB from BA only by order, which a transformer learns.
+    Sequences have 16..seq_len real tokens, padded with id 0 and masked out (`mask` 0).
+
+    >>> x, y, names, mask = keywords(n=8, seq_len=16)
+    >>> x.shape, x.dtype, names, int(mask.sum(1).min()) >= 2
+    ((8, 16), dtype('int64'), ['AA', 'AB', 'BA', 'BB'], True)
+    """
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    rng.shuffle(y)
+    x = rng.integers(4, vocab, size=(n, seq_len))
+    lengths = rng.integers(min(16, seq_len), seq_len + 1, size=n)
+    mask = (np.arange(seq_len)[None] < lengths[:, None]).astype(np.int64)
+    for i in range(n):
+        first, second = sorted(rng.choice(lengths[i], size=2, replace=False))
+        x[i, first], x[i, second] = 2 + y[i] // 2, 2 + y[i] % 2
+    x[mask == 0] = 0
+    return x.astype(np.int64), y.astype(np.int64), ["AA", "AB", "BA", "BB"], mask
+
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -82,13 +106,13 @@ def fashion_mnist() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, list(FASHION_CLASSES)
 
 
-BUILTIN: dict[str, Callable[..., tuple]] = {"digits": digits, "fashion_mnist": fashion_mnist, "kws": kws, "mnist5k": mnist5k, "synthetic": synthetic}
+BUILTIN: dict[str, Callable[..., tuple]] = {"digits": digits, "fashion_mnist": fashion_mnist, "keywords": keywords, "kws": kws, "mnist5k": mnist5k, "synthetic": synthetic}
 
 
 def names() -> list[str]:
     """Names of the built-in data sets.
 
     >>> names()
-    ['digits', 'fashion_mnist', 'kws', 'mnist5k', 'synthetic']
+    ['digits', 'fashion_mnist', 'keywords', 'kws', 'mnist5k', 'synthetic']
     """
     return sorted(BUILTIN)

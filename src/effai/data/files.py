@@ -138,8 +138,12 @@ def class_names(y: np.ndarray, where, names=None) -> list[str]:
     return [str(c) for c in range(hi + 1)]
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C901 - each branch refuses one kind of bad file with its own one-line message
-    """Arrays `x` (N,H,W), (N,C,H,W) or (N,F) and integer labels `y` (N,) from an .npz file."""
+def load_npz(path: Path):  # noqa: C901 - each branch refuses one kind of bad file with its own one-line message
+    """Arrays `x` and integer labels `y` (N,) from an .npz file: (x, y, class names, mask or None).
+
+    Images / features: `x` (N,F), (N,H,W), (N,C,H,W) or (N,H,W,C); uint8 pixels are divided by
+    255, any other values are kept as they are (never rescaled behind the user's back). Token
+    sequences: an integer `x` of shape (N, L) stays int64 token ids, with an optional `mask` (N, L)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)
@@ -161,6 +165,7 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C
                 raise InputError(f"{path}: .npz must hold arrays 'x' and 'y', found {sorted(f.files)}")
             x, y = f["x"], f["y"]
             names = f["class_names"] if "class_names" in f else None
+            mask = f["mask"] if "mask" in f else None
     except InputError:
         raise
     except ValueError as e:
@@ -175,16 +180,25 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:  # noqa: C
         raise InputError(f"{path}: 'y' must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
     if len(x) != len(y):
         raise InputError(f"{path}: 'x' has {len(x)} samples but 'y' has {len(y)}")
+    if names is not None and names.ndim != 1:
+        raise InputError(f"{path}: 'class_names' must be a 1-D array of names, got shape {names.shape}")
+    if x.ndim == 2 and x.dtype.kind in "iu":  # token ids
+        if mask is not None and (mask.shape != x.shape or mask.dtype.kind not in "iub"):
+            raise InputError(f"{path}: 'mask' must be an integer array of x's shape {x.shape}, got "
+                             f"shape {mask.shape} dtype {mask.dtype}")
+        if x.size and x.min() < 0:
+            raise InputError(f"{path}: token id {int(x.min())} in 'x' is negative")
+        return (np.ascontiguousarray(x.astype(np.int64)), y.astype(np.int64), class_names(y, path, names),
+                None if mask is None else mask.astype(np.int64))
+    pixels = x.dtype == np.uint8
     x = x.astype(np.float32)
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)  # NHWC -> NCHW
-    if x.dtype.kind == "f" and x.size and x.max() > 1.5:
+    if pixels:
         x = x / 255.0
-    if names is not None and names.ndim != 1:
-        raise InputError(f"{path}: 'class_names' must be a 1-D array of names, got shape {names.shape}")
-    return np.ascontiguousarray(x), y.astype(np.int64), class_names(y, path, names)
+    return np.ascontiguousarray(x), y.astype(np.int64), class_names(y, path, names), None
 
 
 def _check_npy_headers(path: Path) -> None:

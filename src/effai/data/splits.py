@@ -18,8 +18,9 @@ from effai.errors import InputError, suggest
 class DataSplits:
     """Seeded, stratified train / val / test splits of one data set.
 
-    Images are float32 NCHW with pixel values in [0, 1] (corruptions and quantization
-    of inputs act on real pixel values); labels are int64 class indices.
+    Images are float32 NCHW (uint8 pixels scaled to [0, 1], other values as given); token
+    sequences are int64 ids (N, L) with `masks` (per split, 1 for real tokens) when the data
+    set has one; labels are int64 class indices.
     """
 
     name: str
@@ -29,6 +30,11 @@ class DataSplits:
     class_names: list[str]
     seed: int = 0
     meta: dict = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] | None = None  # attention masks of token data, per split
+
+    @property
+    def is_tokens(self) -> bool:
+        return not self.train.tensors[0].is_floating_point() and self.train.tensors[0].dim() == 2
 
     @property
     def num_classes(self) -> int:
@@ -81,6 +87,7 @@ def load(
             raise InputError(f"{arg}={v}: expected a fraction in (0, 0.5)")
     key = str(name)
     slices = []
+    mask = None
     base, _, spec = key.partition(":")
     if spec and base in builtin.BUILTIN:
         options = {**_parse_options(spec, key), **options}
@@ -91,6 +98,8 @@ def load(
         except TypeError as e:  # an option the generator does not take
             raise InputError(f"data set {key!r}: {e}") from None
         x, y, class_names, *slices = make(**options)
+        if slices and isinstance(slices[0], np.ndarray):  # a token set's attention mask, not slices
+            mask, slices = slices[0], []
         where = key
     else:
         path = Path(key)
@@ -102,7 +111,7 @@ def load(
             has_idx = any("idx" in p.name for p in path.iterdir())
             x, y, class_names = files.load_idx_dir(path) if has_idx else files.load_image_folder(path)
         elif path.suffix == ".npz":
-            x, y, class_names = files.load_npz(path)
+            x, y, class_names, mask = files.load_npz(path)
         elif "idx" in path.name:
             raise InputError(f"{path}: give the folder holding both the idx3 image and idx1 label files")
         else:
@@ -110,7 +119,7 @@ def load(
         where = str(path)
     _validate(x, y, class_names, where)
     return _split(key if base in builtin.BUILTIN else Path(key).name, x, y, class_names, seed, val_fraction,
-                  test_fraction, slices[0] if slices else None)
+                  test_fraction, slices[0] if slices else None, mask)
 
 
 def _parse_options(spec: str, where: str) -> dict:
@@ -131,8 +140,10 @@ def _parse_options(spec: str, where: str) -> dict:
 
 def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) -> None:
     files.class_names(y, where, class_names)  # samples present, labels in range
-    if x.ndim != 4:
-        raise InputError(f"{where}: expected images of shape (N, C, H, W), (N, H, W) or (N, H, W, C); got {x.shape}")
+    tokens = x.ndim == 2 and x.dtype.kind in "iu"
+    if x.ndim != 4 and not tokens:
+        raise InputError(f"{where}: expected images of shape (N, C, H, W), (N, H, W) or (N, H, W, C), or integer "
+                         f"token ids (N, L); got {x.shape} {x.dtype}")
     counts = np.bincount(y, minlength=len(class_names))
     if (counts > 0).sum() < 2:
         raise InputError(f"{where}: only one class present ({class_names[int(y[0])]!r}); need at least two")
@@ -143,7 +154,7 @@ def _validate(x: np.ndarray, y: np.ndarray, class_names: list[str], where: str) 
         raise InputError(f"{where}: data holds NaN or Inf values")
 
 
-def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=None) -> DataSplits:
+def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=None, mask=None) -> DataSplits:
     """Stratified split: within each class, a seeded shuffle, then test / val / train shares.
     A generator's `Slices` go along: `meta["slices"]` holds the test samples' labels."""
     rng = np.random.default_rng(seed)
@@ -157,7 +168,7 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=No
         parts["test"].append(idx[:n_test])
         parts["val"].append(idx[n_test : n_test + n_val])
         parts["train"].append(idx[n_test + n_val :])
-    sets, meta = {}, {}
+    sets, meta, masks = {}, {}, {}
     for k, chunks in parts.items():
         if not sum(map(len, chunks)):  # training validates and tests on every split
             raise InputError(f"{name}: {len(y)} samples leave the {k} split empty ({len(class_names)} classes; "
@@ -167,4 +178,7 @@ def _split(name, x, y, class_names, seed, val_fraction, test_fraction, slices=No
         sets[k] = TensorDataset(torch.from_numpy(np.ascontiguousarray(x[idx])), torch.from_numpy(y[idx]))
         if slices is not None and k == "test":
             meta = {"slices": [str(v) for v in slices.labels[idx]], "slices_name": slices.name}
-    return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed, meta)
+        if mask is not None:
+            masks[k] = torch.from_numpy(np.ascontiguousarray(mask[idx]))
+    return DataSplits(name, sets["train"], sets["val"], sets["test"], list(class_names), seed, meta,
+                      masks=masks if mask is not None else None)

@@ -24,6 +24,7 @@ import torch
 from effai.errors import InputError
 from effai.profile.counting import CountingMode, ModuleStack
 from effai.profile.energy import Energy, Meter, estimate, precision_for
+from effai.profile.inputs import InputSpec, as_call, example_tensors, parse_specs
 from effai.profile.latency import RUNTIMES, Latency, interleaved, measure_latency, onnx_runner
 from effai.profile.memory import _storage_key, allocator_peak, count_params, peak_from_events, weight_bytes
 from effai.profile.result import LayerProfile, Profile, Total
@@ -33,24 +34,38 @@ __all__ = ["profile", "Profile", "LayerProfile", "Total", "Latency", "Energy", "
            "interleaved", "onnx_runner", "weight_bytes", "count_params"]
 
 
-def _inputs(model, input_shape, example_inputs, batch_size):
+def _starts_with_embedding(model) -> bool:
+    first = next((m for m in model.modules() if next(m.parameters(recurse=False), None) is not None), None)
+    return isinstance(first, torch.nn.Embedding)
+
+
+def _inputs(model, input_shape, example_inputs, batch_size) -> tuple[tuple, dict]:
+    """(args, kwargs) of the profiled call, from example inputs, specs or one shape."""
     if example_inputs is not None:
-        args = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+        args, kwargs = as_call(example_inputs)
         if batch_size is not None:
-            args = tuple(a[:1].expand(batch_size, *a.shape[1:]).contiguous() for a in args)
-        return args
+            grow = lambda a: a[:1].expand(batch_size, *a.shape[1:]).contiguous()  # noqa: E731
+            args, kwargs = tuple(grow(a) for a in args), {k: grow(v) for k, v in kwargs.items()}
+        return args, kwargs
     if input_shape is None:
-        raise InputError("profile: pass input_shape=(N, C, H, W) or example_inputs")
+        raise InputError("profile: pass input_shape=(N, C, H, W), input specs or example_inputs")
+    if isinstance(input_shape, str):
+        input_shape = parse_specs(input_shape, "input_shape")
+    if input_shape and all(isinstance(s, InputSpec) for s in input_shape):
+        xs = example_tensors(input_shape, model, batch_size)
+        return ((*xs.values(),), {}) if [s.name for s in input_shape] == ["input"] else ((), xs)
     shape = tuple(int(s) for s in input_shape)
     if not shape or any(s < 1 for s in shape):
         raise InputError(f"input_shape: expected positive dimensions, got {input_shape}")
     if batch_size is not None:
         shape = (batch_size, *shape[1:])
+    if isinstance(model, torch.nn.Module) and _starts_with_embedding(model):  # token ids, not floats
+        return (*example_tensors([InputSpec("input_ids", shape, "int64")], model).values(),), {}
     p = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
     dtype = p.dtype if p is not None and p.is_floating_point() else torch.float32
     device = p.device if p is not None else torch.device("cpu")
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype),)
+    return (torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype),), {}
 
 
 def available_memory_bytes() -> int | None:
@@ -143,7 +158,8 @@ def _flat_tensors(tree):
     return [x for x in tree_flatten(tree)[0] if isinstance(x, torch.Tensor)]
 
 
-def _count_pass(model, args, time_ops=False, exact=True):
+def _count_pass(model, args, time_ops=False, exact=True, kwargs=None):
+    kwargs = kwargs or {}
     exclude = set()
     from torch.multiprocessing.reductions import StorageWeakRef
 
@@ -155,9 +171,9 @@ def _count_pass(model, args, time_ops=False, exact=True):
     tracker = ModuleStack(model)
     mode = CountingMode(tracker, exclude, time_ops=time_ops, exact=exact)
     try:
-        in_ids = [mode.storage_id(a) for a in args]
+        in_ids = [mode.storage_id(a) for a in (*args, *kwargs.values())]
         with torch.no_grad(), mode:
-            out = model(*args)
+            out = model(*args, **kwargs)
         out_ids = [mode.storage_id(t) for t in _flat_tensors(out)]
     finally:
         tracker.remove()
@@ -205,32 +221,35 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
         raise InputError(f"model: expected an nn.Module or a path to an .onnx file, got {type(model).__name__}")
     if runtime not in RUNTIMES:
         raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if example_inputs is None and input_shape is not None:
+    if example_inputs is None and input_shape is not None and not isinstance(input_shape, str) and not any(
+            isinstance(s, InputSpec) for s in input_shape):
         check_memory(model, input_shape, batch_size, latency=latency)
-    args = _inputs(model, input_shape, example_inputs, batch_size)
+    args, kwargs = _inputs(model, input_shape, example_inputs, batch_size)
+    tensors = [*args, *kwargs.values()]
     was_training = model.training
     model.eval()
     try:
         try:
             try:
-                tracker, mode, in_ids, out_ids = _count_pass(model, args, exact=exact)
+                tracker, mode, in_ids, out_ids = _count_pass(model, args, exact=exact, kwargs=kwargs)
             except Exception:  # noqa: BLE001 - shape-only pass failed: count with real arithmetic
                 if exact:
                     raise
-                tracker, mode, in_ids, out_ids = _count_pass(model, args, exact=True)
+                tracker, mode, in_ids, out_ids = _count_pass(model, args, exact=True, kwargs=kwargs)
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            shapes = ", ".join("x".join(map(str, a.shape)) for a in args)
+            shapes = ", ".join("x".join(map(str, a.shape)) + f" {str(a.dtype).replace('torch.', '')}"
+                               for a in tensors)
             msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise InputError(f"input: the model's forward failed on input {shapes}: {msg}") from None
         rows = list(tracker.rows.values())
         peak, at = peak_from_events(mode.events, mode.sizes, in_ids, out_ids)
         peak_at = mode.events[at][2] if mode.events else None
-        device = args[0].device
+        device = tensors[0].device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
             base = torch.cuda.memory_allocated(device)
             with torch.no_grad():
-                model(*args)
+                model(*args, **kwargs)
             alloc, note = allocator_peak(device)
             alloc = alloc - base if alloc is not None else None
         else:
@@ -243,7 +262,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
         if latency:
             meter = Meter(device.type)
             with meter:
-                lat = measure_latency(model, args, runtime=runtime, threads=threads, warmup=warmup,
+                lat = measure_latency(model, kwargs or args, runtime=runtime, threads=threads, warmup=warmup,
                                       repeats=repeats, min_seconds=min_seconds, max_seconds=max_seconds)
             if meter.joules is not None:
                 calls = lat.repeats + lat.warmup
@@ -251,7 +270,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
                                          detail=f"measured with {meter.source} over {calls} calls ({runtime}, "
                                                 f"{lat.threads} threads); counts the whole package incl. idle")
             if runtime == "torch":  # per-layer time shares from one warm timed pass
-                timed, tmode, _, _ = _count_pass(model, args, time_ops=True)
+                timed, tmode, _, _ = _count_pass(model, args, time_ops=True, kwargs=kwargs)
                 for r in rows:
                     tr = timed.rows.get(r.name)
                     r.seconds = tr.seconds if tr else 0.0
@@ -292,7 +311,7 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
                              floating)
         en = estimate(macs, elem, wbytes, act, precision=prec)
     uncounted = [{"layer": layer, "op": op, "calls": n} for (layer, op), n in mode.uncounted.items()]
-    return Profile(model=name or type(model).__name__, input_shape=list(args[0].shape), total=total,
+    return Profile(model=name or type(model).__name__, input_shape=list(tensors[0].shape), total=total,
                    layers=layers, latency=lat, energy=en, uncounted=uncounted, dtype=dtype, source="torch",
                    notes={"peak_activation": "liveness over the executed aten graph at this batch size; "
                           "inputs and outputs included, weights and kernel workspaces excluded",

@@ -66,6 +66,26 @@ def _addbmm(args, kwargs, out):
     return b1.shape[0] * b1.shape[1] * b1.shape[2] * b2.shape[2]
 
 
+def _attention_shapes(q, k) -> tuple[int, int, int, int]:
+    """(query tokens, key tokens, batch, query length x key length) of (B, L, E) or (L, E) inputs."""
+    batch = math.prod(q.shape[:-2]) if q.dim() > 2 else 1
+    return math.prod(q.shape[:-1]), math.prod(k.shape[:-1]), batch, q.shape[-2] * k.shape[-2]
+
+
+def _native_mha(args, kwargs, out):
+    """nn.MultiheadAttention's fused path: Q/K/V and output projections plus QK^T and AV."""
+    e = int(args[3])
+    tq, tk, batch, scores = _attention_shapes(args[0], args[1])
+    return (2 * tq + 2 * tk) * e * e + 2 * batch * scores * e
+
+
+def _encoder_layer(args, kwargs, out):
+    """nn.TransformerEncoderLayer's fused path: self-attention plus the two FFN matmuls."""
+    src, e, ffn = args[0], int(args[1]), args[14]  # ffn_weight_1: (dim_feedforward, d)
+    t, _, batch, scores = _attention_shapes(src, src)
+    return 4 * t * e * e + 2 * batch * scores * e + 2 * t * ffn.shape[0] * ffn.shape[1]
+
+
 MAC_OPS: dict = {}
 for _packet in flop_registry:
     if getattr(_packet, "_qualified_op_name", str(_packet)).endswith("_backward"):
@@ -79,6 +99,8 @@ for _name, _fn in {
     "dot": _dot,
     "vdot": _dot,
     "addbmm": _addbmm,
+    "_native_multi_head_attention": _native_mha,
+    "_transformer_encoder_layer_fwd": _encoder_layer,
 }.items():
     if hasattr(aten, _name):
         MAC_OPS[getattr(aten, _name)] = _fn
@@ -92,6 +114,10 @@ def _mac_extra_elementwise(name: str, args, out) -> int:
         return _numel(out)
     if name in ("convolution", "_convolution", "convolution_overrideable", "cudnn_convolution"):
         return _numel(out) if len(args) > 2 and isinstance(args[2], torch.Tensor) else 0
+    if name in ("_native_multi_head_attention", "_transformer_encoder_layer_fwd"):  # softmax over scores
+        fused_mha = name == "_native_multi_head_attention"
+        _, _, batch, scores = _attention_shapes(args[0], args[1] if fused_mha else args[0])
+        return 5 * batch * scores * int(args[4] if fused_mha else args[2])
     if name.startswith("_scaled_dot_product") and not name.endswith("backward"):
         q, k = args[0], args[1]  # softmax over L x S scores, 5 FLOPs an element, plus the scale
         return (5 * math.prod(q.shape[:-1]) * k.shape[-2]) + q.numel()
@@ -125,7 +151,7 @@ ELEMENTWISE_COST = {
 # Reductions cost one FLOP per *input* element.
 _INPUT_COST = {"mean", "sum", "_adaptive_avg_pool2d", "_adaptive_avg_pool3d", "adaptive_max_pool2d",
                "amax", "amin", "max", "min", "var", "std", "norm", "linalg_vector_norm", "logsumexp",
-               "prod", "argmax", "argmin", "var_mean", "std_mean", "cumsum"}
+               "prod", "argmax", "argmin", "var_mean", "std_mean", "cumsum", "all", "any"}
 _POOL = {"max_pool2d_with_indices", "max_pool3d_with_indices", "avg_pool2d", "avg_pool3d",
          "max_pool1d", "avg_pool1d", "max_pool2d", "_max_pool2d", "mkldnn_max_pool2d"}
 # Data movement, views, factories, RNG: zero FLOPs by definition (not "uncounted").

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from effai.errors import InputError
+from effai.profile.inputs import dynamic_axes, positional, tensors_of
 
 
 @dataclass(frozen=True)
@@ -63,17 +64,15 @@ class Latency:
         return asdict(self)
 
 
-def _as_tuple(example_inputs) -> tuple:
-    if isinstance(example_inputs, torch.Tensor):
-        return (example_inputs,)
-    if isinstance(example_inputs, (tuple, list)) and all(isinstance(x, torch.Tensor) for x in example_inputs):
-        return tuple(example_inputs)
-    raise InputError(f"example_inputs: expected a tensor or a tuple of tensors, got {type(example_inputs).__name__}")
-
-
-def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_inputs, opset: int = 17) -> Path:
+def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_inputs, opset: int = 17, *,
+                     dynamic: bool = False) -> Path:
     """Export a float model to ONNX at `path` and return the path (the argument order of
     `effai.quantize.export_onnx`, which also quantizes and verifies; this one only exports).
+
+    `example_inputs` is a tensor, a tuple of tensors or a dict of named tensors (every one
+    becomes a graph input under its name; a model returning several outputs keeps its first
+    tensor, e.g. the logits). `dynamic=True` marks the batch axis of every input, and the
+    sequence axis of integer (token) inputs, dynamic.
 
     Uses the TorchScript exporter (`dynamo=False`): in torch 2.13 it is still present,
     about 15x faster than the torch.export-based exporter on small models and handles
@@ -84,7 +83,8 @@ def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_in
     >>> p.suffix, p.stat().st_size > 0
     ('.onnx', True)
     """
-    args = _as_tuple(example_inputs)
+    model, args, names = positional(model, example_inputs)
+    axes = dynamic_axes(names, args) if dynamic else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
@@ -94,10 +94,11 @@ def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_in
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(model, args, str(path), dynamo=False, opset_version=opset,
-                                  input_names=[f"input{i}" if i else "input" for i in range(len(args))])
+                                  input_names=names, dynamic_axes=axes)
             except Exception:  # noqa: BLE001 - fall back to the new exporter
                 with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                    torch.onnx.export(model, args, str(path), dynamo=True, external_data=False)
+                    torch.onnx.export(model, args, str(path), dynamo=True, external_data=False,
+                                      input_names=names)
     finally:
         model.train(was_training)
     return path
@@ -306,7 +307,10 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
         raise InputError(f"threads: expected a positive integer, got {threads}")
     if warmup < 0 or repeats < 1:
         raise InputError(f"warmup/repeats: expected warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
-    args = _as_tuple(example_inputs)
+    if isinstance(model_or_onnx_path, torch.nn.Module):
+        model_or_onnx_path, args, _ = positional(model_or_onnx_path, example_inputs)
+    else:
+        args = tuple(tensors_of(example_inputs))
     batch = int(args[0].shape[0]) if args[0].dim() else 1
     n_threads = threads or torch.get_num_threads()
     load = _load_avg()

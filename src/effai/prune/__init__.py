@@ -13,8 +13,9 @@ from effai.prune.core import apply_masks, make_permanent, prunable, prune_, regi
 from effai.prune.layers import LayerHandler, register_layer
 from effai.prune.savings import SavingsReport, savings
 from effai.prune.structured import ChannelConfig
+from effai.prune.transformer import HeadFFNConfig, register_block
 from effai.prune.unstructured import MagnitudeConfig, OBDConfig, PolynomialSchedule, TaylorConfig, gradual
 
-__all__ = ["ChannelConfig", "LayerHandler", "MagnitudeConfig", "OBDConfig", "PolynomialSchedule", "SavingsReport",
+__all__ = ["ChannelConfig", "HeadFFNConfig", "register_block", "LayerHandler", "MagnitudeConfig", "OBDConfig", "PolynomialSchedule", "SavingsReport",
            "TaylorConfig", "apply_masks", "gradual", "make_permanent", "prunable", "prune_", "register_handler",
            "register_layer", "savings", "sparsity"]

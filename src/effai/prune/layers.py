@@ -224,3 +224,23 @@ class FlattenHandler(LayerHandler[nn.Flatten]):
         m = call.module
         assert isinstance(m, nn.Flatten)
         return a.flatten(call.x, call.in_shape, m.start_dim, m.end_dim, call.fqn)
+
+
+@register_layer(nn.LayerNorm)
+class LayerNormHandler(LayerHandler[nn.LayerNorm]):
+    """Normalises over the last axis as a whole: removing one channel changes every other one's
+    mean and variance, so its channels (a transformer's residual stream) are pinned. Heads and
+    FFN neurons are pruned inside their blocks instead (`effai.prune.transformer`)."""
+
+    def connect(self, a: Analysis, call: LayerCall) -> Channels | None:
+        x = a.along(call.x, -1, call.in_shape, call.fqn)
+        a.pin(x)
+        return x
+
+
+@register_layer(nn.Embedding)
+class EmbeddingHandler(LayerHandler[nn.Embedding]):
+    """Token ids in, vectors on the last axis out; they join the residual stream, kept whole."""
+
+    def connect(self, a: Analysis, call: LayerCall) -> Channels | None:
+        return a.fresh(call.out_shape, dim=-1, pinned=True)

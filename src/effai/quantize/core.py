@@ -69,6 +69,9 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     check_finite(chosen)
     targets = []
     for fqn, mod in chosen:
+        if _is_hf_conv1d(mod):  # GPT-2's Conv1D is a Linear with its weight stored transposed
+            mod = _conv1d_as_linear(mod)
+            set_module(model, fqn, mod)
         if isinstance(mod, SUPPORTED):
             targets.append((fqn, mod))
         else:
@@ -100,13 +103,30 @@ def _why_nothing(model: nn.Module, chosen, filter_fn) -> str:
     return f"the model has no layer with a weight to quantize (supported: {', '.join(c.__name__ for c in SUPPORTED)})"
 
 
+def _is_hf_conv1d(mod: nn.Module) -> bool:
+    return type(mod).__name__ == "Conv1D" and type(mod).__module__.startswith("transformers") and hasattr(mod, "nf")
+
+
+def _conv1d_as_linear(mod: nn.Module) -> nn.Linear:
+    """The nn.Linear computing what a Hugging Face Conv1D computes (x @ W + b, W of shape (in, out))."""
+    w = mod.weight
+    assert isinstance(w, torch.Tensor)
+    bias = getattr(mod, "bias", None)
+    lin = nn.Linear(w.shape[0], w.shape[1], bias=bias is not None, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(w.t())
+        if bias is not None:
+            lin.bias.copy_(bias)
+    return lin
+
+
 def select(model: nn.Module, filter_fn) -> list[tuple[str, nn.Module]]:
-    """The (name, module) pairs `filter_fn` chooses, except those inside a QuantLayer and the
-    projections of nn.MultiheadAttention, which reads their weights directly instead of calling
-    them (a wrapper there would never run, and would break the attention)."""
-    mha = {f"{name}." for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    """The (name, module) pairs `filter_fn` chooses, except those inside a QuantLayer.
+
+    nn.MultiheadAttention's out_proj is chosen too: the attention reads its `.weight` and `.bias`
+    instead of calling it, and a QuantLayer answers both with the weight it computes with."""
     return [(fqn, m) for fqn, m in model.named_modules()
-            if fqn and not _inside_quant(model, fqn) and not any(fqn.startswith(p) for p in mha) and filter_fn(m, fqn)]
+            if fqn and not _inside_quant(model, fqn) and filter_fn(m, fqn)]
 
 
 def _inside_quant(model, fqn: str) -> bool:
@@ -234,7 +254,7 @@ class QuantLayer(nn.Module):
         self.act = act
         self.out_act = out_act  # rounds the output where an INT8 kernel would write it in int8
         if qat:
-            self.weight = nn.Parameter(w)
+            self.register_parameter("weight", nn.Parameter(w))
         bias = layer.bias
         del layer._parameters["weight"]
         layer.weight = None  # type: ignore[assignment]  # the weight lives in w_codes from now on
@@ -346,6 +366,21 @@ class QuantLayer(nn.Module):
 
     def extra_repr(self):
         return f"fmt={self.fmt!r}, weight_shape={self.weight_shape}, qat={self.qat}"
+
+    # What a parent module reads from the layer it owns (nn.MultiheadAttention's out_proj.weight,
+    # nn.TransformerEncoderLayer's fast-path check of linear1.weight): the weight as it is
+    # computed with, and the bias.
+    @property
+    def weight(self):
+        if "weight" in self._parameters:  # QAT: the float master weight
+            return self._parameters["weight"]
+        if "_w" not in self._buffers:  # during __init__: no weight yet
+            raise AttributeError("weight")
+        return self._buffers["_w"]
+
+    @property
+    def bias(self):
+        return self.layer.bias
 
 
 def convert_(model: nn.Module) -> nn.Module:

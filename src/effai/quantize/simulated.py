@@ -91,6 +91,16 @@ class _Marked(nn.Module):
         self.calls.append(self.name)
         return self.layer(torch.fake_quantize_per_tensor_affine(x, 1.0, 0, 0, 255))
 
+    # A parent that reads the weights instead of calling the layer (nn.MultiheadAttention's
+    # out_proj) gets the dequantized weight, as the torch simulation's QuantLayer gives it.
+    @property
+    def weight(self):
+        return self.layer.weight
+
+    @property
+    def bias(self):
+        return self.layer.bias
+
 
 def _traceable_copy(model: nn.Module) -> tuple[nn.Module, dict[str, QuantLayer], list[str]]:
     twin = convert_(copy.deepcopy(model)).eval()  # QAT layers frozen into their codes

@@ -67,11 +67,12 @@ def _finite(v: float):
 
 
 def rows(inputs, batch: int = 1) -> list[np.ndarray]:
-    """Float32 arrays of `batch` rows (the batch the file was exported at; batch 1 as deployed)
-    from a tensor of held-out inputs; a last incomplete chunk is dropped, and fewer rows than
-    one batch are repeated to fill it."""
+    """Arrays of `batch` rows (the batch the file was exported at; batch 1 as deployed) from a
+    tensor of held-out inputs: float32, or the integer dtype of token ids as given; a last
+    incomplete chunk is dropped, and fewer rows than one batch are repeated to fill it."""
     x = inputs if isinstance(inputs, torch.Tensor) else inputs[0]
-    x = x.detach().cpu().float()
+    x = x.detach().cpu()
+    x = x.float() if x.is_floating_point() else x
     if len(x) < batch:
         x = x.repeat(-(-batch // len(x)), *([1] * (x.dim() - 1)))[:batch]
     return [x[i:i + batch].numpy() for i in range(0, len(x) - batch + 1, batch)]

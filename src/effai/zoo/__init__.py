@@ -10,7 +10,16 @@ Keras references in github.com/mlcommons/tiny. See tests/test_zoo.py for the pin
 ((3, 160, 160), 'mobilenet')
 """
 
-from . import lenet, mlperf_tiny, mobilenet_v1, mobilenet_v2, mobilenet_v3, resnet, squeezenet  # noqa: F401
+from . import (  # noqa: F401
+    lenet,
+    mlperf_tiny,
+    mobilenet_v1,
+    mobilenet_v2,
+    mobilenet_v3,
+    resnet,
+    squeezenet,
+    text_transformer,
+)
 from .registry import ModelInfo, check_input, create, info, input_shape, names, options_for, register
 
 __all__ = ["ModelInfo", "check_input", "create", "info", "input_shape", "names", "options_for", "register"]

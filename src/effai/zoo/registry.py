@@ -25,7 +25,8 @@ class ModelInfo:
     `input_shape` is (C, H, W) for image/spectrogram models and (D,) for vector models.
     `published_params` / `published_macs` are the reference numbers (see each model's docstring
     for the source); `min_resolution` is the smallest H or W the network accepts, and
-    `fixed_input` says the spatial size is baked into the weights (flatten + dense models).
+    `fixed_input` says the spatial size is baked into the weights (flatten + dense models);
+    `input_dtype` is "int64" for token models, whose `input_shape` is (sequence length,).
     """
 
     name: str
@@ -39,6 +40,7 @@ class ModelInfo:
     width_mult: float = 1.0
     min_resolution: int = 1
     fixed_input: bool = False
+    input_dtype: str = "float32"  # "int64" for token models: input_shape is then (sequence length,)
 
     def to_dict(self) -> dict:
         """Plain-JSON view.
