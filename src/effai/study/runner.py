@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from effai.errors import InputError
+from effai.quantize.core import NothingToQuantize
 from effai.results import (
     AXES,
     BaseModelInfo,
@@ -101,6 +102,8 @@ def _run_variant(n: str, ctx: Context, base_rec: VariantRecord | None, slices, f
     t0 = time.perf_counter()
     try:
         rec = _measure_variant(n, spec, ctx, base_rec, slices, fit_targets, step or (lambda what: None))
+    except NothingToQuantize as e:  # e.g. a TorchScript model: this variant fails, saying why
+        rec = VariantRecord.failed(n, e)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - one broken variant must not sink the study; it is reported
