@@ -14,6 +14,7 @@ from scipy.fft import idct
 
 from effai import data
 from effai.data import audio, kws
+from effai.results import fmt_bytes, fmt_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = "kws:n_per_class=30"  # 360 clips: a few seconds to synthesise
@@ -211,8 +212,8 @@ def test_cli_trains_ds_cnn_on_kws(cache, tmp_path):
 
 
 def test_study_fits_ds_cnn_on_nano33ble_as_an_estimate_and_slices_by_snr(small):
-    """The study's target-fit step on the KWS model (the step effai.mcu's firmware numbers are to
-    replace) is labelled an estimate; its test subgroups are the data set's SNRs."""
+    """The study's target-fit step on the KWS model from its profile alone (no model to build
+    firmware from) is labelled an estimate; its test subgroups are the data set's SNRs."""
     import effai
     from effai import zoo
     from effai.study import StudyConfig, measure, runner
@@ -222,3 +223,53 @@ def test_study_fits_ds_cnn_on_nano33ble_as_an_estimate_and_slices_by_snr(small):
     assert rec.method == "estimated" and rec.fits is True and rec.dtype == "int8"
     assert rec.latency_ms > 0
     assert runner._slices(StudyConfig(dataset=SMALL), small) == small.meta["slices"]
+
+
+def _mcu_table(html: str) -> str:
+    """The report's microcontroller table (flash, SRAM, latency and how they were got)."""
+    assert 'id="mcu-table"' in html
+    return html.split('id="mcu-table"', 1)[1].split("</table>", 1)[0]
+
+
+def test_kws_study_reports_the_ds_cnn_firmware_for_nano33ble(cache, tmp_path):
+    """The keyword-spotting study end to end: the int8 DS-CNN's nano33ble numbers are the built
+    firmware's (sizes from the ELF, bit-exact in QEMU), shown in the report as such."""
+    from effai.mcu import DeployResult
+
+    env = {**os.environ, "EFFAI_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "effai.cli", "study", "--dataset", SMALL, "--model", "ds_cnn", "--target", "nano33ble",
+           "--quick", "--variants", "fp32,int8_ptq", "--out", str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    fits = {v["name"]: v["targets"]["nano33ble"] for v in result["variants"]}
+    fw = DeployResult.load(tmp_path / "firmware" / "int8_ptq" / "nano33ble" / "deploy.json")
+    got = fits["int8_ptq"]
+    assert got["method"] == "built and run in QEMU" and got["bit_exact"] is True and fw.bit_exact
+    assert (got["flash_bytes"], got["sram_bytes"], got["latency_ms"]) == (fw.flash_bytes, fw.sram_bytes,
+                                                                       fw.estimated_latency_ms)
+    assert got["fits"] is fw.fits is True and fw.inputs_checked == 4 and "instructions counted in QEMU" in got["latency_method"]
+    assert fits["fp32"]["method"] == "estimated"  # no int8 firmware for the float model
+    table = _mcu_table((tmp_path / "report.html").read_text())
+    row = next(t for t in table.split("<tr>") if "int8_ptq" in t and ">nano33ble<" in t)
+    assert "built and run in QEMU" in row
+    for value in (fmt_bytes(fw.flash_bytes), fmt_bytes(fw.sram_bytes), fmt_ms(fw.estimated_latency_ms)):
+        assert f">{value}<" in row, (value, row)
+
+
+def test_without_the_toolchain_the_study_reports_mcu_numbers_as_estimated(small, tmp_path, monkeypatch):
+    """No Arm toolchain: the int8 variant's microcontroller numbers are the profile's estimate,
+    and the report says "estimated"."""
+    from effai import mcu
+    from effai.study import StudyConfig, runner
+
+    monkeypatch.setattr(mcu, "toolchain_missing", lambda: "arm-none-eabi-gcc")
+    cfg = StudyConfig(dataset=SMALL, model="ds_cnn", target="nano33ble", quick=True, variants=("int8_ptq",),
+                      out=str(tmp_path))
+    res = runner.run(cfg)
+    got = next(v for v in res.variants if v.name == "int8_ptq").targets["nano33ble"]
+    assert got.method == "estimated" and got.bit_exact is None and got.flash_bytes and got.sram_bytes
+    assert not (tmp_path / "firmware").exists()
+    row = next(t for t in _mcu_table((tmp_path / "report.html").read_text()).split("<tr>") if "int8_ptq" in t
+               and ">nano33ble<" in t)
+    assert ">estimated<" in row and "QEMU" not in row and f">{fmt_bytes(got.flash_bytes)}<" in row

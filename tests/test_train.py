@@ -151,3 +151,21 @@ def test_atomic_writes_are_ordinary_files(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_slow_batchnorm_statistics_are_re_estimated_after_a_short_run():
+    """Keras' BatchNorm momentum (PyTorch 0.01) after 10 steps would still hold mean 0 / var 1: one
+    pass over the training data sets the running statistics to the data's; after 1,000 steps they stay."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from effai.train.loop import _settle_batchnorm
+
+    g = torch.Generator().manual_seed(0)
+    x = 5 + 2 * torch.randn(512, 4, generator=g)
+    loader = DataLoader(TensorDataset(x, torch.zeros(512, dtype=torch.long)), batch_size=64)
+    bn = nn.BatchNorm1d(4, momentum=0.01)
+    _settle_batchnorm(bn, loader, steps=1000)
+    assert torch.equal(bn.running_mean, torch.zeros(4))
+    _settle_batchnorm(bn, loader, steps=10)
+    assert torch.allclose(bn.running_mean, x.mean(0), atol=1e-4)
+    assert torch.allclose(bn.running_var, x.var(0), rtol=0.05)  # mean of per-batch variances and bn.momentum == 0.01 and bn.training

@@ -63,6 +63,7 @@ def context(result: StudyResult) -> dict:
         "fit_targets": fit_targets,
         "fit_rows": [_fit_row(r, fit_targets) for r in ok],
         "fit_note": result.fit_note,
+        "mcu_rows": [_mcu_row(r, t, f) for r in ok for t, f in sorted(r.targets.items()) if f.flash_bytes is not None],
         "command": result.command,
         "config_json": json.dumps(result.config, indent=2, default=str),
         "environment_json": json.dumps(result.environment.to_dict(), indent=2, default=str),
@@ -184,6 +185,14 @@ def _slice_names(ok: list[VariantRecord]) -> list[str]:
 def _slice_row(r: VariantRecord, names: list[str]) -> dict:
     by_name = {g.name: g for g in (r.harm.slices if r.harm is not None else [])}
     return {"name": r.name, "cells": [_cell(by_name[s]) if s in by_name else _NO_CELL for s in names]}
+
+
+def _mcu_row(r: VariantRecord, target: str, f) -> dict:
+    """A microcontroller's flash, SRAM and latency: the built firmware's, or the estimate's."""
+    return {"name": r.name, "target": target, "method": f.method, "flash": fmt_bytes(f.flash_bytes),
+            "sram": fmt_bytes(f.sram_bytes), "latency": fmt_ms(f.latency_ms), "latency_method": f.latency_method,
+            "bit_exact": "-" if f.bit_exact is None else ("yes" if f.bit_exact else "NO"),
+            "fits": "fits" if f.fits else "no", "reason": f.reason}
 
 
 def _fit_row(r: VariantRecord, targets: list[str]) -> dict:

@@ -106,7 +106,13 @@ class TargetFit(Record):
     cost_usd_per_million: float | None = None
     co2_g_per_million: float | None = None
     cost_note: str = ""
-    method: str = "estimated"  # "estimated" from the profile; the MCU firmware's numbers will say how they were got
+    method: str = "estimated"  # "estimated" from the profile, or "built and run in QEMU" (MCU firmware, effai.mcu)
+    # Microcontroller targets: flash and SRAM (from the linked ELF when built, from effai.hardware.fit when estimated),
+    # how latency_ms was got, and whether the firmware's outputs matched effai's integer reference bit for bit.
+    flash_bytes: int | None = None
+    sram_bytes: int | None = None
+    latency_method: str = ""
+    bit_exact: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def _measure_variant(n: str, spec, ctx: Context, base_rec: VariantRecord | None,
                 macs=prof.total.macs, peak_activation_bytes=prof.total.peak_activation_bytes, latency=latency,
                 energy=energy)
     return VariantRecord(n, accuracy=evaluation.accuracy, dtype=built.dtype, bits=built.bits, cost=cost,
-                         evaluation=evaluation, harm=harm, targets=measure.targets(prof, built.dtype, fit_targets),
+                         evaluation=evaluation, harm=harm, targets=measure.targets(prof, built.dtype, fit_targets, built, ctx, n),
                          notes=tuple(built.notes), details=dict(built.extra))
 
 

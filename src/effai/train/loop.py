@@ -125,6 +125,7 @@ def fit(  # noqa: C901 - the one training loop: resume, early stopping and check
                     after_step(model)
                 total += loss.item() * len(y)
                 seen += len(y)
+            _settle_batchnorm(model, train_loader, (epoch + 1) * steps_per_epoch)
             val = score(model, val_loader).accuracy
             state["history"].append({"epoch": epoch + 1, "loss": total / max(seen, 1), "val_accuracy": val})
             if val > state["best_val"]:
@@ -156,6 +157,18 @@ def fit(  # noqa: C901 - the one training loop: resume, early stopping and check
 
         save_checkpoint(model, out_dir, data=data, result=result, train_config=cfg)
     return result
+
+
+def _settle_batchnorm(model: nn.Module, train_loader, steps: int) -> None:
+    """Re-estimate BatchNorm running statistics with one pass over the training data when their
+    momentum is too slow for the steps taken so far (Keras' 0.99, PyTorch's 0.01, needs ~300
+    steps to forget its initial mean 0 / variance 1; a short run would evaluate with those)."""
+    slow = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and m.track_running_stats and m.momentum is not None and steps * m.momentum < 3]
+    if slow:
+        from torch.optim.swa_utils import update_bn
+
+        update_bn(train_loader, model)  # cumulative average over the pass, momentum restored after
 
 
 @torch.no_grad()
