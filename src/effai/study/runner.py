@@ -66,8 +66,9 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
             from effai.errors import suggest
 
             raise suggest(cfg.target, hardware.load_catalogue().names(), "target")
+    data = _load_data(cfg)
+    _check_model_fits(cfg, data)  # before the folder is claimed: a misfit leaves nothing behind
     with RunDir(out, cfg.identity(), cfg.key(), cfg.force) as rd:
-        data = _load_data(cfg)
         slices = _slices(cfg, data)
         base, base_info = load_base(cfg, data, rd.base_dir)
         ctx = Context(cfg, data, out, base, base_info)
@@ -146,6 +147,29 @@ def _summary(rec: VariantRecord) -> str:
     if not rec.ok:
         return f"FAILED ({(rec.error or '')[:60]})"
     return f"{fmt_fraction(rec.accuracy)}, {fmt_bytes(rec.size_bytes)}, {fmt_ms(rec.latency_ms)}"
+
+
+def _check_model_fits(cfg: StudyConfig, data) -> None:
+    """A zoo model that cannot take the data set's inputs is refused up front, naming those that can."""
+    from effai import zoo
+    from effai.zoo.registry import _resolve  # create's own option checks, without building the model
+
+    if cfg.model not in zoo.names():
+        return  # a checkpoint is checked against the data set when it is loaded
+    shape = tuple(data.input_shape)
+
+    def fits(name: str) -> bool:
+        opts = zoo.options_for(name, data)
+        try:
+            _resolve(name, opts["num_classes"], opts["in_channels"], None, opts.get("resolution"))
+        except InputError:
+            return False
+        return True
+
+    if not fits(cfg.model):
+        fitting = [n for n in zoo.names() if fits(n)]
+        raise InputError(f"--model {cfg.model} does not take {cfg.dataset}'s inputs {shape}; models that do: "
+                         f"{', '.join(fitting) or 'none in the zoo'} (e.g. --model {fitting[0] if fitting else '...'})")
 
 
 def _load_data(cfg: StudyConfig):
