@@ -106,6 +106,11 @@ def changed_code(prov: dict) -> list[str]:
     return sorted(f for f, blob in recorded.items() if now[f] != blob)
 
 
+def is_stale_line(line: str, prov: dict) -> bool:
+    """Does `line` mark its table stale, naming the commit the run was produced on?"""
+    return line.startswith(f"{PROVENANCE} **stale**") and f"commit `{prov['commit'][:7]}`" in line
+
+
 def check_provenance(fix: bool = False) -> list[Drift]:
     """Each section's provenance line against its results JSON; with `fix`, rewrite the lines that differ."""
     problems = []
@@ -119,7 +124,8 @@ def check_provenance(fix: bool = False) -> list[Drift]:
             problems.append(Drift(name, "(section)", "provenance", "absent",
                                   f"rerun the benchmark, or: benchmarks/check.py --backfill {name}"))
             continue
-        want = provenance_line(name, prov, changed_code(prov))
+        changed = changed_code(prov)
+        want = provenance_line(name, prov, changed)
         lines = body.splitlines()
         have = [i for i, line in enumerate(lines) if line.startswith(PROVENANCE)]
         if have and lines[have[-1]] == want:
@@ -127,7 +133,7 @@ def check_provenance(fix: bool = False) -> list[Drift]:
         if fix:
             kept = [line for i, line in enumerate(lines) if i not in have]
             replace_section(name, "\n".join(kept).rstrip() + "\n\n" + want)
-        else:
+        elif not (have and changed and is_stale_line(lines[have[-1]], prov)):  # stale stays stale as more changes
             problems.append(Drift(name, "(section)", "provenance line", lines[have[-1]] if have else "absent", want))
     return problems
 

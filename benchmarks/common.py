@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -34,14 +33,10 @@ def machine() -> dict:
     """CPU model, cores, memory and library versions: printed with every result."""
     import torch
 
+    from effai.hardware.host import cpu_model
     from effai.quantize.export import cpu_flags
 
-    cpu = platform.processor() or "unknown"
-    try:
-        m = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-        cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
+    cpu = cpu_model()
     flags = sorted(x for x in cpu_flags() if x.startswith(("avx", "amx", "vnni", "fma")))
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     for mod in ("onnxruntime", "onnx", "numpy"):
@@ -51,7 +46,26 @@ def machine() -> dict:
             pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "simd": flags, **versions,
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "load": load(), "commit": commit()}
+
+
+def load() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how contended the machine was while timing."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else []
+
+
+def commit() -> str:
+    """The git commit measured (with '+changes' when the work tree differs from it)."""
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}{'+changes' if dirty else ''}" if sha else "unknown"
 
 
 # --- provenance: which code, on which machine, under which load, produced a results file -------------------
@@ -114,8 +128,13 @@ _START = begin()  # a benchmark imports this module first: its run starts here
 
 def machine_line(m: dict | None = None) -> str:
     m = m or machine()
+    extra = ""
+    if m.get("load"):
+        extra += f" Load average when done {' / '.join(f'{v:.1f}' for v in m['load'])} on {m['cores']} cores."
+    if m.get("commit"):
+        extra += f" Commit {m['commit']}."
     return (f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; torch {m['torch']}"
-            + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + f"; {m['date']}.")
+            + (f", onnxruntime {m['onnxruntime']}" if "onnxruntime" in m else "") + f"; {m['date']}." + extra)
 
 
 def write_results(name: str, data: dict, markdown: str) -> None:
@@ -172,6 +191,25 @@ def provenance_line(name: str, prov: dict, changed: list[str] | None = None) -> 
         line = (f"{PROVENANCE} **stale**: {line[len(PROVENANCE) + 1:]} The code it ran has changed since: {files}; "
                 f"rerun `{prov['script']}` to refresh this table.")
     return line
+
+
+def load_avg() -> float:
+    """The 1-minute load average (the machine is shared: record it with every timing)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return float("nan")
+
+
+def git_commit() -> str:
+    """Short hash of the checked-out commit (with "+dirty" when the tree has changes)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def table(headers: list[str], rows: list[list]) -> str:

@@ -75,3 +75,22 @@ def test_a_table_whose_code_changed_is_marked_stale_with_its_commit():
     assert "`benchmarks/hardware_fit.py`" in line and "rerun `benchmarks/hardware_fit.py`" in line
     fresh = common.provenance_line("hardware_fit", prov)
     assert "stale" not in fresh and "1 torch thread(s), load 1.0 at the start, 1.5 at the end" in fresh
+
+
+def test_the_provenance_check_fails_when_a_section_claims_changed_code_is_fresh(tmp_path, monkeypatch):
+    prov = {"commit": "b" * 40, "script": "benchmarks/hardware_fit.py", "started": "2026-12-01T08:00:00Z",
+            "code": {"benchmarks/hardware_fit.py": "0" * 40}}  # not the script's content: its code changed
+    (tmp_path / "demo.json").write_text(json.dumps({"provenance": prov}))
+    doc = tmp_path / "benchmarks.md"
+    monkeypatch.setattr(check, "DOC", doc)
+    monkeypatch.setattr(check, "RESULTS", tmp_path)
+
+    def section(line: str) -> str:
+        return f"# Benchmarks\n\n<!-- demo:start -->\n## Demo\n\n| a |\n|---|\n| 1 |\n\n{line}\n<!-- demo:end -->\n"
+
+    doc.write_text(section(common.provenance_line("demo", prov)))
+    [d] = check.check_provenance()
+    assert (d.table, d.column) == ("demo", "provenance line") and "**stale**" in d.rerun
+    earlier = common.provenance_line("demo", prov, ["src/effai/other.py"])  # marked stale before more changed
+    doc.write_text(section(earlier))
+    assert check.check_provenance() == []

@@ -93,7 +93,9 @@ def test_export_writes_a_tuned_int8_file_from_a_checkpoint(tmp_path):
 
     ckpt = tmp_path / "lenet"
     assert run("train", "lenet300_100", "--dataset", "digits", "--epochs", "2", "--out", str(ckpt)).returncode == 0
-    r = run("export", str(ckpt), "--dataset", "digits", "--runtime", "auto", "--out", str(tmp_path / "q.onnx"), "--json")
+    # a 2-epoch model has near-tied logits on ~1-2% of the test images, where INT8 flips top-1
+    r = run("export", str(ckpt), "--dataset", "digits", "--runtime", "auto", "--min-agreement", "0.95",
+            "--out", str(tmp_path / "q.onnx"), "--json")
     assert r.returncode == 0, r.stderr
     info = json.loads(r.stdout)
     assert info["dtype"] == "int8" and info["bytes"] < 0.35 * info["float_bytes"]
@@ -108,11 +110,16 @@ def test_export_writes_a_tuned_int8_file_from_a_checkpoint(tmp_path):
     r = run("export", str(ckpt), "--dataset", "digits", "--dtype", "fp16", "--out", str(tmp_path / "h.onnx"))
     assert r.returncode == 0, r.stderr
     assert "fp16" in r.stdout and 0.4 < (tmp_path / "h.onnx").stat().st_size / info["float_bytes"] < 0.6
+    r = run("export", str(ckpt), "--dataset", "digits", "--dtype", "int4", "--out", str(tmp_path / "i4.onnx"), "--json")
+    assert r.returncode == 0, r.stderr
+    i4 = json.loads(r.stdout)
+    assert i4["kernels"]["ops"] == {"MatMulNBits": 3} and i4["verification"]["passed"]
 
 
 @pytest.mark.parametrize("args,says", [
     (["lenet5", "--dataset", "digits", "--out", "X/m.onnx"], "resolution=8 for 'lenet5'"),
-    (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--dtype", "int4"], "dtype must be 'int8', 'fp16' or 'fp32'"),
+    (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--dtype", "int3"], "dtype must be one of int8, int4"),
+    (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--min-sqnr-db", "300"], "below the floor"),
     (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--runtime", "tflite"], "runtime: expected one of"),
     (["lenet300_100", "--dataset", "digits", "--out", "X/m.onnx", "--method", "kl"], "method: expected one of"),
     (["lenet300_100", "--dataset", "digits", "--out", "X/model.pt"], "expected a file name ending in .onnx"),

@@ -2,7 +2,6 @@
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -287,34 +286,47 @@ def test_onnx_runtimes_agree_and_missing_openvino_is_named(tmp_path, monkeypatch
         onnx_runner(f, "openvino")
 
 
-def test_interleaved_ranks_candidates_and_checks_arguments():
-    from effai.profile import interleaved
+def test_interleaved_ranks_candidates_and_checks_arguments(monkeypatch):
+    """Timed against a fake clock that only the callables advance, so load cannot move the result."""
+    import types
 
+    from effai.profile import interleaved
+    from effai.profile import latency as latency_module
+
+    clock = {"ns": 0}
+
+    def spend(ms: float) -> None:
+        clock["ns"] += int(ms * 1e6)
+
+    monkeypatch.setattr(latency_module, "time", types.SimpleNamespace(perf_counter_ns=lambda: clock["ns"]))
     calls = []
-    ms = interleaved({"fast": lambda: calls.append("f"), "slow": lambda: (calls.append("s"), time.sleep(0.002))},
+    ms = interleaved({"fast": lambda: (calls.append("f"), spend(0.5)), "slow": lambda: (calls.append("s"), spend(2.0))},
                      rounds=3, inner=2, warmup=1)
-    assert ms["fast"] < ms["slow"] and ms["slow"] >= 2.0
+    assert ms == {"fast": 0.5, "slow": 2.0}
     assert calls[:2] == ["f", "s"] and calls.count("f") == calls.count("s") == 1 + 3 * 2
     with pytest.raises(InputError, match="rounds >= 1"):
         interleaved({"a": lambda: None}, rounds=0)
     with pytest.raises(InputError, match="statistic must be"):
         interleaved({"a": lambda: None}, statistic="mean")
-    for stat, lo, hi in (("median", 9.0, 50.0), ("min", 0.9, 5.0)):  # rounds of 10, 10 and 1 ms
-        pauses = iter([0.010, 0.010, 0.001])
-        ms = interleaved({"a": lambda it=pauses: time.sleep(next(it))}, rounds=3, inner=1, warmup=0, statistic=stat)
-        assert lo <= ms["a"] <= hi, (stat, ms)
+    for stat, expected in (("median", 10.0), ("min", 1.0)):  # rounds of 10, 10 and 1 ms
+        pauses = iter([10.0, 10.0, 1.0])
+        ms = interleaved({"a": lambda it=pauses: spend(next(it))}, rounds=3, inner=1, warmup=0, statistic=stat)
+        assert ms["a"] == expected, (stat, ms)
     # min_round_ms: the fast callable is called more often per round, the slow one at least `inner` times
     counts = {"fast": 0, "slow": 0}
 
     def fast():
         counts["fast"] += 1
+        spend(0.1)
 
     def slow():
         counts["slow"] += 1
-        time.sleep(0.004)
+        spend(4.0)
 
-    interleaved({"fast": fast, "slow": slow}, rounds=2, inner=1, warmup=0, min_round_ms=10.0)
-    assert counts["fast"] > 2 * 10 and 1 + 2 * 2 <= counts["slow"] <= 1 + 2 * 3
+    ms = interleaved({"fast": fast, "slow": slow}, rounds=2, inner=1, warmup=0, min_round_ms=10.0)
+    # one sizing call each, then rounds of ceil(10 / 0.1) = 100 and ceil(10 / 4) = 3 calls
+    assert counts == {"fast": 1 + 2 * 100, "slow": 1 + 2 * 3}
+    assert ms == {"fast": pytest.approx(0.1), "slow": pytest.approx(4.0)}
 
 
 def test_bad_input_is_an_input_error():

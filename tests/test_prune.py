@@ -88,29 +88,127 @@ def test_channel_pruning_keeps_graph_consistent(name, shape):
     assert sum(p.numel() for p in m.parameters()) < 0.5 * before
 
 
-def test_latency_allocation_spends_the_budget_where_measured_time_falls_most(monkeypatch):
-    """The allocation logic on injected timings: the group whose probe saves the most time per
-    removed channel is cut to max_ratio first, and the whole budget is spent."""
+def _inverted_residual_net():
+    """A small MobileNetV2-like net: stem, an inverted residual (expand, depthwise, project) with
+    a residual add, and a classifier."""
+
+    class Block(nn.Module):
+        def __init__(self, c, hidden):
+            super().__init__()
+            self.expand = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.BatchNorm2d(hidden), nn.ReLU6())
+            self.dw = nn.Sequential(nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden), nn.BatchNorm2d(hidden),
+                                    nn.ReLU6())
+            self.project = nn.Sequential(nn.Conv2d(hidden, c, 1), nn.BatchNorm2d(c))
+
+        def forward(self, x):
+            return x + self.project(self.dw(self.expand(x)))
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), Block(32, 96), Block(32, 96),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10)).eval()
+
+
+def _injected_ms(layer):
+    """Injected runtime cost: a depthwise conv costs 100x more per MAC than a dense one."""
+    return layer.macs() * (100.0 if layer.depthwise else 1.0) * 1e-6
+
+
+def _inject_costs(monkeypatch):
+    """Replace every ONNX Runtime timing in the latency allocation with `_injected_ms`: per
+    layer, and for whole models the sum over their conv/linear layers."""
     from effai.prune import latency as L
-    from effai.prune.structured import plan
 
-    m = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3),
-                      nn.ReLU(), nn.Flatten(), nn.Linear(32 * 2 * 2, 10)).eval()
-    cfg = ChannelConfig(0.25, input_shape=(1, 3, 8, 8), allocation="latency", round_to=1, max_ratio=0.5)
-    saved = {"0": 1.0, "2": 3.0, "4": 2.0}  # ms saved by each group's probe (conv name -> ms)
-    seen = []
+    def fake_layers(layers, threads=1, rounds=5):
+        return {lay: _injected_ms(lay) for lay in layers}
 
-    def fake_measure(models, example, threads=1, rounds=5, runs=10, statistic="median"):
-        seen.append(len(models))
-        names = [g.name for g in plan(copy.deepcopy(m), ChannelConfig(0.5, input_shape=(1, 3, 8, 8)))[0].groups]
-        return [10.0] + [10.0 - saved[n] for n in names]
+    def fake_models(models, example, threads=1, rounds=5, runs=10, statistic="median"):
+        return [sum(_injected_ms(v) for v in L.layers_of(m, example, [
+            n for n, mm in m.named_modules() if isinstance(mm, (nn.Conv2d, nn.Linear))]).values()) for m in models]
 
-    monkeypatch.setattr(L, "measure_models", fake_measure)
-    dg, keep = plan(copy.deepcopy(m), cfg)
-    by_name = {g.name: keep[g.root] for g in dg.groups}
-    assert seen == [4]  # the dense model and one probe per group, timed in one interleaved run
-    # budget 0.25 * 96 = 24 channels: all 16 allowed from conv "2" (3 ms), the other 8 from "4" (2 ms)
-    assert by_name == {"0": 32, "2": 16, "4": 24}
+    monkeypatch.setattr(L, "time_layers", fake_layers)
+    monkeypatch.setattr(L, "measure_models", fake_models)
+    return L
+
+
+def test_cost_table_predicts_the_pruned_layers_exactly(monkeypatch):
+    """The per-layer model the allocation plans with (which layers a group touches and their
+    channel counts once it shrinks) matches the model really pruned: same conv/linear MACs."""
+    from effai.prune import latency as L
+    from effai.prune.graph import analyse
+    from effai.prune.structured import apply_plan
+
+    m, x = _inverted_residual_net(), torch.zeros(1, 3, 16, 16)
+    dg = analyse(m, x)
+    layers = L.layers_of(m, x, L.conv_layers(m))
+    keep = {g.root: max(1, g.size // (2 + i)) for i, g in enumerate(dg.groups)}
+    predicted = sum(v.macs() for v in L.resize_layers(layers, dg, keep).values())
+    pruned = apply_plan(copy.deepcopy(m), analyse(copy.deepcopy(m), x), {})  # nothing kept out: unchanged
+    assert L.conv_macs(pruned, x) == sum(v.macs() for v in layers.values())
+    pruned = copy.deepcopy(m)
+    pdg = analyse(pruned, x)
+    apply_plan(pruned, pdg, {g.root: torch.arange(keep[g.root]) for g in pdg.groups})
+    assert predicted == L.conv_macs(pruned, x) < L.conv_macs(m, x)
+    costs = L.group_costs(layers, dg, 0.75, 8, timer=lambda lays, threads: {v: _injected_ms(v) for v in lays})
+    for c in costs:  # each probe's MACs are those of the layers the group touches at that count
+        assert c.keeps[0] == next(g.size for g in dg.groups if g.root == c.root) and list(c.keeps) == sorted(c.keeps)[::-1]
+        assert all(a > b for a, b in zip(c.macs, c.macs[1:], strict=False)) and all(a > b for a, b in zip(c.ms, c.ms[1:], strict=False))
+
+
+def test_latency_allocation_buys_time_where_channels_cost_most(monkeypatch):
+    """With injected costs (depthwise MACs 100x dearer), the latency-aware allocation spends the
+    whole channel budget on the expansion channels that feed depthwise convs, within max_ratio,
+    and is faster than uniform; of the candidates weighed, it keeps the fastest whose
+    speedup / MAC reduction reaches `min_efficiency`."""
+    from effai.prune.structured import plan, weigh_allocations
+
+    L = _inject_costs(monkeypatch)
+    m, shape = _inverted_residual_net(), (1, 3, 16, 16)
+    x = torch.zeros(shape)
+    layers = L.layers_of(m, x, L.conv_layers(m))
+    dense_ms, dense_macs = sum(_injected_ms(v) for v in layers.values()), L.conv_macs(m, x)
+
+    def ms_of(dg, keep):
+        return sum(_injected_ms(v) for v in L.resize_layers(layers, dg, keep).values())
+
+    dg, keep = plan(copy.deepcopy(m), ChannelConfig(0.5, input_shape=shape, allocation="latency"))
+    _, uniform = plan(copy.deepcopy(m), ChannelConfig(0.5, input_shape=shape, allocation="uniform"))
+    assert sum(g.size - keep[g.root] for g in dg.groups) == sum(g.size for g in dg.groups) // 2  # the whole budget
+    assert all(keep[g.root] >= g.size // 4 for g in dg.groups)  # max_ratio 0.75
+    hidden = [g for g in dg.groups if any(getattr(mem.module, "groups", 1) > 1 for mem in g.members)]
+    assert hidden and all(keep[g.root] == g.size for g in dg.groups if g not in hidden)  # depthwise-fed first
+    assert ms_of(dg, keep) < ms_of(dg, uniform)
+    for floor in (0.85, 1.02, 1.99):
+        weighed = weigh_allocations(copy.deepcopy(m), dg, ChannelConfig(0.5, input_shape=shape, min_efficiency=floor))
+        assert len({a.label for a in weighed}) == len(weighed) >= 2 and sum(a.chosen for a in weighed) == 1
+        for a in weighed:  # what was weighed is what the injected runtime says
+            assert a.latency_ms == pytest.approx(ms_of(dg, a.keep))
+            assert a.efficiency == pytest.approx((dense_ms / a.latency_ms) / (dense_macs / a.macs))
+        chosen = next(a for a in weighed if a.chosen)
+        good = [a for a in weighed if a.efficiency >= floor]
+        assert chosen == (min(good, key=lambda a: a.latency_ms) if good else max(weighed, key=lambda a: a.efficiency))
+
+
+def test_auto_allocation_measures_big_models_only(monkeypatch):
+    from effai.prune import structured as S
+
+    small = _inverted_residual_net()
+    assert ChannelConfig().allocation == "auto"
+    assert S.allocation_of(small, ChannelConfig(0.5, input_shape=(1, 3, 16, 16))) == "uniform"
+    monkeypatch.setattr(S, "AUTO_MIN_MACS", 1000)
+    assert S.allocation_of(small, ChannelConfig(0.5, input_shape=(1, 3, 16, 16))) == "latency"
+    assert S.allocation_of(small, ChannelConfig(0.5, input_shape=(1, 3, 16, 16), allocation="uniform")) == "uniform"
+    called = []
+    monkeypatch.setattr(S, "latency_allocation", lambda model, dg, config: called.append(1) or {
+        g.root: g.size for g in dg.groups})
+    prune_(small, ChannelConfig(0.5, input_shape=(1, 3, 16, 16)))
+    assert called == [1]
+
+
+@pytest.mark.parametrize("field,bad", [("allocation", "fast"), ("threads", -1), ("threads", 1.5),
+                                       ("min_efficiency", -0.1)])
+def test_bad_latency_options(field, bad):
+    with pytest.raises(InputError, match=field):
+        ChannelConfig(0.5, **{field: bad})
 
 
 def test_latency_allocation_prunes_a_real_network():

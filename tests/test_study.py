@@ -110,8 +110,9 @@ def test_quick_study_resumes_and_flags_the_planted_regression(tmp_path, planted,
     assert [v.name for v in r1.variants] == ["fp32", "int8_ptq", "magnitude_75", planted]
     assert all(v.ok for v in r1.variants), [v.error for v in r1.variants]
     by = {v.name: v for v in r1.variants}
-    # The planted regression is flagged on class 3 and nowhere else.
-    assert by[planted].flagged == ["3"]
+    # The planted regression is flagged on class 3 and no other class (a stroke-width slice holding
+    # class 3's images may be flagged too: its paired test sees their loss).
+    assert [g.name for g in by[planted].harm.classes if g.flagged] == ["3"]
     assert not by["int8_ptq"].flagged
     # Selection: fp32 and the planted variant are too big for 100KB.
     assert r1.selection.best in ("int8_ptq", "magnitude_75")
@@ -137,7 +138,7 @@ def test_quick_study_resumes_and_flags_the_planted_regression(tmp_path, planted,
     by2 = {x.name: x for x in r2.variants}
     for name in ("fp32", "int8_ptq", "magnitude_75"):  # the same record: same timestamps and numbers
         assert by2[name] == by[name], name
-    assert by2[planted].flagged == ["3"]
+    assert [g.name for g in by2[planted].harm.classes if g.flagged] == ["3"]
     recs = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     assert sorted(x["record"]["name"] for x in recs) == sorted(["fp32", "int8_ptq", "magnitude_75", planted])
     assert [v.name for v in r2.variants] == [v.name for v in r1.variants]

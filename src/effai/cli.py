@@ -168,6 +168,7 @@ def study_cmd(
     sel = result.selection
     if as_json:
         print_json({**sel.to_dict(), "base": result.base.to_dict(), "out_dir": result.out_dir,
+                    "contended": [r.name for r in result.variants if r.cost.latency and r.cost.latency.contended],
                     "variants": [_variant_summary(r) for r in result.variants]})
         return
     best = result.best
@@ -178,6 +179,11 @@ def study_cmd(
         console.print(f"[bold red]no variant meets the constraints[/]: {sel.reason}", highlight=False)
     for v in sel.rejected:
         console.print(f"  {v.name}: {v.kind}: {v.reason}", markup=False, highlight=False)
+    for r in result.variants:
+        lat = r.cost.latency
+        if lat is not None and lat.warnings():
+            console.print(f"[yellow]warning[/]: {r.name} latency {fmt_ms(lat.p50_ms)}: {'; '.join(lat.warnings())}",
+                          highlight=False)
     console.print(f"report: {Path(result.out_dir) / 'report.html'} ({result.seconds:.0f} s)", highlight=False)
 
 def _variant_summary(r) -> dict:
@@ -220,21 +226,25 @@ def compress_cmd(
 def export_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch) or TorchScript file."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
-    dtype: str = typer.Option("int8", help="int8 | fp16 | fp32"),
+    dtype: str = typer.Option("int8", help="int8 | int4 (Linear weights, MatMulNBits) | fp16 | fp32"),
     dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
     tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),
-    max_sqnr_loss_db: float = typer.Option(1.0, min=0.0, help="Tuning: the most output SQNR (dB) a candidate may lose against the CPU-chosen default."),
+    max_sqnr_loss_db: float = typer.Option(1.0, min=0.0, help="Tuning: the most output SQNR (dB) a candidate may lose against the most accurate one."),
+    min_sqnr_db: float = typer.Option(20.0, help="Verification floor: the file's output SQNR (dB) against the model, on test images."),
+    min_agreement: float = typer.Option(0.99, min=0.0, max=1.0, help="Verification floor: top-1 agreement with the model on test images."),
     threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     seed: int = typer.Option(0, help="Seed of the data split (calibration images come from its training part)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export facts (and tuning candidates) as JSON."),
 ):
-    """Write a deployable ONNX file: real INT8 (calibrated on the data set), FP16 or FP32.
+    """Write a deployable ONNX file: real INT8 (calibrated on the data set), int4 weights, FP16 or FP32.
 
     With --runtime auto (or --tune) the INT8 settings and runtime are chosen by timing them here.
+    The file is run on up to 500 test images against the model; below --min-sqnr-db (or 99% top-1
+    agreement) nothing is written and the command exits 2 naming the layers that lose most.
 
     Example: effai export runs/lenet5 --dataset mnist5k --dtype int8 --runtime auto --out lenet5_int8.onnx
     """
@@ -252,7 +262,9 @@ def export_cmd(
     with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
                            calibration=ds.calibration() if dtype == "int8" else None, method=method,
-                           runtime=runtime, tune=tune, max_sqnr_loss_db=max_sqnr_loss_db, threads=threads)
+                           runtime=runtime, tune=tune, max_sqnr_loss_db=max_sqnr_loss_db, threads=threads,
+                           verify_inputs=ds.test.tensors[0][:500], min_sqnr_db=min_sqnr_db,
+                           min_agreement=min_agreement)
     if as_json:
         print_json(info)
         return
@@ -271,8 +283,10 @@ def export_cmd(
         console.print(t)
         console.print(f"FP32 on onnxruntime, timed in the same rounds: {info['float_latency_ms']:.3f} ms", highlight=False)
     how = f"{info['runtime']}: {info['settings']['reason']}" if info["settings"] else info["runtime"]
-    console.print(f"wrote {out}: {dtype}, {info['bytes']:,} bytes ({info['bytes'] / info['float_bytes']:.2f}x "
-                  f"the FP32 file); for {how}", highlight=False)
+    ratio = f" ({info['bytes'] / info['float_bytes']:.2f}x the FP32 file)" if info["float_bytes"] else ""
+    sqnr = info["verification"]["sqnr_db"]
+    console.print(f"wrote {out}: {dtype}, {info['bytes']:,} bytes{ratio}; for {how}; verified against the model: "
+                  + ("exact" if sqnr is None else f"{sqnr:.1f} dB"), highlight=False)
 
 
 # ---------------------------------------------------------------- hardware targets

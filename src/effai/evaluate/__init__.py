@@ -10,7 +10,7 @@ compressed model does compared with its base.
 
 from effai.evaluate.core import Evaluation, evaluate, logits_of
 from effai.evaluate.corruptions import CORRUPTIONS, corrupt
-from effai.evaluate.harm import Harm, compare
+from effai.evaluate.harm import Harm, compare, interval, paired
 from effai.evaluate.metrics import (
     accuracy,
     confusion_matrix,
@@ -22,5 +22,6 @@ from effai.evaluate.metrics import (
 
 __all__ = [
     "CORRUPTIONS", "Evaluation", "Harm", "accuracy", "compare", "confusion_matrix", "corrupt", "evaluate",
-    "expected_calibration_error", "logits_of", "per_class_accuracy", "slice_accuracy", "topk_accuracy",
+    "expected_calibration_error", "interval", "logits_of", "paired", "per_class_accuracy", "slice_accuracy",
+    "topk_accuracy",
 ]

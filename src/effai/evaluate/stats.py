@@ -31,7 +31,7 @@ import numpy as np
 
 from effai.errors import InputError
 
-__all__ = ["BootstrapResult", "Interval", "McNemarResult", "accuracy_interval", "correctness", "mcnemar",
+__all__ = ["BootstrapResult", "Interval", "McNemarResult", "accuracy_interval", "correctness", "holm", "mcnemar",
            "min_detectable_drop", "paired_bootstrap"]
 
 
@@ -224,3 +224,19 @@ def min_detectable_drop(n: int, accuracy: float, alpha: float = 0.05, power: flo
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if shortfall(mid) > 0 else (lo, mid)
     return hi
+
+
+def holm(p_values) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given): family-wise error held at alpha
+    over the tests, less conservative than Bonferroni (statsmodels is not a dependency).
+
+    >>> [round(p, 3) for p in holm([0.01, 0.04, 0.03])]
+    [0.03, 0.06, 0.06]
+    """
+    ps = [float(p) for p in p_values]
+    order = sorted(range(len(ps)), key=ps.__getitem__)
+    out, running = [1.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        out[i] = running
+    return out

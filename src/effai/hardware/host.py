@@ -262,6 +262,21 @@ def _measure(quick: bool) -> dict:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo's "model name"), else what `platform` knows.
+
+    >>> isinstance(cpu_model(), str) and len(cpu_model()) > 0
+    True
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def _physical_ram() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -54,7 +54,10 @@ class Latency:
     seconds: float  # wall time spent timing
     load_avg: float | None = None  # 1-minute load average when timing started (contention)
     cpu_p50_ms: float | None = None  # median process CPU time per call, all threads (robust to contention)
-    contended: bool = False  # load average above the core count: wall times include waiting for a core
+    contended: bool = False  # wall times include waiting for a core (see `contention`)
+    cpu_wall_ratio: float | None = None  # the timed thread's CPU time / wall time, summed over the calls
+    run_queue: int | None = None  # most runnable tasks seen (/proc/stat procs_running) before or after timing
+    contention: str = ""  # why `contended` is set, in words ("" when it is not)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,31 +212,75 @@ def _load_avg() -> float | None:
         return None
 
 
-def _summarise(samples: list[tuple[int, int]], runtime: str, threads: int, batch: int, warmup: int,
-               seconds: float, load: float | None) -> Latency:
-    ms = np.asarray([w for w, _ in samples], dtype=np.float64) / 1e6
-    cpu = np.asarray([c for _, c in samples], dtype=np.float64) / 1e6
+def _run_queue() -> int | None:
+    """Runnable tasks right now (procs_running in /proc/stat, this process included); None off Linux."""
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("procs_running "):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# The timed thread ran less than this share of the wall time: it waited for a core.
+MIN_CPU_WALL_RATIO = 0.85
+
+
+def contention(load: float | None, ratio: float | None, run_queue: int | None, threads: int,
+               cores: int | None = None) -> str:
+    """Why a measurement was contended, from the measurement itself (the timed thread's CPU time
+    against wall time, only meaningful single-threaded; the run queue) and the 1-minute load
+    average (which lags a run of a few seconds); "" when nothing says so.
+
+    >>> contention(0.5, 0.55, 5, threads=1, cores=2)
+    'the timed thread ran 55% of the wall time; 5 runnable tasks on 2 cores'
+    >>> contention(0.5, 0.99, 1, threads=1, cores=2)
+    ''
+    """
+    cores = cores or os.cpu_count() or 1
+    why = []
+    if threads == 1 and ratio is not None and ratio < MIN_CPU_WALL_RATIO:
+        why.append(f"the timed thread ran {ratio:.0%} of the wall time")
+    if run_queue is not None and run_queue > cores:
+        why.append(f"{run_queue} runnable tasks on {cores} cores")
+    if load is not None and load > cores:
+        why.append(f"load average {load:.1f} on {cores} cores")
+    return "; ".join(why)
+
+
+def _summarise(samples: list[tuple[int, ...]], runtime: str, threads: int, batch: int, warmup: int,
+               seconds: float, load: float | None, run_queue: int | None = None) -> Latency:
+    """Percentiles of (wall ns, process CPU ns[, timed thread CPU ns]) samples, and the conditions."""
+    ms = np.asarray([x[0] for x in samples], dtype=np.float64) / 1e6
+    cpu = np.asarray([x[1] for x in samples], dtype=np.float64) / 1e6
+    # OpenVINO runs the graph on its own threads, so the calling thread's CPU time says nothing there.
+    thread = [x[2] for x in samples if len(x) > 2] if runtime != "openvino" else []
+    ratio = float(sum(thread) / max(1, sum(x[0] for x in samples))) if thread else None
+    why = contention(load, ratio, run_queue, threads)
     p25, p50, p75, p90, p99 = np.percentile(ms, [25, 50, 75, 90, 99])
     return Latency(runtime=runtime, p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99),
                    iqr_ms=float(p75 - p25), mean_ms=float(ms.mean()), min_ms=float(ms.min()), threads=threads,
                    batch_size=batch, repeats=len(ms), warmup=warmup,
                    throughput=float(batch / (p50 / 1e3)) if p50 > 0 else float("inf"), seconds=seconds,
-                   load_avg=load, cpu_p50_ms=float(np.median(cpu)),
-                   contended=load is not None and load > (os.cpu_count() or 1))
+                   load_avg=load, cpu_p50_ms=float(np.median(cpu)), contended=bool(why),
+                   cpu_wall_ratio=None if ratio is None else round(ratio, 3), run_queue=run_queue, contention=why)
 
 
 def _time(call, warmup: int, repeats: int, min_seconds: float, max_seconds: float) -> tuple[list, float, int]:
+    """(wall, process CPU, thread CPU) ns of each timed call, the seconds spent, the warm-up calls made."""
     start = time.perf_counter()
     done = 0
     while done < warmup and time.perf_counter() - start < 0.25 * max_seconds:
         call()
         done += 1
-    samples: list[tuple[int, int]] = []
+    samples: list[tuple[int, int, int]] = []
     start = time.perf_counter()
     while True:
-        c0, t0 = time.process_time_ns(), time.perf_counter_ns()
+        c0, h0, t0 = time.process_time_ns(), time.thread_time_ns(), time.perf_counter_ns()
         call()
-        samples.append((time.perf_counter_ns() - t0, time.process_time_ns() - c0))
+        t1, h1, c1 = time.perf_counter_ns(), time.thread_time_ns(), time.process_time_ns()
+        samples.append((t1 - t0, c1 - c0, h1 - h0))
         elapsed = time.perf_counter() - start
         if (len(samples) >= repeats and elapsed >= min_seconds) or elapsed >= max_seconds:
             break
@@ -272,10 +319,12 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
         torch.set_num_threads(n_threads)
         try:
             with torch.inference_mode():
+                queue = _run_queue()
                 samples, secs, done = _time(lambda: model(*args), warmup, repeats, min_seconds, max_seconds)
+                queue = _max(queue, _run_queue())
         finally:
             torch.set_num_threads(before)
-        return _summarise(samples, "torch", n_threads, batch, done, secs, load)
+        return _summarise(samples, "torch", n_threads, batch, done, secs, load, queue)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = model_or_onnx_path if is_path else export_fp32_onnx(model_or_onnx_path, Path(tmp) / "model.onnx", args)
@@ -292,5 +341,11 @@ def measure_latency(model_or_onnx_path, example_inputs, runtime: str = "torch", 
         except Exception as e:  # noqa: BLE001 - wrong number or shape of inputs
             raise InputError(f"{path}: cannot run it on inputs of shape "
                              f"{[list(a.shape) for a in feed]} ({str(e).strip().splitlines()[0][:160]})") from None
+        queue = _run_queue()
         samples, secs, done = _time(lambda: run(*feed), warmup, repeats, min_seconds, max_seconds)
-    return _summarise(samples, runtime, n_threads, batch, done, secs, load)
+        queue = _max(queue, _run_queue())
+    return _summarise(samples, runtime, n_threads, batch, done, secs, load, queue)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -139,7 +139,7 @@ class Profile:
                          f"p50 {la.p50_ms:.3f} ms  p90 {la.p90_ms:.3f}  p99 {la.p99_ms:.3f}  IQR {la.iqr_ms:.3f}  "
                          f"-> {la.throughput:,.1f} samples/s")
             if la.contended:
-                lines.append(f"warning: load average {la.load_avg} exceeds the {os.cpu_count()} cores: wall times "
+                lines.append(f"warning: contended ({la.contention or f'load average {la.load_avg}'}): wall times "
                              f"include waiting for a core (CPU time p50 {la.cpu_p50_ms:.3f} ms); try --threads 1")
         if self.energy:
             lines.append(f"energy {self.energy.joules:.3g} J per inference ({self.energy.method}: "

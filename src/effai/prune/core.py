@@ -60,6 +60,24 @@ def check_sparsity(value: float, what: str = "sparsity") -> float:
     return float(value)
 
 
+def keep_count(n: int, ratio: float, round_to: int, where: str) -> int:
+    """Channels to keep out of `n` when removing `ratio`, rounded to a multiple of `round_to`.
+
+    >>> keep_count(64, 0.5, 1, "conv"), keep_count(100, 0.5, 16, "conv"), keep_count(12, 0.5, 16, "c")
+    (32, 48, 12)
+    >>> keep_count(4, 0.9, 1, "features.0")
+    Traceback (most recent call last):
+    ...
+    effai.errors.InputError: ratio=0.9 would leave layer 'features.0' with 0 of its 4 channels
+    """
+    keep = int(round(n * (1 - ratio)))
+    if keep < 1:
+        raise InputError(f"ratio={ratio} would leave layer {where!r} with 0 of its {n} channels")
+    if round_to > 1:
+        keep = min(n, max(round_to, int(round(keep / round_to)) * round_to))
+    return keep
+
+
 def prune_(model: nn.Module, config, filter_fn: FilterFn | None = None) -> nn.Module:
     """Prune `model` in place with the method `config` names; returns the model.
 

@@ -3,11 +3,15 @@ that stays consistent (see `effai.prune.graph` for the dependency analysis).
 
 `allocation="uniform"` removes `ratio` of every prunable group's channels.
 `allocation="latency"` spends the same channel budget where removing channels saves the most
-*measured* ONNX Runtime time (see `effai.prune.latency`).
+*measured* ONNX Runtime time per MAC removed (see `effai.prune.latency`).
+`allocation="auto"` (the default) is "latency" for a model large enough that its layers' times
+stand out from the runtime's per-call overhead (`AUTO_MIN_MACS`), where probing takes seconds,
+and "uniform" for smaller ones, whose per-layer timings would be noise.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,12 +20,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from effai.errors import InputError
+from effai.prune import latency
 from effai.prune.channels import PRODUCER, Channels
-from effai.prune.core import check_sparsity, register_handler
+from effai.prune.core import check_sparsity, keep_count, prunable, register_handler
 from effai.prune.graph import DepGraph, Group, analyse
 from effai.prune.layers import find_handler, handler_for
+from effai.prune.unstructured import _batches
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "taylor")
+ALLOCATIONS = ("auto", "latency", "uniform")
+# `allocation="auto"` measures (allocation="latency") models with at least this many MACs per
+# example: about 1 ms a call on one core, where single layers take tens of microseconds or more.
+AUTO_MIN_MACS = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -32,8 +42,13 @@ class ChannelConfig:
     `input_shape` is one example input's shape, batch included, e.g. (1, 3, 224, 224)
     (needed to trace shapes through flatten); `round_to` rounds the kept channel count to a
     multiple CPU kernels like (8 or 16); `data` feeds the "taylor" importance.
-    `allocation="latency"` lets no group lose more than `max_ratio` of its channels and times
-    its probes with `threads` ONNX Runtime threads.
+    `allocation="latency"` spends the same channel budget where ONNX Runtime, run with
+    `threads` threads (the thread count you deploy with; 0 = ONNX Runtime's default, one per
+    physical core), measures the most time saved per MAC removed, and lets no group lose more
+    than `max_ratio` of its channels: of the allocations it weighs, the fastest whose measured
+    speedup / MAC reduction is at least `min_efficiency` (MACs removed must turn into time;
+    0 = the fastest, whatever its MACs). `allocation="auto"` (default) does that for models of at
+    least `AUTO_MIN_MACS` MACs and is uniform below; `allocation="uniform"` asks for uniform.
 
     >>> ChannelConfig(0.5, input_shape=(1, 3, 32, 32)).importance
     'l1'
@@ -43,11 +58,12 @@ class ChannelConfig:
     importance: str = "l1"
     input_shape: tuple | None = None
     round_to: int = 1
-    allocation: str = "uniform"  # uniform | latency
+    allocation: str = "auto"  # auto | latency | uniform
     max_ratio: float = 0.75  # latency allocation: the most any one group may lose
     data: object = None
     batches: int = 4
-    threads: int = 1  # latency allocation: ONNX Runtime threads used for the measurements
+    threads: int = 1  # latency allocation: ONNX Runtime threads used for the measurements (0: its default)
+    min_efficiency: float = 0.85  # latency allocation: the least speedup / MAC reduction it accepts
 
     def __post_init__(self):
         check_sparsity(self.ratio, "ratio")
@@ -55,11 +71,16 @@ class ChannelConfig:
             raise InputError(f"importance={self.importance!r}: expected one of {', '.join(IMPORTANCES)}")
         if self.importance == "taylor" and self.data is None:
             raise InputError("importance='taylor': needs data (a DataLoader or DataSplits)")
-        if self.allocation not in ("uniform", "latency"):
-            raise InputError(f"allocation={self.allocation!r}: expected 'uniform' or 'latency'")
+        if self.allocation not in ALLOCATIONS:
+            raise InputError(f"allocation={self.allocation!r}: expected one of {', '.join(ALLOCATIONS)}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise InputError(f"threads={self.threads!r}: expected a thread count >= 1, or 0 for the runtime's default")
         if not isinstance(self.round_to, int) or self.round_to < 1:
             raise InputError(f"round_to={self.round_to!r}: expected a positive integer")
         check_sparsity(self.max_ratio, "max_ratio")
+        if isinstance(self.min_efficiency, bool) or not isinstance(self.min_efficiency, (int, float)) \
+                or not 0 <= self.min_efficiency <= 2:
+            raise InputError(f"min_efficiency={self.min_efficiency!r}: expected a number in [0, 2]")
 
 
 def example_input(model: nn.Module, shape) -> torch.Tensor:
@@ -72,24 +93,6 @@ def example_input(model: nn.Module, shape) -> torch.Tensor:
         if isinstance(m, nn.Linear):
             return torch.zeros(1, m.in_features)
     raise InputError("input_shape: cannot guess the model's input; pass input_shape=(1, C, H, W)")
-
-
-def keep_count(n: int, ratio: float, round_to: int, where: str) -> int:
-    """Channels to keep out of `n` when removing `ratio`, rounded to a multiple of `round_to`.
-
-    >>> keep_count(64, 0.5, 1, "conv"), keep_count(100, 0.5, 16, "conv"), keep_count(12, 0.5, 16, "c")
-    (32, 48, 12)
-    >>> keep_count(4, 0.9, 1, "features.0")
-    Traceback (most recent call last):
-    ...
-    effai.errors.InputError: ratio=0.9 would leave layer 'features.0' with 0 of its 4 channels
-    """
-    keep = int(round(n * (1 - ratio)))
-    if keep < 1:
-        raise InputError(f"ratio={ratio} would leave layer {where!r} with 0 of its {n} channels")
-    if round_to > 1:
-        keep = min(n, max(round_to, int(round(keep / round_to)) * round_to))
-    return keep
 
 
 # How a criterion scores each channel from its filter rows (and their gradients, for taylor).
@@ -135,8 +138,6 @@ def _rows(group: Group, mem, t: torch.Tensor | None) -> torch.Tensor | None:
 @torch.enable_grad()
 def _taylor_grads(model: nn.Module, data, batches: int) -> dict:
     """Gradient of the loss for every layer's filters, summed over `batches` batches of `data`."""
-    from effai.prune.unstructured import _batches
-
     filters = {n: w for n, m in model.named_modules()
                if (h := find_handler(m)) is not None and (w := h.filters(m)) is not None}
     grads = {n: torch.zeros_like(w) for n, w in filters.items()}
@@ -160,11 +161,60 @@ def plan(model: nn.Module, config: ChannelConfig, filter_fn=None) -> tuple[DepGr
         dg.groups = [g for g in dg.groups if all(filter_fn(m.module, m.fqn) for m in g.members if m.role == PRODUCER)]
     if not dg.groups:
         raise InputError("model: no channel group can be pruned (all are pinned by the input, output or filter_fn)")
-    if config.allocation == "latency":
-        from effai.prune.latency import latency_allocation
-
+    if allocation_of(model, config) == "latency":
         return dg, latency_allocation(model, dg, config)
     return dg, {g.root: keep_count(g.size, config.ratio, config.round_to, g.name) for g in dg.groups}
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One allocation the latency-aware search weighed: kept channels per group (root -> count),
+    the pruned model's measured latency and conv/linear MACs, and speedup / MAC reduction
+    against the dense model timed in the same rounds."""
+
+    label: str
+    keep: dict
+    latency_ms: float
+    macs: int
+    efficiency: float
+    chosen: bool = False
+
+
+def weigh_allocations(model: nn.Module, dg: DepGraph, config: ChannelConfig) -> list[Allocation]:
+    """The candidates `effai.prune.latency.candidates` builds from per-layer timings, pruned and
+    timed as whole models side by side with the dense one; the fastest whose speedup / MAC
+    reduction reaches `config.min_efficiency` is marked chosen (`latency.choose`)."""
+    example = example_input(model, config.input_shape)
+    cands = latency.candidates(model, dg, example, config.ratio, max(config.max_ratio, config.ratio),
+                               config.round_to, config.threads)
+    models = [copy.deepcopy(model).eval()]
+    for _, keep in cands:
+        m = copy.deepcopy(model).eval()
+        mdg = analyse(m, example)
+        apply_plan(m, mdg, {g.root: torch.arange(keep[g.root]) for g in mdg.groups})  # timing: any channels
+        models.append(m)
+    # the quietest of 7 rounds: on a busy machine load only adds time, and a burst must not
+    # push the fastest candidate below min_efficiency
+    ms = latency.measure_models(models, example, threads=config.threads, rounds=7, statistic="min")
+    macs = [latency.conv_macs(m, example) for m in models]
+    best = latency.choose(ms[1:], macs[1:], ms[0], macs[0], config.min_efficiency)
+    return [Allocation(label, keep, t, n, (ms[0] / t) / (macs[0] / max(1, n)), i == best)
+            for i, ((label, keep), t, n) in enumerate(zip(cands, ms[1:], macs[1:], strict=True))]
+
+
+def latency_allocation(model: nn.Module, dg: DepGraph, config: ChannelConfig) -> dict[int, int]:
+    """Kept channels per group (root -> count) of the allocation `weigh_allocations` chooses."""
+    return next(a.keep for a in weigh_allocations(model, dg, config) if a.chosen)
+
+
+def allocation_of(model: nn.Module, config: ChannelConfig) -> str:
+    """The allocation `config` asks for, with "auto" resolved for `model` ("latency" or "uniform")."""
+    if config.allocation != "auto":
+        return config.allocation
+    example = example_input(model, config.input_shape)
+    return "latency" if latency.conv_macs(model, example) >= AUTO_MIN_MACS else "uniform"
+
+
 
 
 @torch.no_grad()
@@ -208,11 +258,15 @@ def channel_indices(g: Group, n_keep: int, kind: str, grads=None) -> torch.Tenso
     return importance(g, kind, grads).topk(n_keep).indices.sort().values
 
 
+def prune_to_counts(model: nn.Module, dg: DepGraph, counts: dict[int, int], kind: str = "l1", data=None,
+                    batches: int = 4) -> nn.Module:
+    """Keep `counts[root]` channels of each group of `dg` (analysed on `model`), the most
+    important by `kind` ("taylor" reads `batches` batches of `data`)."""
+    grads = _taylor_grads(model, data, batches) if kind == "taylor" else None
+    return apply_plan(model, dg, {g.root: channel_indices(g, counts[g.root], kind, grads) for g in dg.groups})
+
+
 @register_handler(ChannelConfig)
 def _prune_channels(model: nn.Module, config: ChannelConfig, filter_fn) -> nn.Module:
-    from effai.prune.core import prunable
-
     dg, counts = plan(model, config, None if filter_fn is prunable else filter_fn)
-    grads = _taylor_grads(model, config.data, config.batches) if config.importance == "taylor" else None
-    keep = {g.root: channel_indices(g, counts[g.root], config.importance, grads) for g in dg.groups}
-    return apply_plan(model, dg, keep)
+    return prune_to_counts(model, dg, counts, config.importance, config.data, config.batches)

@@ -25,34 +25,54 @@ from effai.quantize.config import (
     TernaryConfig,
     WeightOnlyConfig,
 )
-from effai.quantize.core import ActQuant, QuantLayer, convert_, quantize_, register, save, state_dict_bytes
+from effai.quantize.core import (
+    ActQuant,
+    NothingToQuantize,
+    QuantLayer,
+    convert_,
+    quantize_,
+    register,
+    save,
+    state_dict_bytes,
+)
 from effai.quantize.export import cpu_flags, export_onnx, int8_candidates, ort_int8_settings
+from effai.quantize.kernels import FormatKernel, RuntimeKernels, format_kernel, runtime_kernels
 from effai.quantize.mixed import choose, mixed_precision, sensitivity
+from effai.quantize.simulated import LayerExport
+from effai.quantize.verify import ExportRefused, Verification
 
 __all__ = [
     "ActQuant",
     "BFloat16Config",
     "BinaryConfig",
+    "ExportRefused",
     "FP4Config",
     "FP8Config",
+    "FormatKernel",
     "Float16Config",
     "Int8DynamicConfig",
     "Int8StaticConfig",
+    "LayerExport",
     "MixedPrecisionConfig",
+    "NothingToQuantize",
     "QATConfig",
     "QuantLayer",
+    "RuntimeKernels",
     "TernaryConfig",
+    "Verification",
     "WeightOnlyConfig",
     "choose",
     "convert_",
     "cpu_flags",
     "export_onnx",
     "fold_bn_",
+    "format_kernel",
     "int8_candidates",
     "mixed_precision",
     "ort_int8_settings",
     "quantize_",
     "register",
+    "runtime_kernels",
     "save",
     "sensitivity",
     "state_dict_bytes",

@@ -53,7 +53,8 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     """Quantize `model` in place with the method `config` describes; returns the model.
 
     Layers the method cannot handle are named in a warning and left in float. Weights with
-    NaN or Inf raise InputError naming the tensor.
+    NaN or Inf raise InputError naming the tensor; so does a model in which no layer can be
+    quantized (TorchScript, no Linear/Conv, a filter that matched nothing): `NothingToQuantize`.
 
     >>> import torch, torch.nn as nn
     >>> from effai.quantize import quantize_, WeightOnlyConfig
@@ -73,11 +74,39 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
         else:
             warnings.warn(f"quantize_: layer {fqn!r} ({type(mod).__name__}) is not supported by "
                           f"{type(config).__name__}; left in float", stacklevel=2)
+    if not targets:
+        raise NothingToQuantize(f"quantize_ with {type(config).__name__}: {_why_nothing(model, chosen, filter_fn)}")
     return handler(model, config, targets)
 
 
+class NothingToQuantize(InputError):
+    """quantize_ found no layer it can quantize: the model would come back unchanged, and a
+    caller would report float numbers under a quantized format's name."""
+
+
+def _why_nothing(model: nn.Module, chosen, filter_fn) -> str:
+    """Why no layer was chosen: TorchScript, a filter that matched nothing, no supported layer."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return (f"the model is TorchScript ({type(model).__name__}): its layers are compiled code, not "
+                "Linear/Conv modules; quantize the eager nn.Module (the Python class with its state dict)")
+    if chosen:
+        kinds = sorted({type(m).__name__ for _, m in chosen})
+        return (f"no supported layer among the {len(chosen)} chosen ({', '.join(kinds)}); "
+                f"supported: {', '.join(c.__name__ for c in SUPPORTED)}")
+    if filter_fn is not None:
+        return "filter_fn matched no layer (check the layer names: model.named_modules())"
+    if any(isinstance(m, QuantLayer) for m in model.modules()):
+        return "every layer is quantized already"
+    return f"the model has no layer with a weight to quantize (supported: {', '.join(c.__name__ for c in SUPPORTED)})"
+
+
 def select(model: nn.Module, filter_fn) -> list[tuple[str, nn.Module]]:
-    return [(fqn, m) for fqn, m in model.named_modules() if fqn and not _inside_quant(model, fqn) and filter_fn(m, fqn)]
+    """The (name, module) pairs `filter_fn` chooses, except those inside a QuantLayer and the
+    projections of nn.MultiheadAttention, which reads their weights directly instead of calling
+    them (a wrapper there would never run, and would break the attention)."""
+    mha = {f"{name}." for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    return [(fqn, m) for fqn, m in model.named_modules()
+            if fqn and not _inside_quant(model, fqn) and not any(fqn.startswith(p) for p in mha) and filter_fn(m, fqn)]
 
 
 def _inside_quant(model, fqn: str) -> bool:
@@ -184,13 +213,15 @@ def fake_quant_weight(w: torch.Tensor, fmt: str, per_channel: bool = True, group
 class QuantLayer(nn.Module):
     """A Conv/Linear whose weight is stored quantized (or, in QAT, fake-quantized on the fly).
 
-    `fmt` names the weight format; `act` (optional) rounds the input. The float module is kept
+    `fmt` names the weight format; `act` (optional) rounds the input, `out_act` (optional) the
+    output (static INT8 where the output feeds ops other than quantized layers: QLinearConv writes
+    int8, so the simulation rounds there too). The float module is kept
     as `layer` without its weight (for stride, padding, groups and bias).
     """
 
     def __init__(self, layer: nn.Linear | _ConvNd, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
                  symmetric: bool = True, scaled: bool = True, act: ActQuant | None = None, qat: bool = False,
-                 store_bias_as: str | None = None):
+                 store_bias_as: str | None = None, out_act: ActQuant | None = None):
         super().__init__()
         w = layer.weight.detach().float().clone()
         self.fmt = fmt
@@ -201,6 +232,7 @@ class QuantLayer(nn.Module):
         self.qat = qat
         self.weight_shape = tuple(w.shape)
         self.act = act
+        self.out_act = out_act  # rounds the output where an INT8 kernel would write it in int8
         if qat:
             self.weight = nn.Parameter(w)
         bias = layer.bias
@@ -309,9 +341,8 @@ class QuantLayer(nn.Module):
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)
         w = w.to(x.dtype)
-        if isinstance(self.layer, nn.Linear):
-            return F.linear(x, w, bias)
-        return self.layer._conv_forward(x, w, bias)
+        y = F.linear(x, w, bias) if isinstance(self.layer, nn.Linear) else self.layer._conv_forward(x, w, bias)
+        return y if self.out_act is None else self.out_act(y)
 
     def extra_repr(self):
         return f"fmt={self.fmt!r}, weight_shape={self.weight_shape}, qat={self.qat}"

@@ -1,8 +1,17 @@
-"""Deployment: real quantized ONNX files that ONNX Runtime or OpenVINO executes.
+"""Deployment: real quantized ONNX files that ONNX Runtime or OpenVINO executes, each verified
+against the torch model it came from (`effai.quantize.verify`: absolute floor, refused below it).
 
-INT8: the float model is exported, pre-processed (shape inference, graph optimisation that
-folds BatchNorm) and quantized with `onnxruntime.quantization.quantize_static` using settings
-chosen from the host CPU's instruction set (`ort_int8_settings`):
+From effai's own simulation (a model that went through `quantize_`): the file is the graph the
+model simulates, with its scales, zero points and codes (`effai.quantize.simulated`), no
+calibration. effai's INT8 scheme is the one the fast x86 kernels want (uint8 asymmetric
+activations, int8 symmetric per-channel weights: VNNI's u8 x s8 `vpdpbusd`), so ONNX Runtime
+fuses the file into QLinearConv/QGemm and OpenVINO into its u8 convolutions. 4-bit (and 2/8-bit)
+weight-only Linear layers run on MatMulNBits.
+
+From a float model (the user brings one, with calibration data): the float model is exported,
+pre-processed (shape inference, graph optimisation that folds BatchNorm) and quantized with
+`onnxruntime.quantization.quantize_static` using settings chosen from the host CPU's
+instruction set (`ort_int8_settings`):
 
 - AVX512-VNNI / AVX-VNNI / AMX (x86): `vpdpbusd` multiplies unsigned 8-bit activations by signed
   8-bit weights, so activations QUInt8, weights QInt8, per-channel, QOperator format (QLinearConv
@@ -20,8 +29,9 @@ the same file in ONNX Runtime on MobileNetV2 and ResNet-18.
 
 Which of the few sensible settings is fastest depends on the model as well as the CPU (per-tensor
 QLinearConv beats per-channel on MobileNetV2 here, not on ResNet-18), so `tune=True` quantizes
-every candidate of `int8_candidates`, runs each on its runtime, and keeps the fastest whose output
-SQNR against the float model is at most `max_sqnr_loss_db` below that of the CPU-chosen default.
+every candidate of `int8_candidates`, runs each on its runtime, and keeps the fastest that clears
+an absolute floor (`min_sqnr_db`) and is within `max_sqnr_loss_db` of the CPU-chosen default
+(of the most accurate candidate where the default itself is below the floor).
 
 FP16: every float initializer and op is converted to float16 with float32 inputs/outputs kept
 (onnxruntime.transformers.float16); ORT inserts casts for ops it lacks fp16 CPU kernels for.
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +49,7 @@ import torch
 import torch.nn as nn
 
 from effai.errors import InputError
+from effai.quantize.kernels import runtime_kernels
 
 
 def cpu_flags() -> set[str]:
@@ -125,10 +137,10 @@ def settings_label(s: dict) -> str:
 
 def export_float(model: nn.Module, path, example_inputs, opset: int = 17) -> Path:
     """Export the float model to ONNX (TorchScript exporter, dynamo as fallback)."""
-    from effai.profile.latency import export_onnx as _export
+    from effai.profile.latency import export_fp32_onnx
 
     model.eval()
-    return Path(_export(model, example_inputs, path, opset=opset))
+    return Path(export_fp32_onnx(model, path, example_inputs, opset=opset))
 
 
 class _Reader:
@@ -205,12 +217,15 @@ def to_fp16(float_path, out_path) -> Path:
 
 
 def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tuple[str, dict]], method: str,
-               example: np.ndarray, threads: int, max_sqnr_loss_db: float) -> tuple[Path, list[dict], float]:
+               example: np.ndarray, threads: int, max_sqnr_loss_db: float,
+               min_sqnr_db: float) -> tuple[list[tuple[int, Path]], list[dict], float]:
     """Quantize each (runtime, settings) candidate into `out_dir`, measure its output SQNR against
     the float model on up to 8 calibration inputs and its latency on `example` (interleaved
     rounds, the float model on ONNX Runtime timed alongside), and return the file of the fastest
-    candidate whose SQNR is at most `max_sqnr_loss_db` below the first candidate's (the
-    CPU-chosen default), one row per candidate, and the float model's latency."""
+    candidate that clears an absolute floor: at least `min_sqnr_db`, and at most
+    `max_sqnr_loss_db` below the CPU-chosen default (the first candidate) if that one clears the
+    floor, else below the most accurate candidate (a broken default never sets the bar): returns
+    the (index, file) of those, fastest first, one row per candidate, and the float model's latency."""
     from effai.numerics import sqnr_db
     from effai.profile.latency import interleaved, onnx_runner
     from effai.quantize.calibrate import batches
@@ -240,89 +255,239 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     if not files:
         raise InputError("export_onnx: no INT8 candidate could be quantized and run: "
                          + "; ".join(f"{r['runtime']} {r['settings']}: {r['error']}" for r in rows))
+    # the accuracy reference is the CPU-chosen default (the first that ran) when it clears the
+    # absolute floor, else the most accurate candidate: a broken default never sets the bar
+    best = max(rows[i]["sqnr_db"] for i in files)
+    default = rows[min(files)]["sqnr_db"]
+    floor = max(min_sqnr_db, (default if default >= min_sqnr_db else best) - max_sqnr_loss_db)
+    eligible = [i for i in files if rows[i]["sqnr_db"] >= floor]
+    if not eligible:
+        from effai.quantize.verify import ExportRefused, onnx_layer_sqnr
+
+        top = max(files, key=lambda i: rows[i]["sqnr_db"])
+        worst = "; ".join(f"{n} {db:.1f} dB" for n, db in onnx_layer_sqnr(float_path, files[top], inputs))
+        raise ExportRefused(f"export_onnx: every INT8 candidate is below the {min_sqnr_db:g} dB floor (best "
+                            f"{best:.1f} dB, {rows[top]['runtime']} {rows[top]['settings']}); layers losing most: "
+                            f"{worst or 'not located'}; nothing written")
     # fresh sessions are slow for their first calls; then 11 rounds of >= 20 ms per candidate
     # (2-3 s for ResNet-18), each candidate judged by its quietest round, because a contention
     # burst on a shared machine can outlast half the rounds and then moves medians by 1.5x
+    calls = {i: c for i, c in calls.items() if i in eligible}
     calls["float"] = lambda: reference(example)
     ms = interleaved(calls, rounds=11, inner=3, warmup=10, min_round_ms=20.0, statistic="min")
-    # the accuracy reference is the CPU-chosen default (the first candidate), or the first that ran
-    floor = rows[min(files)]["sqnr_db"] - max_sqnr_loss_db
-    eligible = [i for i in files if rows[i]["sqnr_db"] >= floor] or [min(files)]
-    chosen = min(eligible, key=lambda i: ms[i])
-    for i in files:
-        rows[i].update(latency_ms=ms[i], chosen=i == chosen)
-    return files[chosen], rows, ms["float"]
+    for i in eligible:
+        rows[i]["latency_ms"] = ms[i]
+    return [(i, files[i]) for i in sorted(eligible, key=lambda i: ms[i])], rows, ms["float"]
 
 
-def export_onnx(model: nn.Module, path, example_inputs, dtype: str = "int8", calibration=None,
+DTYPES = ("int8", "int4", "fp16", "fp32")
+
+
+def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None, calibration=None,
                 method: str = "minmax", settings: dict | None = None, runtime: str = "onnxruntime",
-                tune: bool = False, max_sqnr_loss_db: float = 1.0, threads: int = 1) -> dict:
-    """Write a quantized ONNX model (dtype "int8", "fp16" or "fp32") and return facts about it:
-    path, bytes, the float file's bytes, the runtime it is meant for and the INT8 settings used.
+                tune: bool = False, max_sqnr_loss_db: float = 1.0, threads: int = 1, verify_inputs=None,
+                min_sqnr_db: float | None = None, min_agreement: float | None = None) -> dict:
+    """Write a deployable ONNX model, verified against its source, and return facts about it.
 
-    - `runtime`: "onnxruntime", "openvino" (needs `effai[openvino]`) or, with INT8, "auto":
-      time the candidates of every installed runtime and keep the fastest.
-    - `settings`: explicit ORT quantize_static settings (default: `int8_candidates(runtime)[0]`,
-      chosen from the CPU flags).
-    - `tune=True` (implied by "auto"): quantize every candidate, keep the fastest on `threads`
-      threads at the batch of `example_inputs` among those whose output SQNR against the float
-      model is at most `max_sqnr_loss_db` below the CPU-chosen default's (the first candidate);
-      `candidates` in the result lists each one's SQNR and latency, and `float_latency_ms` the
-      FP32 model's on ONNX Runtime, timed in the same rounds.
+    - A model from `quantize_` (any method: static INT8 with any calibration, QAT, mixed
+      precision, weight-only) is written as the graph it simulates, with its own scales, zero
+      points and codes (`effai.quantize.simulated`); no calibration data is needed. `dtype` may
+      be left out (or name the model's one weight format).
+    - A float model: `dtype` "int8" (the default; ONNX Runtime's quantize_static calibrated on
+      `calibration`, settings from the CPU flags), "int4" (Linear weights in 4 bits, per group of
+      32 where it divides the width, run by MatMulNBits; convolutions stay fp32), "fp16", "fp32".
+    - `runtime`: "onnxruntime", "openvino" (needs `effai[openvino]`) or "auto": time every
+      installed runtime's candidates and keep the fastest that passes the gate.
+    - `settings` / `tune` / `max_sqnr_loss_db`: ORT quantize_static settings for float INT8
+      (default `int8_candidates(runtime)[0]`); `tune=True` times every candidate and keeps the
+      fastest whose SQNR against the float model is at least `min_sqnr_db` and within
+      `max_sqnr_loss_db` of the CPU-chosen default's (of the best candidate's where the default
+      is below `min_sqnr_db`).
+    - The gate: the written file is loaded in its runtime and run on `verify_inputs` (default
+      `example_inputs`, one row at a time) against the torch model it came from; below
+      `min_sqnr_db` (20 dB) or `min_agreement` (99% top-1) it raises ExportRefused (an
+      InputError) naming the layers that lose most, and nothing is written; so does a file the
+      runtime cannot load. `verification` in the result says what was measured.
 
     >>> import os, tempfile, torch, torch.nn as nn
-    >>> m = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 64))
+    >>> from effai.quantize import quantize_, Int8StaticConfig
+    >>> m = nn.Sequential(nn.Conv2d(1, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16 * 6 * 6, 64)).eval()
     >>> x = torch.randn(8, 1, 8, 8)
-    >>> info = export_onnx(m, os.path.join(tempfile.mkdtemp(), "m.onnx"), x[:1], "int8", calibration=x)
-    >>> info["dtype"], info["runtime"], info["bytes"] < info["float_bytes"]
-    ('int8', 'onnxruntime', True)
+    >>> q = quantize_(m, Int8StaticConfig(calibration=x))
+    >>> info = export_onnx(q, os.path.join(tempfile.mkdtemp(), "m.onnx"), x)
+    >>> info["dtype"], info["source"], info["verification"]["passed"], info["verification"]["sqnr_db"] > 35
+    ('int8', 'quantize_ simulation', True, True)
     """
-    if dtype not in ("int8", "fp16", "fp32"):
-        raise InputError(f"dtype must be 'int8', 'fp16' or 'fp32', got {dtype!r}")
+    from effai.quantize.simulated import is_quantized
+    from effai.quantize.verify import MIN_AGREEMENT, MIN_SQNR_DB
+
+    gate = (MIN_SQNR_DB if min_sqnr_db is None else float(min_sqnr_db),
+            MIN_AGREEMENT if min_agreement is None else float(min_agreement))
+    if not 0 <= gate[1] <= 1:
+        raise InputError(f"min_agreement: expected a fraction in [0, 1], got {gate[1]}")
     if runtime not in (*RUNTIMES, "auto"):
         raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)} or 'auto', got {runtime!r}")
-    if runtime == "auto" and (dtype != "int8" or settings is not None):
-        raise InputError("runtime='auto' chooses INT8 settings by measurement: use it with dtype='int8' and no settings")
-    if dtype == "int8" and calibration is None:
-        raise InputError("export_onnx: dtype='int8' needs calibration data (a DataLoader or tensors)")
-    if method not in _METHODS:
-        raise InputError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
     if max_sqnr_loss_db < 0 or threads < 1:
         raise InputError(f"export_onnx: expected max_sqnr_loss_db >= 0 and threads >= 1, got {max_sqnr_loss_db}, {threads}")
     if runtime == "openvino":
         from effai.profile.latency import openvino_core
 
         openvino_core()  # fail early, with the install hint, if OpenVINO is missing
-    path = Path(path)
     ex = example_inputs if isinstance(example_inputs, torch.Tensor) else example_inputs[0]
-    info = {"path": str(path), "dtype": dtype, "runtime": runtime, "settings": None, "candidates": None,
-            "float_latency_ms": None}
-    from effai.fileio import write_atomic
+    check = verify_inputs if verify_inputs is not None else ex
+    if is_quantized(model) or dtype == "int4":
+        return _export_simulated(model, Path(path), ex, dtype, runtime, threads, check, gate)
+    dtype = "int8" if dtype is None else dtype
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if runtime == "auto" and (dtype != "int8" or settings is not None):
+        raise InputError("runtime='auto' chooses INT8 settings by measurement: use it with dtype='int8' and no settings")
+    if dtype == "int8" and calibration is None:
+        raise InputError("export_onnx: dtype='int8' of a float model needs calibration data (a DataLoader or "
+                         "tensors), or quantize_ it first and export the result (no data needed)")
+    if method not in _METHODS:
+        raise InputError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}"
+                         + ("; MSE calibration is effai's own: quantize_(model, Int8StaticConfig(method='mse')) "
+                            "and export the result" if method == "mse" else ""))
+    return _export_float(model, Path(path), ex, dtype, calibration, method, settings, runtime, tune,
+                         max_sqnr_loss_db, threads, check, gate)
 
+
+def _export_float(model, path: Path, ex, dtype, calibration, method, settings, runtime, tune, max_sqnr_loss_db,
+                  threads, check, gate) -> dict:
+    """The float model exported, then quantized by ONNX Runtime (INT8) or converted (fp16)."""
+    from effai.fileio import write_atomic
+    from effai.quantize import verify
+
+    info = {"path": str(path), "dtype": dtype, "runtime": runtime, "settings": None, "candidates": None,
+            "float_latency_ms": None, "source": "float model", "layers": None}
     with tempfile.TemporaryDirectory() as tmp:
         fp = export_float(model, Path(tmp) / "float.onnx", ex)
         info["float_bytes"] = os.path.getsize(fp)
+        out = Path(tmp) / "out.onnx"
         if dtype == "int8":
             runtimes = [runtime] if runtime != "auto" else [r for r in RUNTIMES if _installed(r)]
             candidates = ([(runtime, dict(settings))] if settings is not None
                           else [(r, s) for r in runtimes for s in int8_candidates(r)])
             if tune or runtime == "auto":
-                chosen, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, candidates, method,
-                                                    ex.detach().cpu().numpy().astype(np.float32), threads,
-                                                    max_sqnr_loss_db)
-                write_atomic(path, chosen.read_bytes())
-                pick = next(i for i, r in enumerate(rows) if r["chosen"])
-                info.update(runtime=candidates[pick][0], settings=candidates[pick][1], candidates=rows,
-                            float_latency_ms=float_ms)
+                files, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, candidates, method,
+                                                   ex.detach().cpu().numpy().astype(np.float32), threads,
+                                                   max_sqnr_loss_db, gate[0])
+                info.update(candidates=rows, float_latency_ms=float_ms)
             else:
-                info.update(runtime=candidates[0][0], settings=candidates[0][1])
-                quantize_onnx_int8(fp, path, calibration, candidates[0][1], method)
-        elif dtype == "fp16":
-            to_fp16(fp, path)
+                quantize_onnx_int8(fp, out, calibration, candidates[0][1], method)
+                files = [(0, out)]
         else:
-            write_atomic(path, Path(fp).read_bytes())
-    info["bytes"] = os.path.getsize(path)
+            files, candidates = [(0, to_fp16(fp, out) if dtype == "fp16" else fp)], [(runtime, None)]
+        inputs = verify.rows(check, len(ex))
+        reference = verify.torch_outputs(model, inputs)
+        for i, out in files:  # fastest first: the first that passes the gate on held-out inputs is kept
+            run = verify.load(out, candidates[i][0], threads)
+            v = verify.compare(reference, verify.run_file(run, inputs), candidates[i][0], *gate)
+            if v.passed:
+                break
+        if not v.passed:
+            v = replace(v, worst_layers=verify.onnx_layer_sqnr(fp, files[0][1], inputs))
+            raise verify.refusal(v, dtype)
+        info.update(runtime=candidates[i][0], settings=candidates[i][1])
+        if info["candidates"]:
+            info["candidates"][i]["chosen"] = True
+        write_atomic(path, Path(out).read_bytes())
+    info.update(bytes=os.path.getsize(path), verification=v.to_dict(),
+                kernels=runtime_kernels(path, info["runtime"]).to_dict())
     return info
+
+
+def _int4_linear(model: nn.Module) -> nn.Module:
+    """Linear weights in int4 (per group of 32 where it divides the width, else per channel): the
+    layers MatMulNBits runs; convolutions stay fp32 (no int4 convolution kernel on CPU)."""
+    import copy
+
+    from effai.quantize.config import WeightOnlyConfig
+    from effai.quantize.core import quantize_
+
+    m = copy.deepcopy(model).eval()
+    lin = {n for n, mod in m.named_modules() if isinstance(mod, nn.Linear)}
+    grouped = {n for n in lin if m.get_submodule(n).in_features % 32 == 0}
+    if grouped:
+        quantize_(m, WeightOnlyConfig(bits=4, group_size=32), filter_fn=lambda mod, n: n in grouped)
+    if lin - grouped:
+        quantize_(m, WeightOnlyConfig(bits=4), filter_fn=lambda mod, n: n in lin - grouped)
+    if not lin:
+        raise InputError("export_onnx: dtype='int4' quantizes Linear layers (MatMulNBits); the model has none")
+    return m
+
+
+def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads, check, gate) -> dict:
+    """A quantize_-d model (or a float one at dtype='int4') written as the graph it simulates,
+    checked on each runtime asked for, the fastest passing one kept."""
+    from effai.fileio import write_atomic
+    from effai.quantize import verify
+    from effai.quantize.simulated import simulated_onnx
+
+    source = "quantize_ simulation"
+    if dtype == "int4" and not _quantized(model):
+        model, source = _int4_linear(model), "float model, Linear weights quantized to int4 by effai"
+    from effai.quantize.core import QuantLayer
+
+    formats = sorted({m.fmt for m in model.modules() if isinstance(m, QuantLayer)})
+    if dtype is not None and formats != [dtype]:
+        raise InputError(f"dtype={dtype!r}: the model is quantized already (formats: {', '.join(formats)}); "
+                         "leave dtype out to export it as simulated")
+    proto, layers = simulated_onnx(model, ex)
+    data = proto.SerializeToString()
+    inputs = verify.rows(check, len(ex))
+    reference = verify.torch_outputs(model, inputs)
+    runtimes = [runtime] if runtime != "auto" else [r for r in RUNTIMES if _installed(r)]
+    checked, rows = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "model.onnx"
+        f.write_bytes(data)
+        for r in runtimes:
+            row = {"runtime": r, "settings": "as simulated", "sqnr_db": None, "bytes": len(data),
+                   "latency_ms": None, "chosen": False, "error": None}
+            rows.append(row)
+            try:
+                run = verify.load(f, r, threads)
+            except verify.ExportRefused as e:
+                if runtime != "auto":
+                    raise
+                row["error"] = str(e)[:200]
+                continue
+            v = verify.compare(reference, verify.run_file(run, inputs), r, *gate)
+            row["sqnr_db"] = v.sqnr_db
+            if v.passed:
+                checked[r] = (run, v)
+            elif runtime != "auto":
+                v = replace(v, worst_layers=verify.simulated_layer_sqnr(model, proto, layers, inputs))
+                raise verify.refusal(v, "exported")
+        if not checked:
+            v = replace(v, worst_layers=verify.simulated_layer_sqnr(model, proto, layers, inputs))
+            raise verify.refusal(v, "exported")
+        chosen = next(iter(checked))
+        if len(checked) > 1:
+            from effai.profile.latency import interleaved
+
+            x = ex[:1].detach().cpu().float().numpy()
+            ms = interleaved({r: (lambda run=run: run(x)) for r, (run, _) in checked.items()}, rounds=11, inner=3,
+                             warmup=10, min_round_ms=20.0, statistic="min")
+            chosen = min(ms, key=ms.get)
+            for row in rows:
+                row["latency_ms"] = ms.get(row["runtime"])
+        for row in rows:
+            row["chosen"] = row["runtime"] == chosen
+        write_atomic(path, data)
+    return {"path": str(path), "dtype": formats[0] if len(formats) == 1 else "mixed", "runtime": chosen,
+            "settings": None, "candidates": rows if runtime == "auto" else None, "float_latency_ms": None,
+            "source": source, "bytes": os.path.getsize(path), "float_bytes": None,
+            "verification": checked[chosen][1].to_dict(), "layers": [asdict(layer) for layer in layers],
+            "kernels": runtime_kernels(path, chosen).to_dict()}
+
+
+def _quantized(model) -> bool:
+    from effai.quantize.simulated import is_quantized
+
+    return is_quantized(model)
 
 
 def _installed(runtime: str) -> bool:

@@ -62,12 +62,18 @@ def _int8_static(model, cfg: Int8StaticConfig, targets):
     model.eval()
     if cfg.fold_bn:  # convs are folded in place (targets stay valid); BNs become Identity
         calibrate.fold_bn_(model)
-    stats = calibrate.collect(model, targets, cfg.calibration, cfg.max_batches)
+    example = calibrate.batches(cfg.calibration, 1)[0]
+    rounded = calibrate.rounded_outputs(model, [f for f, _ in targets], example)
+    own = frozenset(f for f, consumer in rounded.items() if consumer is None)
+    stats = calibrate.collect(model, targets, cfg.calibration, cfg.max_batches, outputs=own)
     gran = "channel" if cfg.per_channel else "tensor"
+    ranges = {k: calibrate.choose_range(st, cfg.method, cfg.percentile) for k, st in stats.items()}
 
     def make(fqn, mod):
-        scale, zp = calibrate.choose_range(stats[fqn], cfg.method, cfg.percentile)
-        return QuantLayer(mod, "int8", granularity=gran, act=ActQuant("static", scale, zp))
+        out = None
+        if fqn in rounded:  # rounded like the quantized layer it feeds, or with its own range
+            out = ActQuant("static", *ranges[rounded[fqn] or f"{fqn}:output"])
+        return QuantLayer(mod, "int8", granularity=gran, act=ActQuant("static", *ranges[fqn]), out_act=out)
 
     return _replace(model, targets, make)
 

@@ -57,6 +57,7 @@ def context(result: StudyResult) -> dict:
         "energy_note": result.energy_note,
         "pareto_plots": _pareto_plots(ok, result.pareto, result.selection.best),
         "harm_rows": [_harm_row(r, class_names) for r in ok if r.harm is not None],
+        "harm_power": _harm_power(ok),
         "slice_names": slice_names,
         "slice_rows": [_slice_row(r, slice_names) for r in ok if r.harm is not None and r.harm.slices],
         "robustness_svg": _prefixed(plots.robustness_svg(ok, result.selection.best), "rob-"),
@@ -68,6 +69,18 @@ def context(result: StudyResult) -> dict:
         "config_json": json.dumps(result.config, indent=2, default=str),
         "environment_json": json.dumps(result.environment.to_dict(), indent=2, default=str),
     }
+
+
+def _harm_power(ok: list[VariantRecord]) -> str:
+    """How small a per-class drop the harm test could see, in words ("" before the field existed)."""
+    drops = [(g.min_detectable_drop, g.n) for r in ok if r.harm is not None for g in r.harm.classes
+             if g.min_detectable_drop is not None]
+    if not drops:
+        return ""
+    lo, hi = min(d for d, _ in drops), max(d for d, _ in drops)
+    ns = sorted({n for _, n in drops})
+    return (f"With {ns[0]}-{ns[-1]} test examples a class, the smallest drop the test detects (80% power) is "
+            f"{lo * 100:.0f}-{hi * 100:.0f} pp: smaller harm can go unflagged.")
 
 
 def _v(x) -> str:
@@ -103,6 +116,7 @@ def _row(r: VariantRecord, base_acc: float | None, selection: Selection) -> dict
         "name": r.name, "family": r.family, "description": r.description,
         "css": "selected" if kind == "selected" else ("failed" if not r.ok else ""),
         "acc": fmt_fraction(r.accuracy), "acc_v": _v(r.accuracy),
+        "acc_ci": "" if r.accuracy_ci is None else r.accuracy_ci.describe(),
         "delta": "-" if delta is None else f"{delta:+.2f}", "delta_v": _v(delta),
         "top5": fmt_fraction(top5), "top5_v": _v(top5),
         "ece": "-" if ece is None else f"{ece:.3f}", "ece_v": _v(ece),
@@ -110,7 +124,7 @@ def _row(r: VariantRecord, base_acc: float | None, selection: Selection) -> dict
         "size": fmt_bytes(c.size_bytes), "size_v": _v(c.size_bytes), "size_format": c.size_format,
         "params": fmt_count(c.params), "params_v": _v(c.params),
         "macs": fmt_count(c.macs), "macs_v": _v(c.macs),
-        "lat": fmt_ms(r.latency_ms), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
+        "lat": fmt_ms(r.latency_ms), "lat_flags": [] if c.latency is None else c.latency.warnings(), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
         "energy": fmt_joules(r.energy_j), "energy_v": _v(r.energy_j), "energy_method": energy,
         "flagged": r.flagged, "kind": kind, "verdict": verdict,
     }
@@ -171,7 +185,10 @@ def _cell(g: GroupHarm) -> dict:
     d = g.delta * 100
     return {
         "text": f"{d:+.1f}", "bg": _heat(d), "flagged": g.flagged,
-        "title": f"{g.name}: {g.base:.1%} → {g.variant:.1%} (n={g.n}, excess {g.excess * 100:+.1f} pp, z={g.z:.1f})",
+        "title": f"{g.name}: {g.base:.1%} → {g.variant:.1%} (n={g.n}, excess {g.excess * 100:+.1f} pp"
+                 + ("" if g.p_value is None else f", McNemar p={g.p_value:.3f} Holm-corrected")
+                 + ("" if g.min_detectable_drop is None else
+                    f"; smallest drop detectable at this n: {g.min_detectable_drop * 100:.0f} pp") + ")",
     }
 
 

@@ -13,6 +13,16 @@ def _md(text) -> str:
     return s
 
 
+def _ci(r) -> str:
+    ci = r.accuracy_ci
+    return "" if ci is None else f" ({ci.low * 100:.1f}-{ci.high * 100:.1f})"
+
+
+def _lat_flags(r) -> str:
+    lat = r.cost.latency
+    return "" if lat is None or not lat.warnings() else " ⚠ " + "; ".join(lat.warnings())
+
+
 def render_markdown(result: StudyResult) -> str:
     """The summary as a string.
 
@@ -29,7 +39,7 @@ def render_markdown(result: StudyResult) -> str:
         f"**Selected: {_md(sel.best)}** — {_md(sel.reason)}" if sel.best
         else f"**No variant meets the constraints.** {_md(sel.reason)}",
         "",
-        "| variant | accuracy | size | format | MACs | latency p50 | energy | harmed classes | verdict |",
+        "| variant | accuracy (95% CI) | size | format | MACs | latency p50 | energy | harmed classes | verdict |",
         "|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for r in result.variants:
@@ -39,9 +49,12 @@ def render_markdown(result: StudyResult) -> str:
         v = sel.verdict(r.name)
         verdict = "selected" if r.name == sel.best else (f"{v.kind}: {v.reason}" if v else "")
         lines.append(
-            f"| {_md(r.name)} | {fmt_fraction(r.accuracy)} | {fmt_bytes(r.size_bytes)} | {_md(r.cost.size_format)} "
-            f"| {fmt_count(r.macs)} | {fmt_ms(r.latency_ms)} | {fmt_joules(r.energy_j)} "
+            f"| {_md(r.name)} | {fmt_fraction(r.accuracy)}{_ci(r)} | {fmt_bytes(r.size_bytes)} | {_md(r.cost.size_format)} "
+            f"| {fmt_count(r.macs)} | {fmt_ms(r.latency_ms)}{_md(_lat_flags(r))} | {fmt_joules(r.energy_j)} "
             f"| {_md(', '.join(r.flagged))} | {_md(verdict)} |"
         )
+    e = result.environment
+    lines += ["", f"Measured on {_md(e.cpu_model or e.processor)} ({e.cores or '?'} cores), Python {e.python}, "
+              f"torch {e.torch}, ONNX Runtime {e.onnxruntime or '-'}, OpenVINO {e.openvino or '-'}."]
     lines += ["", "Reproduce:", "", "```", result.command, "```", ""]
     return "\n".join(lines)

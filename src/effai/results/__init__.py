@@ -16,7 +16,7 @@ internals. It imports nothing of effai but `errors` and `fileio`.
 ('64.0 KB', '1.2 µJ', 64000)
 """
 
-from effai.results.evaluation import Evaluation, GroupHarm, Harm
+from effai.results.evaluation import AccuracyInterval, Evaluation, GroupHarm, Harm, Paired
 from effai.results.pareto import (
     AXES,
     Axis,
@@ -24,6 +24,8 @@ from effai.results.pareto import (
     Selection,
     Verdict,
     dominates,
+    feasible,
+    leader,
     margins,
     pareto_front,
     select,
@@ -44,8 +46,8 @@ from effai.results.units import (
 )
 
 __all__ = [
-    "AXES", "SCHEMA_VERSION", "Axis", "BaseModelInfo", "Constraints", "Cost", "DatasetInfo", "Energy",
-    "Environment", "Evaluation", "GroupHarm", "Harm", "Latency", "Record", "Selection", "StudyResult", "TargetFit",
+    "AXES", "SCHEMA_VERSION", "AccuracyInterval", "Axis", "BaseModelInfo", "Constraints", "Cost", "DatasetInfo", "Energy",
+    "Environment", "Evaluation", "GroupHarm", "Harm", "Latency", "Paired", "Record", "Selection", "StudyResult", "TargetFit",
     "VariantRecord", "Verdict", "dominates", "fmt_bytes", "fmt_count", "fmt_fraction", "fmt_joules", "fmt_ms",
-    "margins", "pareto_front", "parse_bytes", "parse_ms", "parse_quantity", "select", "violations",
+    "feasible", "leader", "margins", "pareto_front", "parse_bytes", "parse_ms", "parse_quantity", "select", "violations",
 ]

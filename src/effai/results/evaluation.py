@@ -37,6 +37,45 @@ class Evaluation(Record):
 
 
 @dataclass(frozen=True)
+class AccuracyInterval(Record):
+    """A confidence interval of an accuracy (Wilson score, `effai.evaluate.stats.accuracy_interval`)."""
+
+    low: float
+    high: float
+    confidence: float = 0.95
+    method: str = "wilson"
+
+    def describe(self) -> str:
+        """The interval in words.
+
+        >>> AccuracyInterval(0.951, 0.972).describe()
+        '95% CI 95.10-97.20%'
+        """
+        return f"{self.confidence:.0%} CI {self.low * 100:.2f}-{self.high * 100:.2f}%"
+
+
+@dataclass(frozen=True)
+class Paired(Record):
+    """A paired test of a variant against another model (`against`) on the same test examples."""
+
+    against: str
+    n: int
+    lost: int  # examples `against` gets right and this variant wrong
+    gained: int  # examples this variant gets right and `against` wrong
+    p_value: float
+    test: str = "McNemar mid-p"
+
+    @property
+    def difference(self) -> float:
+        """This variant's accuracy minus `against`'s."""
+        return (self.gained - self.lost) / self.n if self.n else 0.0
+
+    def tie(self, alpha: float = 0.05) -> bool:
+        """The two accuracies are within noise: the test does not reject equality at `alpha`."""
+        return self.p_value >= alpha
+
+
+@dataclass(frozen=True)
 class GroupHarm(Record):
     """One class's (or slice's) accuracy against the base, and whether its drop is flagged."""
 
@@ -46,8 +85,12 @@ class GroupHarm(Record):
     variant: float  # the variant's accuracy on the group
     delta: float  # variant - base
     excess: float  # delta - the overall delta
-    z: float  # paired z statistic of the excess
-    flagged: bool  # loses significantly (and materially) more than overall
+    z: float  # paired z statistic of the excess (descriptive; the flag is McNemar's)
+    flagged: bool  # loses accuracy, and the group's paired McNemar test says so (Holm-corrected)
+    p_value: float | None = None  # McNemar (mid-p) on the group's examples, Holm-adjusted over the groups
+    broken: int = 0  # the group's examples the base gets right and the variant wrong
+    fixed: int = 0  # ... the base gets wrong and the variant right
+    min_detectable_drop: float | None = None  # the smallest drop the test sees at this n (80% power)
 
 
 @dataclass(frozen=True)
@@ -63,7 +106,7 @@ class Harm(Record):
 
     @property
     def flagged(self) -> list[str]:
-        """Names of the classes and slices that lose significantly more than overall."""
+        """Names of the classes and slices whose paired test finds a significant drop."""
         return [g.name for g in self.classes + self.slices if g.flagged]
 
     def worst(self, n: int = 3) -> list[GroupHarm]:

@@ -91,6 +91,7 @@ class Constraints(Record):
     max_ram_bytes: int | None = None  # peak activation memory
     min_accuracy: float | None = None
     target: str | None = None  # the variant must fit this hardware target
+    min_robustness: float | None = None  # lowest mean accuracy over the corruptions measured
 
     def describe(self) -> str:
         """The constraints in words.
@@ -109,6 +110,8 @@ class Constraints(Record):
             parts.append(f"accuracy ≥ {fmt_fraction(self.min_accuracy)}")
         if self.target is not None:
             parts.append(f"fits {self.target}")
+        if self.min_robustness is not None:
+            parts.append(f"mean corrupted accuracy ≥ {fmt_fraction(self.min_robustness)}")
         return ", ".join(parts) or "none (the most accurate variant wins)"
 
     def _limits(self, r: VariantRecord) -> list[tuple[str, float | None, float | None, Callable]]:
@@ -150,6 +153,9 @@ def violations(r: VariantRecord, c: Constraints, on: Split = "test") -> list[str
         out.append("accuracy unknown" if acc is None else
                    f"accuracy {fmt_fraction(acc)} < min {fmt_fraction(c.min_accuracy)} "
                    f"(by {(c.min_accuracy - acc) * 100:.2f} pp)")
+    if c.min_robustness is not None and (r.robustness is None or r.robustness < c.min_robustness):
+        out.append("robustness not measured" if r.robustness is None else
+                   f"mean corrupted accuracy {fmt_fraction(r.robustness)} < min {fmt_fraction(c.min_robustness)}")
     if c.target is not None:
         fit = r.targets.get(c.target)
         if fit is None:
@@ -165,7 +171,7 @@ class Verdict(Record):
     """Why a variant was not selected."""
 
     name: str
-    kind: Literal["failed", "infeasible", "dominated", "pareto", "repeat"]
+    kind: Literal["failed", "infeasible", "tie", "dominated", "pareto", "repeat"]
     reason: str
 
 
@@ -177,14 +183,36 @@ class Selection(Record):
     reason: str
     feasible: tuple[str, ...] = ()
     rejected: tuple[Verdict, ...] = ()
+    leader: str | None = None  # the most accurate feasible variant, that the others are tested against
 
     def verdict(self, name: str) -> Verdict | None:
         return next((v for v in self.rejected if v.name == name), None)
 
 
-def select(records: Sequence[VariantRecord], c: Constraints = Constraints(), on: Split = "test") -> Selection:
-    """The most accurate variant that meets every constraint (ties: smaller, then faster),
-    which is always on the Pareto front of the feasible set, and a reason for each other one.
+def feasible(records: Sequence[VariantRecord], c: Constraints = Constraints(), on: Split = "test") -> list[VariantRecord]:
+    """The ok records that meet every constraint."""
+    return [r for r in records if r.ok and not violations(r, c, on)]
+
+
+def leader(records: Sequence[VariantRecord], c: Constraints = Constraints(),
+           on: Split = "test") -> VariantRecord | None:
+    """The most accurate feasible record (exact ties: smaller, then faster); None when none is feasible.
+    The study tests every variant against it (`VariantRecord.vs_leader`) before `select`."""
+    ok = feasible(records, c, on)
+    return min(ok, key=lambda r: (-(accuracy(r, on) or 0.0), _num(r.size_bytes), _latency(r))) if ok else None
+
+
+def select(records: Sequence[VariantRecord], c: Constraints = Constraints(), on: Split = "test",
+           alpha: float = 0.05) -> Selection:
+    """The cheapest variant whose accuracy ties the leader's, among those meeting every
+    constraint, and a reason for each other one.
+
+    The leader is the most accurate feasible variant. A variant ties it when its paired test
+    against the leader (`vs_leader`, McNemar on the same test examples) does not reject equal
+    accuracy at `alpha`; records without that test tie only on exactly equal accuracy. Ties are
+    broken by cost (smaller, then faster beyond the latencies' spread; a latency marked slower
+    than fp32 never counts as an advantage), then robustness (mean corrupted accuracy), then the
+    number of hardware targets fitted, then accuracy.
 
     >>> from effai.results.records import Cost, Latency, VariantRecord
     >>> def rec(name, acc, size, ms):
@@ -195,37 +223,111 @@ def select(records: Sequence[VariantRecord], c: Constraints = Constraints(), on:
     ('int8', ['infeasible', 'pareto'])
     """
     rejected = [Verdict(r.name, "failed", f"failed to build or evaluate: {r.error}") for r in records if not r.ok]
-    feasible = []
-    for r in (r for r in records if r.ok):
-        v = violations(r, c, on)
-        if v:
-            rejected.append(Verdict(r.name, "infeasible", "; ".join(v)))
-        else:
-            feasible.append(r)
-    if not feasible:
+    rejected += [Verdict(r.name, "infeasible", "; ".join(violations(r, c, on)))
+                 for r in records if r.ok and violations(r, c, on)]
+    ok = feasible(records, c, on)
+    lead = leader(records, c, on)
+    if lead is None:
         return Selection(None, "no variant meets every constraint; see the reasons below", (),
                          _in_order(rejected, records))
-    best = min(feasible, key=lambda r: (-(accuracy(r, on) or 0.0), _num(r.size_bytes), _num(r.latency_ms)))
-    for r in feasible:
+    tied = [r for r in ok if r is lead or _ties(r, lead, on, alpha)]
+    best, why = _break_tie(tied)
+    if best is lead:
+        reason = (f"most accurate of the {len(ok)} variant(s) meeting the constraints ({_acc(best, on)}, "
+                  f"{fmt_bytes(best.size_bytes)}, {fmt_ms(best.latency_ms)})")
+    else:
+        reason = f"ties {lead.name} on accuracy ({_p(best)}), {why}; {_acc(best, on)}"
+    for r in ok:
         if r is best:
             continue
-        dom = next((o for o in feasible if o is not r and dominates(o, r, tuple(AXES), on)), None)
+        if r in tied:
+            rejected.append(Verdict(r.name, "tie", _tie_reason(r, best, lead)))
+            continue
+        dom = next((o for o in ok if o is not r and dominates(o, r, tuple(AXES), on)), None)
         rejected.append(Verdict(r.name, "dominated", _dominated_reason(r, dom, on)) if dom is not None else
-                        Verdict(r.name, "pareto", _pareto_reason(r, best, on)))
-    reason = (f"most accurate of the {len(feasible)} variant(s) meeting the constraints "
-              f"({fmt_fraction(accuracy(best, on))}, {fmt_bytes(best.size_bytes)}, {fmt_ms(best.latency_ms)})")
-    return Selection(best.name, reason, tuple(r.name for r in feasible), _in_order(rejected, records))
+                        Verdict(r.name, "pareto", _pareto_reason(r, lead, on)))
+    return Selection(best.name, reason, tuple(r.name for r in ok), _in_order(rejected, records), lead.name)
+
+
+def _ties(r: VariantRecord, lead: VariantRecord, on: Split, alpha: float) -> bool:
+    if on == "test" and r.vs_leader is not None and r.vs_leader.against == lead.name:
+        return r.vs_leader.tie(alpha)
+    return accuracy(r, on) == accuracy(lead, on)
+
+
+def _latency(r: VariantRecord) -> float:
+    """The latency a comparison uses: unknown, or slower than fp32 on its runtime, counts as no advantage."""
+    lat = r.cost.latency
+    return float("inf") if lat is None or lat.slower_than_fp32 else lat.p50_ms
+
+
+def _clearly_faster(a: VariantRecord, b: VariantRecord) -> bool:
+    """`a`'s latency is below `b`'s by more than either's spread (IQR), and `a` is not slower than fp32."""
+    x, y = _latency(a), _latency(b)
+    if x == float("inf") or y == float("inf"):
+        return x < y
+    spread = max((a.cost.latency.iqr_ms or 0.0) if a.cost.latency else 0.0,
+                 (b.cost.latency.iqr_ms or 0.0) if b.cost.latency else 0.0)
+    return y - x > spread
+
+
+def _break_tie(tied: list[VariantRecord]) -> tuple[VariantRecord, str]:
+    """The tied record to recommend, and why it beats the others (in words)."""
+    pool = sorted(tied, key=lambda r: _num(r.size_bytes))
+    if len(pool) == 1:
+        return pool[0], ""
+    first, second = pool[0], pool[1]
+    if _num(first.size_bytes) < _num(second.size_bytes):
+        return first, f"smaller ({fmt_bytes(first.size_bytes)} vs {fmt_bytes(second.size_bytes)})"
+    pool = [r for r in pool if r.size_bytes == first.size_bytes]
+    fast = min(pool, key=_latency)
+    if all(_clearly_faster(fast, r) for r in pool if r is not fast):
+        others = min((_latency(r) for r in pool if r is not fast), default=float("inf"))
+        return fast, f"as small, faster ({fmt_ms(fast.latency_ms)} vs {fmt_ms(others)})"
+    pool = [r for r in pool if not _clearly_faster(fast, r)]
+    key = lambda r: (_num_neg(r.robustness), -sum(t.fits for t in r.targets.values()), _num_neg(r.accuracy))  # noqa: E731
+    pool.sort(key=key)
+    best = pool[0]
+    if len(pool) > 1 and (best.robustness or 0) > (pool[1].robustness or 0):
+        return best, (f"as small and fast, more robust (mean corrupted accuracy {fmt_fraction(best.robustness)} "
+                      f"vs {fmt_fraction(pool[1].robustness)})")
+    if len(pool) > 1 and key(best)[1] < key(pool[1])[1]:
+        return best, f"as small and fast, fits more hardware targets ({-key(best)[1]} vs {-key(pool[1])[1]})"
+    return best, "as small and fast"
+
+
+def _tie_reason(r: VariantRecord, best: VariantRecord, lead: VariantRecord) -> str:
+    head = (f"most accurate, but {best.name} ties it on accuracy ({_p(best)})" if r is lead else
+            f"ties {lead.name} on accuracy ({_p(r)})")
+    if _num(best.size_bytes) < _num(r.size_bytes):
+        return f"{head}; {best.name} is smaller ({fmt_bytes(best.size_bytes)} vs {fmt_bytes(r.size_bytes)})"
+    return f"{head}; {best.name} wins the tie on latency, robustness or target fit"
+
+
+def _p(r: VariantRecord) -> str:
+    return f"p={r.vs_leader.p_value:.2f}, {r.vs_leader.test}" if r.vs_leader is not None else "equal"
+
+
+def _acc(r: VariantRecord, on: Split) -> str:
+    ci = f", {r.accuracy_ci.describe()}" if on == "test" and r.accuracy_ci is not None else ""
+    return f"accuracy {fmt_fraction(accuracy(r, on))}{ci}"
 
 
 def _num(x) -> float:
     return float("inf") if x is None else x
 
 
+def _num_neg(x) -> float:
+    return float("inf") if x is None else -x
+
+
 def _better_on(a: VariantRecord, b: VariantRecord) -> list[str]:
-    """The axes on which `a` is cheaper than `b`, with both values."""
+    """The axes on which `a` is cheaper than `b`, with both values (latency only beyond the spread)."""
     out = []
     for axis in AXES.values():
         x, y = axis.of(a), axis.of(b)
+        if axis.name == "latency" and not _clearly_faster(a, b):
+            continue
         if x is not None and y is not None and x < y:
             out.append(f"{axis.name} {axis.fmt(x)} vs {axis.fmt(y)}")
     return out
@@ -237,10 +339,11 @@ def _dominated_reason(r: VariantRecord, dom: VariantRecord, on: Split) -> str:
     return f"feasible but dominated by {dom.name} ({acc}" + (f"; {', '.join(better)}" if better else "") + ")"
 
 
-def _pareto_reason(r: VariantRecord, best: VariantRecord, on: Split) -> str:
-    gain = _better_on(r, best)
-    gap = ((accuracy(best, on) or 0.0) - (accuracy(r, on) or 0.0)) * 100
-    return (f"feasible and Pareto-optimal, but {gap:.2f} pp less accurate than {best.name}"
+def _pareto_reason(r: VariantRecord, lead: VariantRecord, on: Split) -> str:
+    gain = _better_on(r, lead)
+    gap = ((accuracy(lead, on) or 0.0) - (accuracy(r, on) or 0.0)) * 100
+    test = f" ({_p(r)})" if on == "test" and r.vs_leader is not None else ""
+    return (f"feasible and Pareto-optimal, but {gap:.2f} pp less accurate than {lead.name}{test}"
             + (f"; pick it if you prefer {', '.join(gain)}" if gain else ""))
 
 

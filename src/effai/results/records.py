@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from effai.results.evaluation import Evaluation, Harm
+from effai.results.evaluation import AccuracyInterval, Evaluation, Harm, Paired
 from effai.results.serial import Record
 
 
@@ -34,8 +34,21 @@ class Latency(Record):
     threads: int | None = None
     repeats: int | None = None
     load_avg: float | None = None  # 1-minute load average when timing started
-    contended: bool = False  # load above the core count: wall times include waiting for a core
+    contended: bool = False  # wall times include waiting for a core (why: `contention`)
+    cpu_wall_ratio: float | None = None  # the timed thread's CPU time / wall time over the calls
+    run_queue: int | None = None  # runnable tasks (/proc/stat) around the timing
+    contention: str = ""  # why it is contended, in words, from the measurement itself and the load
+    slower_than_fp32: bool = False  # slower than the fp32 variant on the same runtime: no latency advantage
     how: str = ""  # the whole protocol in words (with any fallback), as the report's tooltip shows it
+
+    def warnings(self) -> list[str]:
+        """What to know before trusting or choosing this latency.
+
+        >>> Latency(0.05, contended=True, contention="load average 6.0 on 2 cores", slower_than_fp32=True).warnings()
+        ['contended (load average 6.0 on 2 cores)', 'slower than fp32']
+        """
+        return ([f"contended ({self.contention or 'busy machine'})"] if self.contended else []) + \
+            (["slower than fp32"] if self.slower_than_fp32 else [])
 
     @classmethod
     def measured(cls, lat: Any, graph: str = "", how: str = "") -> Latency:
@@ -44,16 +57,19 @@ class Latency(Record):
 
         >>> from types import SimpleNamespace as NS
         >>> lat = NS(p50_ms=0.2, p90_ms=0.3, p99_ms=0.4, iqr_ms=0.05, runtime="torch", threads=1, repeats=50,
-        ...          load_avg=3.5, contended=True)
+        ...          load_avg=3.5, contended=True, contention="load average 3.5 on 2 cores")
         >>> Latency.measured(lat, "eager fp32").how
-        'torch eager fp32, 1 thread(s), p50 of 50 runs; contended (load 3.5): wall times include waiting for a core'
+        'torch eager fp32, 1 thread(s), p50 of 50 runs; contended (load average 3.5 on 2 cores): wall times include waiting for a core'
         """
         how = how or f"{lat.runtime} {graph}".strip() + f", {lat.threads} thread(s), p50 of {lat.repeats} runs"
+        why = getattr(lat, "contention", "") or (f"load {lat.load_avg:.1f}" if lat.load_avg is not None else "")
         if lat.contended:
-            how += f"; contended (load {lat.load_avg:.1f}): wall times include waiting for a core"
+            how += f"; contended ({why}): wall times include waiting for a core"
         return cls(p50_ms=lat.p50_ms, p90_ms=lat.p90_ms, p99_ms=lat.p99_ms, iqr_ms=lat.iqr_ms,
                    runtime=lat.runtime, graph=graph, threads=lat.threads, repeats=lat.repeats,
-                   load_avg=lat.load_avg, contended=lat.contended, how=how)
+                   load_avg=lat.load_avg, contended=lat.contended, how=how,
+                   cpu_wall_ratio=getattr(lat, "cpu_wall_ratio", None), run_queue=getattr(lat, "run_queue", None),
+                   contention=why if lat.contended else "")
 
 
 @dataclass(frozen=True)
@@ -114,6 +130,9 @@ class VariantRecord(Record):
     details: dict[str, Any] = field(default_factory=dict)  # builder-specific facts (JSON), shown as is
     seconds: float | None = None  # to build, measure and evaluate it
     finished_at: str | None = None
+    accuracy_ci: AccuracyInterval | None = None  # 95% interval of `accuracy`
+    vs_base: Paired | None = None  # paired test against the base (fp32) on the test examples
+    vs_leader: Paired | None = None  # ... against the most accurate feasible variant (set at selection)
 
     @classmethod
     def failed(cls, name: str, error: BaseException | str, **fields) -> VariantRecord:
@@ -142,6 +161,11 @@ class VariantRecord(Record):
     @property
     def energy_j(self) -> float | None:
         return None if self.cost.energy is None else self.cost.energy.joules
+
+    @property
+    def robustness(self) -> float | None:
+        """Mean accuracy over the corruptions measured (None without them)."""
+        return None if self.evaluation is None else self.evaluation.mean_corrupted_accuracy
 
     @property
     def flagged(self) -> list[str]:

@@ -65,6 +65,10 @@ class Environment(Record):
     platform: str = ""
     processor: str = ""
     torch_threads: int | None = None
+    cpu_model: str = ""  # /proc/cpuinfo's model name
+    onnxruntime: str = ""  # version ("" where not installed)
+    openvino: str = ""
+    cores: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ Finished variants are read back from results.jsonl instead of being rebuilt.
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import sys
@@ -20,9 +21,11 @@ from pathlib import Path
 import torch
 
 from effai.errors import InputError
+from effai.quantize.core import NothingToQuantize
 from effai.results import (
     AXES,
     BaseModelInfo,
+    Constraints,
     Cost,
     DatasetInfo,
     Energy,
@@ -32,6 +35,7 @@ from effai.results import (
     fmt_bytes,
     fmt_fraction,
     fmt_ms,
+    leader,
     pareto_front,
     select,
 )
@@ -102,6 +106,8 @@ def _run_variant(n: str, ctx: Context, base_rec: VariantRecord | None, slices, f
     t0 = time.perf_counter()
     try:
         rec = _measure_variant(n, spec, ctx, base_rec, slices, fit_targets, step or (lambda what: None))
+    except NothingToQuantize as e:  # e.g. a TorchScript model: this variant fails, saying why
+        rec = VariantRecord.failed(n, e)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - one broken variant must not sink the study; it is reported
@@ -207,7 +213,12 @@ def _slices(cfg: StudyConfig, ds) -> list[str]:
 def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], data, base: BaseModelInfo,
             command: str | None, start: float) -> StudyResult:
     c = cfg.constraints()
+    recs = with_statistics(mark_slower_than_fp32(recs), c)
     notes = []
+    contended = [r.name for r in recs if r.ok and r.cost.latency is not None and r.cost.latency.contended]
+    if contended:
+        notes.append(f"CONTENDED: {len(contended)} of {len(recs)} latencies were measured while the machine was "
+                     f"busy ({', '.join(contended)}); their wall times include waiting for a core")
     failed = [r.name for r in recs if not r.ok]
     if failed:
         notes.append(f"failed variants (reported, not selected): {', '.join(failed)}")
@@ -221,9 +232,7 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
         variants=tuple(recs), pareto={axis: tuple(r.name for r in pareto_front(recs, [axis])) for axis in AXES},
         constraints=c, selection=select(recs, c), config=cfg.to_dict(),
         command=command or _command(cfg),
-        environment=Environment(python=sys.version.split()[0], torch=torch.__version__, platform=platform.platform(),
-                                processor=platform.processor() or platform.machine(),
-                                torch_threads=torch.get_num_threads()),
+        environment=_environment(),
         out_dir=str(out), notes=tuple(notes),
         latency_note=("torch eager, 1 thread" if cfg.quick else
                       "ONNX Runtime, one image, at each variant's deploy precision (int8 graphs for INT8 variants; "
@@ -233,6 +242,63 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
                  "sub-8-bit variants run on int8 kernels where a target lacks int4. Hover a cell for details.",
         seconds=time.perf_counter() - start,
     )
+
+
+def mark_slower_than_fp32(recs: list[VariantRecord], base: str = "fp32") -> list[VariantRecord]:
+    """Mark each latency measured on the base's runtime that is slower than the base's beyond both
+    spreads (IQR): such a variant is never recommended for latency (`select` reads the mark)."""
+    ref = next((r for r in recs if r.name == base and r.ok and r.cost.latency is not None), None)
+    if ref is None or ref.cost.latency is None:
+        return recs
+    b = ref.cost.latency
+    out = []
+    for r in recs:
+        lat = r.cost.latency
+        if (r is not ref and r.ok and lat is not None and lat.method == "measured" and lat.runtime == b.runtime
+                and lat.p50_ms - b.p50_ms > max(lat.iqr_ms or 0.0, b.iqr_ms or 0.0)):
+            why = f"slower than fp32 on {lat.runtime} ({fmt_ms(lat.p50_ms)} vs {fmt_ms(b.p50_ms)})"
+            r = r.replace(cost=r.cost.replace(latency=lat.replace(slower_than_fp32=True, how=f"{lat.how}; {why}")))
+        out.append(r)
+    return out
+
+
+def with_statistics(recs: list[VariantRecord], c: Constraints, base: str = "fp32") -> list[VariantRecord]:
+    """Each evaluated record with its accuracy interval and its paired tests against the base and
+    against the leader (the most accurate feasible variant), on the same test examples; `select`
+    reads `vs_leader` to call ties."""
+    from effai import evaluate as ev
+
+    ref = next((r for r in recs if r.name == base and r.ok and r.evaluation is not None), None)
+    lead = leader(recs, c)
+    lead_ev = lead.evaluation if lead is not None else None
+    out = []
+    for r in recs:
+        if r.ok and r.evaluation is not None:
+            r = r.replace(
+                accuracy_ci=ev.interval(r.evaluation),
+                vs_base=None if ref is None or r.name == ref.name else ev.paired(r.evaluation, ref.evaluation, ref.name),
+                vs_leader=None if lead is None or lead_ev is None or r.name == lead.name else
+                ev.paired(r.evaluation, lead_ev, lead.name))
+        out.append(r)
+    return out
+
+
+def _environment() -> Environment:
+    """Where the numbers were taken: the CPU model, its cores and the runtimes' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from effai.hardware.host import cpu_model
+
+    def installed(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return ""
+
+    return Environment(python=sys.version.split()[0], torch=torch.__version__, platform=platform.platform(),
+                       processor=platform.processor() or platform.machine(), torch_threads=torch.get_num_threads(),
+                       cpu_model=cpu_model(), onnxruntime=installed("onnxruntime"), openvino=installed("openvino"),
+                       cores=os.cpu_count())
 
 
 def _command(cfg: StudyConfig) -> str:
