@@ -40,7 +40,7 @@ def _figure(*args, **kw):
 
 
 # Families keep one colour in every plot (the order is fixed, unknown families follow).
-_FAMILIES = ("baseline", "quantization", "pruning", "distillation", "architecture", "search", "hardware")
+_FAMILIES = ("baseline", "precision", "quantization", "pruning", "distillation", "architecture", "search", "hardware")
 _PALETTE = ("#555555", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#e377c2", "#bcbd22")
 BEST_COLOUR = "#d62728"
 _NUM = re.compile(r"^([-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?)(\s*)(.*)$")
