@@ -77,7 +77,10 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def interval_pp(r: VariantRecord) -> tuple[float, float] | None:
-    """The 95% Wilson interval of a variant's test accuracy in percent (None without a test count)."""
+    """The 95% interval of a variant's test accuracy in percent: the record's own, else a Wilson
+    interval from its test count (None without one)."""
+    if r.accuracy_ci is not None:
+        return r.accuracy_ci.low * 100, r.accuracy_ci.high * 100
     ev = r.evaluation
     if ev is None or not ev.n or r.accuracy is None:
         return None
