@@ -139,3 +139,90 @@ def test_html_in_headless_chromium(html_path, tmp_path):
     img = Image.open(shot).convert("L")
     lo, hi = img.getextrema()
     assert hi > lo, "the screenshot is blank"
+
+
+# Runs in the page after load: per SVG axes, the tick label texts; every point label's box.
+_PROBE = """<script>
+window.addEventListener('load', function () {
+  var out = {axes: [], labels: []};
+  document.querySelectorAll('svg g[id*="axes_"]').forEach(function (g) {
+    if (!/axes_\\d+$/.test(g.id)) return;
+    var tick = function (k) {
+      return Array.from(g.querySelectorAll('g[id*="' + k + 'tick_"] text')).map(function (t) {
+        return t.textContent.trim(); }).filter(function (s) { return s; }); };
+    out.axes.push({id: g.id, x: tick('x'), y: tick('y')});
+  });
+  document.querySelectorAll('svg g[id*="ptlabel-"]').forEach(function (g) {
+    var r = g.getBoundingClientRect();
+    out.labels.push({id: g.id, svg: g.closest('svg').parentNode.id, l: r.left, t: r.top, r: r.right, b: r.bottom});
+  });
+  var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _probe(html_path: Path, tmp_path: Path) -> dict:
+    exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if exe is None:
+        pytest.fail("chromium is missing: run `bash scripts/ensure-chromium.sh` (as root) to install Debian's chromium")
+    page = tmp_path / "probe.html"
+    page.write_text(html_path.read_text().replace("</body>", _PROBE + "</body>"))
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                          "--window-size=1400,900", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=90)
+    import html as html_lib
+
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert m, "the probe script did not run"
+    return json.loads(html_lib.unescape(m.group(1)))
+
+
+def _units(labels) -> set[str]:
+    """The unit part of printed quantities ('260.0 KB' -> 'KB', '416.5K' -> 'K', '95%' -> '%')."""
+    return {re.sub(r"^[-+\d.e]+\s*", "", s.replace("−", "-")) for s in labels}
+
+
+def test_plots_read_in_ten_seconds(html_path, tmp_path):
+    probe = _probe(html_path, tmp_path)
+    assert len(probe["axes"]) >= 4 + 2  # 4 Pareto plots + 2 robustness panels
+    for ax in probe["axes"]:
+        assert len(ax["x"]) >= 3 and len(ax["y"]) >= 3, ax
+    # No two point labels of one plot overlap (boxes as Chromium lays them out).
+    by_svg: dict[str, list[dict]] = {}
+    for b in probe["labels"]:
+        by_svg.setdefault(b["svg"], []).append(b)
+    assert len(by_svg) == 4 and all(len(v) == 5 for v in by_svg.values()), by_svg.keys()
+    for boxes in by_svg.values():
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                overlap = a["l"] < b["r"] and b["l"] < a["r"] and a["t"] < b["b"] and b["t"] < a["b"]
+                assert not overlap, (a, b)
+    # Units on each Pareto x axis are units the table prints in that column.
+    html = html_path.read_text()
+    res = synthetic_result()
+    from effai.results import fmt_bytes, fmt_count, fmt_joules, fmt_ms
+
+    column = {"size": {fmt_bytes(r.size_bytes) for r in res.variants if r.ok},
+              "macs": {fmt_count(r.macs) for r in res.variants if r.ok},
+              "latency": {fmt_ms(r.latency_ms) for r in res.variants if r.ok},
+              "energy": {fmt_joules(r.energy_j) for r in res.variants if r.ok}}
+    for axis, printed in column.items():
+        ax = next(a for a in probe["axes"] if a["id"].startswith(f"p{axis}-"))
+        assert _units(ax["x"]) <= _units(printed), (axis, ax["x"], printed)
+        assert all(s in html for s in printed)  # the table prints those very strings
+        assert _units(ax["y"]) == {"%"}
+
+
+def test_confusion_matrices(html_path):
+    html = html_path.read_text()
+    assert 'id="confusion"' in html and 'id="slice-note"' not in html  # no slices in this study
+    opened = re.findall(r"<details open class=\"confusion\"><summary>([^<]*)</summary>", html)
+    assert opened == ["fp32 (base)", "int8_ptq (selected)"]
+    assert html.count('class="confusion-matrix"') == 5
+    # fp32's matrix: 60 test images, diagonal = right answers (class 2 recall 0.95 -> 19 of 20).
+    first = html[html.index('class="confusion-matrix"'):]
+    first = first[:first.index("</table>")]
+    counts = [int(c) for c in re.findall(r'class="heat"[^>]*>(\d+)</td>', first)]
+    assert len(counts) == 9 and sum(counts) == 60 and counts[0] + counts[4] + counts[8] == 59

@@ -146,6 +146,9 @@ def study_cmd(
     seed: int = typer.Option(0),
     force: bool = typer.Option(False, "--force", help="Start over in a folder that holds a different study."),
     as_json: bool = typer.Option(False, "--json", help="Print the selection and every variant's numbers as JSON."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Base model training epochs (default 12, quick 3)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Threads for the latency measurements."),
+    list_variants: bool = typer.Option(False, "--list-variants", help="List the variant names, one line each, and exit."),
 ):
     """Build compressed and alternative variants of a model, measure each, pick the best under constraints.
 
@@ -158,8 +161,15 @@ def study_cmd(
     from effai import study
     from effai.results import fmt_bytes, fmt_fraction, fmt_ms
 
+    if list_variants:
+        from effai.study.variants import VARIANTS
+
+        for name, spec in VARIANTS.items():
+            print(f"{name:<22} {spec.family:<13} {'quick ' if spec.quick else '      '}{spec.description}")
+        return
     cfg = study.StudyConfig(
-        dataset=dataset, model=model, quick=quick, max_size=max_size, max_latency=max_latency,
+        dataset=dataset, model=model, quick=quick, epochs=epochs, threads=threads,
+        max_size=max_size, max_latency=max_latency,
         min_accuracy=min_accuracy, target=target, out=str(out) if out else None, seed=seed, force=force,
         slices=str(slices) if slices else None,
         variants=tuple(variants.split(",")) if variants else None,

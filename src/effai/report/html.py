@@ -9,6 +9,7 @@ import time
 from effai.report import plots
 from effai.results import (
     AXES,
+    Evaluation,
     GroupHarm,
     Harm,
     Selection,
@@ -59,7 +60,8 @@ def context(result: StudyResult) -> dict:
         "harm_power": _harm_power(ok),
         "slice_names": slice_names,
         "slice_rows": [_slice_row(r, slice_names) for r in ok if r.harm is not None and r.harm.slices],
-        "robustness_svg": _prefixed(plots.robustness_svg(ok), "rob-"),
+        "robustness_svg": _prefixed(plots.robustness_svg(ok, result.selection.best), "rob-"),
+        "confusions": _confusions(ok, class_names, result.reference, result.selection.best),
         "fit_targets": fit_targets,
         "fit_rows": [_fit_row(r, fit_targets) for r in ok],
         "fit_note": result.fit_note,
@@ -141,6 +143,35 @@ def _pareto_plots(ok: list[VariantRecord], pareto: dict[str, tuple[str, ...]], b
 
 def _prefixed(svg: str | None, prefix: str) -> str | None:
     return plots.strip_ids(svg, prefix) if svg else None
+
+
+def _confusions(ok: list[VariantRecord], class_names: list[str], base: str | None, best: str | None) -> list[dict]:
+    """One confusion matrix per evaluated variant: the base and the selected one first, shown open."""
+    shown = [r for r in ok if r.evaluation is not None]
+    shown.sort(key=lambda r: (r.name != base, r.name != best))
+    return [{"name": r.name, "open": r.name in (base, best), "role": _role(r.name, base, best),
+             **_confusion(r.evaluation, class_names)} for r in shown if r.evaluation is not None]
+
+
+def _role(name: str, base: str | None, best: str | None) -> str:
+    return " (selected)" if name == best else (" (base)" if name == base else "")
+
+
+def _confusion(ev: Evaluation, class_names: list[str]) -> dict:
+    """Counts (rows: true class, columns: predicted), shaded by the share of the true class's row."""
+    k = len(class_names)
+    m = [list(row) for row in ev.confusion] if ev.confusion else [[0] * k for _ in range(k)]
+    if not ev.confusion:  # older records kept only the predictions
+        for t, p in zip(ev.labels, ev.predictions, strict=True):
+            m[t][p] += 1
+    rows = []
+    for i, row in enumerate(m):
+        n = sum(row) or 1
+        rows.append({"name": class_names[i] if i < len(class_names) else str(i), "n": sum(row), "cells": [
+            {"text": str(c), "bg": f"rgba({'44, 160, 44' if i == j else '214, 39, 40'}, {min(c / n, 1.0) * 0.8:.2f})",
+             "title": f"true {class_names[i] if i < k else i}, predicted {class_names[j] if j < k else j}: {c}"}
+            for j, c in enumerate(row)]})
+    return {"rows": rows}
 
 
 def _heat(delta_pp: float | None, scale: float = 10.0) -> str:

@@ -16,7 +16,6 @@ import platform
 import shlex
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -41,6 +40,7 @@ from effai.results import (
     select,
 )
 from effai.study import measure, variants
+from effai.study import progress as study_progress
 from effai.study.config import StudyConfig
 from effai.study.context import Context, load_base
 from effai.study.store import RunDir
@@ -70,28 +70,29 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
             from effai.errors import suggest
 
             raise suggest(cfg.target, hardware.load_catalogue().names(), "target")
+    data = _load_data(cfg)
+    _check_model_fits(cfg, data)  # before the folder is claimed: a misfit leaves nothing behind
     with RunDir(out, cfg.identity(), cfg.key(), cfg.force) as rd:
-        data = _load_data(cfg)
         slices = _slices(cfg, data)
         base, base_info = load_base(cfg, data, rd.base_dir)
         ctx = Context(cfg, data, out, base, base_info)
         done = rd.finished()
         records: dict[str, VariantRecord] = {}
-        with _progress(progress) as bar:
-            tasks = {n: bar.add_task(n, total=4) for n in names} if bar else {}
+        todo = [n for n in names if n not in done or _targets_missing(done[n], fit_targets)]
+        with study_progress.reporter(names, progress) as shown:
             for n in names:
                 rec = done.get(n)
-                if rec is not None and not _targets_missing(rec, fit_targets):
+                if n not in todo and rec is not None:
                     records[n] = rec
-                    if bar:
-                        bar.update(tasks[n], completed=4, description=f"{n}: reused")
+                    shown.reused(n)
                     continue
-                step = (lambda what, n=n: bar.update(tasks[n], advance=1, description=f"{n}: {what}")) if bar else None
-                rec = _run_variant(n, ctx, records.get("fp32"), slices, fit_targets, step)
+                rec = _run_variant(n, ctx, records.get("fp32"), slices, fit_targets,
+                                   lambda what, n=n: shown.step(n, what))
                 rd.append(rec)
                 records[n] = rec
-                if bar:
-                    bar.update(tasks[n], completed=4, description=f"{n}: {_summary(rec)}")
+                shown.finished(n, _summary(rec))
+                if n == todo[0] and len(todo) > 1:
+                    shown.note(study_progress.estimate(n, rec.seconds or 0.0, len(todo) - 1))
         recs = [records[n] for n in names]
         result = _result(cfg, name, out, recs, data, base_info, command, start)
         _write(result, out)
@@ -154,6 +155,29 @@ def _summary(rec: VariantRecord) -> str:
     return f"{fmt_fraction(rec.accuracy)}, {fmt_bytes(rec.size_bytes)}, {fmt_ms(rec.latency_ms)}"
 
 
+def _check_model_fits(cfg: StudyConfig, data) -> None:
+    """A zoo model that cannot take the data set's inputs is refused up front, naming those that can."""
+    from effai import zoo
+    from effai.zoo.registry import _resolve  # create's own option checks, without building the model
+
+    if cfg.model not in zoo.names():
+        return  # a checkpoint is checked against the data set when it is loaded
+    shape = tuple(data.input_shape)
+
+    def fits(name: str) -> bool:
+        opts = zoo.options_for(name, data)
+        try:
+            _resolve(name, opts["num_classes"], opts["in_channels"], None, opts.get("resolution"))
+        except InputError:
+            return False
+        return True
+
+    if not fits(cfg.model):
+        fitting = [n for n in zoo.names() if fits(n)]
+        raise InputError(f"--model {cfg.model} does not take {cfg.dataset}'s inputs {shape}; models that do: "
+                         f"{', '.join(fitting) or 'none in the zoo'} (e.g. --model {fitting[0] if fitting else '...'})")
+
+
 def _load_data(cfg: StudyConfig):
     from effai import data
 
@@ -184,14 +208,6 @@ def _slices(cfg: StudyConfig, ds) -> list[str]:
     ink = ds.test.tensors[0].flatten(1).mean(1)
     lo, hi = torch.quantile(ink, torch.tensor([1 / 3, 2 / 3])).tolist()
     return ["thin strokes" if v < lo else ("bold strokes" if v > hi else "medium strokes") for v in ink.tolist()]
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return nullcontext()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
 def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], data, base: BaseModelInfo,
