@@ -25,9 +25,10 @@ import statistics
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -163,8 +164,11 @@ def onnx_runner(path: str | os.PathLike, runtime: str = "onnxruntime", threads: 
     return run
 
 
-def interleaved(calls: dict[str, Callable], rounds: int = 7, inner: int = 10, warmup: int = 3,
-                min_round_ms: float = 0.0, statistic: str = "median") -> dict[str, float]:
+Key = TypeVar("Key", bound=Hashable)
+
+
+def interleaved(calls: Mapping[Key, Callable[[], object]], rounds: int = 7, inner: int = 10, warmup: int = 3,
+                min_round_ms: float = 0.0, statistic: str = "median") -> dict[Key, float]:
     """Milliseconds per call of each callable, timed side by side.
 
     Each round calls every callable `inner` times in turn and records its mean; the result is
@@ -195,7 +199,7 @@ def interleaved(calls: dict[str, Callable], rounds: int = 7, inner: int = 10, wa
             call()
             once_ms = max(1e-4, (time.perf_counter_ns() - t0) / 1e6)
             n_calls[k] = int(min(10_000, max(inner, np.ceil(min_round_ms / once_ms))))
-    per_round: dict[str, list[float]] = {k: [] for k in calls}
+    per_round: dict[Key, list[float]] = {k: [] for k in calls}
     for _ in range(rounds):
         for k, call in calls.items():
             t0 = time.perf_counter_ns()

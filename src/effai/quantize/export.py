@@ -41,8 +41,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -50,6 +53,46 @@ import torch.nn as nn
 
 from effai.errors import InputError
 from effai.quantize.kernels import runtime_kernels
+
+
+class Int8Settings(TypedDict):
+    """ONNX Runtime quantize_static settings (QuantFormat / QuantType member names), with the reason."""
+
+    quant_format: str
+    activation_type: str
+    weight_type: str
+    per_channel: bool
+    reduce_range: bool
+    reason: str
+
+
+class CandidateRow(TypedDict):
+    """One timed INT8 candidate (or runtime) of `export_onnx`'s `candidates`; None where not measured."""
+
+    runtime: str
+    settings: str
+    sqnr_db: float | None
+    bytes: int | None
+    latency_ms: float | None
+    chosen: bool
+    error: str | None
+
+
+class ExportInfo(TypedDict):
+    """What `export_onnx` returns (and `effai export --json` prints); a dict so that it is its JSON."""
+
+    path: str
+    dtype: str
+    runtime: str
+    settings: Int8Settings | None
+    candidates: list[CandidateRow] | None
+    float_latency_ms: float | None
+    source: str
+    layers: list[dict[str, Any]] | None
+    bytes: int
+    float_bytes: int | None
+    verification: dict[str, Any]
+    kernels: dict[str, Any]
 
 
 def cpu_flags() -> set[str]:
@@ -63,7 +106,7 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def ort_int8_settings(flags: set[str] | None = None) -> dict:
+def ort_int8_settings(flags: set[str] | None = None) -> Int8Settings:
     """ORT quantize_static settings for this CPU, with the reason.
 
     >>> ort_int8_settings({"avx2", "avx512f", "avx512_vnni"})["activation_type"]
@@ -88,7 +131,7 @@ def ort_int8_settings(flags: set[str] | None = None) -> dict:
             "per_channel": True, "reduce_range": False, "reason": "non-x86: ORT's default S8S8 QDQ"}
 
 
-ORT_DEFAULT = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8",
+ORT_DEFAULT: Int8Settings = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8",
                "per_channel": False, "reduce_range": False, "reason": "quantize_static defaults"}
 
 # ORT's calibrators; it has no MSE search (quantize_'s "mse" is effai's own, on the torch side)
@@ -96,13 +139,13 @@ _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"
 
 RUNTIMES = ("onnxruntime", "openvino")
 
-OPENVINO_INT8 = {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
+OPENVINO_INT8: Int8Settings = {"quant_format": "QDQ", "activation_type": "QUInt8", "weight_type": "QInt8",
                  "per_channel": True, "reduce_range": False,
                  "reason": "OpenVINO reads QDQ pairs as FakeQuantize and runs its INT8 kernels; u8 asymmetric "
                            "activations measured faster than s8 symmetric"}
 
 
-def int8_candidates(runtime: str = "onnxruntime", flags: set[str] | None = None) -> list[dict]:
+def int8_candidates(runtime: str = "onnxruntime", flags: set[str] | None = None) -> list[Int8Settings]:
     """The INT8 settings worth timing for `runtime` on this CPU, the CPU-chosen default first.
 
     >>> [s["per_channel"] for s in int8_candidates("onnxruntime", {"avx512_vnni", "avx2"})]
@@ -113,7 +156,7 @@ def int8_candidates(runtime: str = "onnxruntime", flags: set[str] | None = None)
     'QDQ'
     """
     if runtime == "openvino":
-        return [dict(OPENVINO_INT8)]
+        return [OPENVINO_INT8.copy()]
     if runtime != "onnxruntime":
         raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     first = ort_int8_settings(flags)
@@ -125,7 +168,7 @@ def int8_candidates(runtime: str = "onnxruntime", flags: set[str] | None = None)
     return [first, {**first, "activation_type": "QUInt8", "reason": "u8 activations x s8 weights"}]
 
 
-def settings_label(s: dict) -> str:
+def settings_label(s: Int8Settings) -> str:
     """A short name for INT8 settings: format, activation/weight types, pc = per-channel, rr = reduce_range.
 
     >>> settings_label(ORT_DEFAULT)
@@ -169,15 +212,15 @@ def preprocess_onnx(float_path, out_path) -> Path:
     return Path(out_path)
 
 
-def quantize_onnx_int8(float_path, out_path, calibration, settings: dict | None = None, method: str = "minmax",
-                       max_batches: int = 16, batch_size: int = 1, preprocessed: bool = False) -> Path:
+def quantize_onnx_int8(float_path, out_path, calibration, settings: Int8Settings | None = None,
+                       method: str = "minmax", max_batches: int = 16, batch_size: int = 1, preprocessed: bool = False) -> Path:
     """Static INT8 quantization of an ONNX file with ORT, with `settings` (default: chosen for this
     CPU); `preprocessed=True` says `float_path` already went through `preprocess_onnx`."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from effai.quantize.calibrate import batches
 
-    s = dict(ort_int8_settings() if settings is None else settings)
+    s = ort_int8_settings() if settings is None else settings
     xs = batches(calibration, None)
     samples = torch.cat(xs)[: max_batches * batch_size]
     data = [samples[i:i + batch_size].numpy().astype(np.float32) for i in range(0, len(samples), batch_size)]
@@ -216,9 +259,9 @@ def to_fp16(float_path, out_path) -> Path:
     return Path(out_path)
 
 
-def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tuple[str, dict]], method: str,
-               example: np.ndarray, threads: int, max_sqnr_loss_db: float,
-               min_sqnr_db: float) -> tuple[list[tuple[int, Path]], list[dict], float]:
+def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tuple[str, Int8Settings]],
+               method: str, example: np.ndarray, threads: int, max_sqnr_loss_db: float,
+               min_sqnr_db: float) -> tuple[list[tuple[int, Path]], list[CandidateRow], float]:
     """Quantize each (runtime, settings) candidate into `out_dir`, measure its output SQNR against
     the float model on up to 8 calibration inputs and its latency on `example` (interleaved
     rounds, the float model on ONNX Runtime timed alongside), and return the file of the fastest
@@ -234,9 +277,12 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     reference = onnx_runner(float_path, "onnxruntime", threads)
     ref = np.concatenate([reference(x)[0] for x in inputs])
     pre = preprocess_onnx(float_path, out_dir / "pre.onnx")  # once, not once per candidate
-    files, calls, rows = {}, {}, []
+    files: dict[int, Path] = {}
+    sqnr: dict[int, float] = {}  # of the candidates that ran
+    calls: dict[int | str, Callable[[], object]] = {}  # "float": the float model, timed alongside
+    rows: list[CandidateRow] = []
     for i, (runtime, s) in enumerate(candidates):
-        row = {"runtime": runtime, "settings": settings_label(s), "sqnr_db": None, "bytes": None,
+        row: CandidateRow = {"runtime": runtime, "settings": settings_label(s), "sqnr_db": None, "bytes": None,
                "latency_ms": None, "chosen": False, "error": None}
         rows.append(row)
         try:  # a runtime may lack an op of this model (OpenVINO and ORT's com.microsoft ops)
@@ -249,22 +295,22 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
         except Exception as e:  # noqa: BLE001 - recorded in the candidate's row, the others go on
             row["error"] = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
             continue
-        files[i] = f
-        calls[i] = lambda run=run: run(example)
-        row.update(sqnr_db=float(sqnr_db(ref, out)), bytes=os.path.getsize(f))
+        files[i], sqnr[i] = f, float(sqnr_db(ref, out))
+        calls[i] = partial(run, example)
+        row["sqnr_db"], row["bytes"] = sqnr[i], os.path.getsize(f)
     if not files:
         raise InputError("export_onnx: no INT8 candidate could be quantized and run: "
                          + "; ".join(f"{r['runtime']} {r['settings']}: {r['error']}" for r in rows))
     # the accuracy reference is the CPU-chosen default (the first that ran) when it clears the
     # absolute floor, else the most accurate candidate: a broken default never sets the bar
-    best = max(rows[i]["sqnr_db"] for i in files)
-    default = rows[min(files)]["sqnr_db"]
+    best = max(sqnr.values())
+    default = sqnr[min(sqnr)]
     floor = max(min_sqnr_db, (default if default >= min_sqnr_db else best) - max_sqnr_loss_db)
-    eligible = [i for i in files if rows[i]["sqnr_db"] >= floor]
+    eligible = [i for i in files if sqnr[i] >= floor]
     if not eligible:
         from effai.quantize.verify import ExportRefused, onnx_layer_sqnr
 
-        top = max(files, key=lambda i: rows[i]["sqnr_db"])
+        top = max(sqnr, key=sqnr.__getitem__)
         worst = "; ".join(f"{n} {db:.1f} dB" for n, db in onnx_layer_sqnr(float_path, files[top], inputs))
         raise ExportRefused(f"export_onnx: every INT8 candidate is below the {min_sqnr_db:g} dB floor (best "
                             f"{best:.1f} dB, {rows[top]['runtime']} {rows[top]['settings']}); layers losing most: "
@@ -273,7 +319,7 @@ def _tune_int8(float_path: Path, out_dir: Path, calibration, candidates: list[tu
     # (2-3 s for ResNet-18), each candidate judged by its quietest round, because a contention
     # burst on a shared machine can outlast half the rounds and then moves medians by 1.5x
     calls = {i: c for i, c in calls.items() if i in eligible}
-    calls["float"] = lambda: reference(example)
+    calls["float"] = partial(reference, example)
     ms = interleaved(calls, rounds=11, inner=3, warmup=10, min_round_ms=20.0, statistic="min")
     for i in eligible:
         rows[i]["latency_ms"] = ms[i]
@@ -284,9 +330,9 @@ DTYPES = ("int8", "int4", "fp16", "fp32")
 
 
 def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None, calibration=None,
-                method: str = "minmax", settings: dict | None = None, runtime: str = "onnxruntime",
+                method: str = "minmax", settings: Int8Settings | None = None, runtime: str = "onnxruntime",
                 tune: bool = False, max_sqnr_loss_db: float = 1.0, threads: int = 1, verify_inputs=None,
-                min_sqnr_db: float | None = None, min_agreement: float | None = None) -> dict:
+                min_sqnr_db: float | None = None, min_agreement: float | None = None) -> ExportInfo:
     """Write a deployable ONNX model, verified against its source, and return facts about it.
 
     - A model from `quantize_` (any method: static INT8 with any calibration, QAT, mixed
@@ -354,28 +400,29 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None
 
 
 def _export_float(model, path: Path, ex, dtype, calibration, method, settings, runtime, tune, max_sqnr_loss_db,
-                  threads, check, gate) -> dict:
+                  threads, check, gate) -> ExportInfo:
     """The float model exported, then quantized by ONNX Runtime (INT8) or converted (fp16)."""
     from effai.fileio import write_atomic
     from effai.quantize import verify
 
-    info = {"path": str(path), "dtype": dtype, "runtime": runtime, "settings": None, "candidates": None,
-            "float_latency_ms": None, "source": "float model", "layers": None}
+    rows: list[CandidateRow] | None = None
+    float_ms: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
         fp = export_float(model, Path(tmp) / "float.onnx", ex)
-        info["float_bytes"] = os.path.getsize(fp)
+        float_bytes = os.path.getsize(fp)
         out = Path(tmp) / "out.onnx"
+        candidates: list[tuple[str, Int8Settings | None]]
         if dtype == "int8":
             runtimes = [runtime] if runtime != "auto" else [r for r in RUNTIMES if _installed(r)]
-            candidates = ([(runtime, dict(settings))] if settings is not None
-                          else [(r, s) for r in runtimes for s in int8_candidates(r)])
+            int8 = ([(runtime, settings.copy())] if settings is not None
+                    else [(r, s) for r in runtimes for s in int8_candidates(r)])
+            candidates = list(int8)
             if tune or runtime == "auto":
-                files, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, candidates, method,
+                files, rows, float_ms = _tune_int8(fp, Path(tmp), calibration, int8, method,
                                                    ex.detach().cpu().numpy().astype(np.float32), threads,
                                                    max_sqnr_loss_db, gate[0])
-                info.update(candidates=rows, float_latency_ms=float_ms)
             else:
-                quantize_onnx_int8(fp, out, calibration, candidates[0][1], method)
+                quantize_onnx_int8(fp, out, calibration, int8[0][1], method)
                 files = [(0, out)]
         else:
             files, candidates = [(0, to_fp16(fp, out) if dtype == "fp16" else fp)], [(runtime, None)]
@@ -389,13 +436,14 @@ def _export_float(model, path: Path, ex, dtype, calibration, method, settings, r
         if not v.passed:
             v = replace(v, worst_layers=verify.onnx_layer_sqnr(fp, files[0][1], inputs))
             raise verify.refusal(v, dtype)
-        info.update(runtime=candidates[i][0], settings=candidates[i][1])
-        if info["candidates"]:
-            info["candidates"][i]["chosen"] = True
+        chosen_runtime, chosen_settings = candidates[i]
+        if rows:
+            rows[i]["chosen"] = True
         write_atomic(path, Path(out).read_bytes())
-    info.update(bytes=os.path.getsize(path), verification=v.to_dict(),
-                kernels=runtime_kernels(path, info["runtime"]).to_dict())
-    return info
+    return {"path": str(path), "dtype": dtype, "runtime": chosen_runtime, "settings": chosen_settings,
+            "candidates": rows, "float_latency_ms": float_ms, "source": "float model", "layers": None,
+            "float_bytes": float_bytes, "bytes": os.path.getsize(path), "verification": v.to_dict(),
+            "kernels": runtime_kernels(path, chosen_runtime).to_dict()}
 
 
 def _int4_linear(model: nn.Module) -> nn.Module:
@@ -407,8 +455,9 @@ def _int4_linear(model: nn.Module) -> nn.Module:
     from effai.quantize.core import quantize_
 
     m = copy.deepcopy(model).eval()
-    lin = {n for n, mod in m.named_modules() if isinstance(mod, nn.Linear)}
-    grouped = {n for n in lin if m.get_submodule(n).in_features % 32 == 0}
+    linear = {n: mod for n, mod in m.named_modules() if isinstance(mod, nn.Linear)}
+    lin = set(linear)
+    grouped = {n for n, mod in linear.items() if mod.in_features % 32 == 0}
     if grouped:
         quantize_(m, WeightOnlyConfig(bits=4, group_size=32), filter_fn=lambda mod, n: n in grouped)
     if lin - grouped:
@@ -418,7 +467,7 @@ def _int4_linear(model: nn.Module) -> nn.Module:
     return m
 
 
-def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads, check, gate) -> dict:
+def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads, check, gate) -> ExportInfo:
     """A quantize_-d model (or a float one at dtype='int4') written as the graph it simulates,
     checked on each runtime asked for, the fastest passing one kept."""
     from effai.fileio import write_atomic
@@ -439,12 +488,13 @@ def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads,
     inputs = verify.rows(check, len(ex))
     reference = verify.torch_outputs(model, inputs)
     runtimes = [runtime] if runtime != "auto" else [r for r in RUNTIMES if _installed(r)]
-    checked, rows = {}, []
+    checked: dict[str, tuple[Callable[..., Any], verify.Verification]] = {}
+    rows: list[CandidateRow] = []
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "model.onnx"
         f.write_bytes(data)
         for r in runtimes:
-            row = {"runtime": r, "settings": "as simulated", "sqnr_db": None, "bytes": len(data),
+            row: CandidateRow = {"runtime": r, "settings": "as simulated", "sqnr_db": None, "bytes": len(data),
                    "latency_ms": None, "chosen": False, "error": None}
             rows.append(row)
             try:
@@ -469,9 +519,9 @@ def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads,
             from effai.profile.latency import interleaved
 
             x = ex[:1].detach().cpu().float().numpy()
-            ms = interleaved({r: (lambda run=run: run(x)) for r, (run, _) in checked.items()}, rounds=11, inner=3,
+            ms = interleaved({r: partial(run, x) for r, (run, _) in checked.items()}, rounds=11, inner=3,
                              warmup=10, min_round_ms=20.0, statistic="min")
-            chosen = min(ms, key=ms.get)
+            chosen = min(ms, key=ms.__getitem__)
             for row in rows:
                 row["latency_ms"] = ms.get(row["runtime"])
         for row in rows:
