@@ -31,6 +31,29 @@ def test_every_command_has_an_example_in_its_help():
         assert "Example" in (cmd.help or ""), f"`effai {' '.join(path)}` --help has no example"
 
 
+def test_every_help_teaches_without_placeholders():
+    """Each command's --help renders, shows an `effai CMD` example that parses, and no Typer placeholders."""
+    import re
+    import shlex
+
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    root = typer.main.get_command(app)
+    for path, cmd in _commands(root):
+        r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "120"})
+        out = r.output
+        assert r.exit_code == 0, (path, out)
+        example = re.search(r"Example: (effai .*)", out)
+        assert example and example.group(1).startswith(f"effai {' '.join(path)}"), (path, out)
+        assert "<bool>" not in out and "<str>" not in out and "{" not in out, (path, out)
+        cmd.make_context(" ".join(path), shlex.split(example.group(1))[1 + len(path):])  # the example parses
+    r = runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
+    assert r.exit_code == 0 and "<bool>" not in r.output
+    panels = [r.output.index(f"─ {title} ") for title in ("Measure", "Compress", "Deploy", "Compare")]
+    assert panels == sorted(panels), r.output
+
+
 def test_version_and_help():
     r = run("--version")
     assert r.returncode == 0 and "effai" in r.stdout

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import typer.core
 from rich.console import Console
 
 try:  # typer >= 0.20 vendors its own click
@@ -23,8 +24,61 @@ except ImportError:  # pragma: no cover - older typer on real click
 from effai import __version__
 from effai.errors import CheckFailed, InputError
 
+# Typer's help prints Python types (`<bool>`, `<list[Path]>`) and wraps required arguments in
+# braces (`{model}`); a user reads plain words instead: flags show no type, values a word.
+_PANELS = ("Measure", "Compress", "Deploy", "Compare")
+_PLAIN_TYPE = {"str": "TEXT", "int": "INT", "int range": "INT", "float": "NUMBER", "float range": "NUMBER",
+               "path": "PATH", "list[Path]": "PATH", "list[float]": "NUMBER"}
+
+
+def _plain_metavars(command, ctx) -> None:
+    for param in command.get_params(ctx):
+        if param.metavar is not None:
+            continue
+        if isinstance(param, typer.core.TyperArgument):
+            param.metavar = param.name.upper()
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]  # the help text says what it is
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        else:
+            label = param.display_type(ctx).strip("<>")
+            param.metavar = _PLAIN_TYPE.get(label, label)
+
+
+class HelpGroup(typer.core.TyperGroup):
+    """A command group whose --help lists its panels by task order and shows no `<bool>`-style labels."""
+
+    def list_commands(self, ctx):
+        names = super().list_commands(ctx)
+        panel = {n: getattr(self.commands[n], "rich_help_panel", None) for n in names}
+        return sorted(names, key=lambda n: _PANELS.index(panel[n]) if panel[n] in _PANELS else len(_PANELS))
+
+    def format_help(self, ctx, formatter):
+        _plain_metavars(self, ctx)
+        return super().format_help(ctx, formatter)
+
+
+class HelpCommand(typer.core.TyperCommand):
+    """A command whose --help shows MODEL, not {model}, and no `<bool>`-style type labels."""
+
+    def format_help(self, ctx, formatter):
+        _plain_metavars(self, ctx)
+        return super().format_help(ctx, formatter)
+
+    def collect_usage_pieces(self, ctx):
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, typer.core.TyperArgument):
+                name = param.metavar or param.name.upper()
+                pieces.append((name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else ""))
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
 app = typer.Typer(
     name="effai",
+    cls=HelpGroup,
     help="Make neural networks efficient and prove it with measurements.\n\nExample: effai profile mobilenet_v2 --json",
     no_args_is_help=True,
     add_completion=False,
@@ -59,11 +113,11 @@ def _root(
 
 
 # ---------------------------------------------------------------- zoo
-zoo_app = typer.Typer(help="The model zoo.\n\nExample: effai zoo list --json", no_args_is_help=True)
-app.add_typer(zoo_app, name="zoo")
+zoo_app = typer.Typer(cls=HelpGroup, help="The model zoo.\n\nExample: effai zoo list --json", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo", rich_help_panel="Measure")
 
 
-@zoo_app.command("list")
+@zoo_app.command("list", cls=HelpCommand)
 def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """List the zoo's models with their default input and published counts.
 
@@ -86,12 +140,12 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 
 
 # ---------------------------------------------------------------- train
-@app.command("train")
+@app.command("train", cls=HelpCommand, rich_help_panel="Compress")
 def train_cmd(
     model: str = typer.Argument(..., help="Zoo name, e.g. lenet5."),
     dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
-    out: Path = typer.Option(..., "--out", help="Output directory for model.pt and model.json."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint folder: model.pt + model.json (best epoch) and last.pt (every epoch)."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
     augment: bool = typer.Option(False, help="Random 2-pixel translations of training images."),
     label_smoothing: float = typer.Option(0.0, min=0.0, max=0.5, help="Label smoothing of the cross-entropy loss."),
@@ -100,10 +154,13 @@ def train_cmd(
     optimizer: str = typer.Option("adamw", help="adamw | sgd"),
     seed: int = typer.Option(0),
     width_mult: float | None = typer.Option(None, help="Width multiplier for the zoo model."),
-    resume: bool = typer.Option(True, help="Resume from DIR/last.pt if present."),
+    resume: bool = typer.Option(True, help="Resume from OUT/last.pt if present (an interrupted run continues)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Train a zoo model on a data set and write a checkpoint directory.
+
+    OUT gets model.pt + model.json (the best epoch; every other command loads the folder) and
+    last.pt after each epoch: rerun the same command to resume an interrupted run (--no-resume starts over).
 
     Example: effai train lenet5 --dataset mnist5k --epochs 10 --out runs/lenet5
     """
@@ -131,7 +188,7 @@ def train_cmd(
 # `effai --help` stays fast and no optional dependency is imported at start-up.
 
 # ---------------------------------------------------------------- study
-@app.command("study")
+@app.command("study", cls=HelpCommand, rich_help_panel="Compare")
 def study_cmd(
     dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     model: str = typer.Option("lenet5", help="Base model: a zoo name (trained once here) or a checkpoint folder."),
@@ -202,7 +259,7 @@ def _variant_summary(r) -> dict:
 
 
 # ---------------------------------------------------------------- compress (Deep Compression)
-@app.command("compress")
+@app.command("compress", cls=HelpCommand, rich_help_panel="Compress")
 def compress_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint dir, state dict (+ --arch) or TorchScript file."),
     recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
@@ -232,7 +289,7 @@ def compress_cmd(
     console.print(f"compressed file: {result['file']}")
 
 # ---------------------------------------------------------------- export (deployable ONNX)
-@app.command("export")
+@app.command("export", cls=HelpCommand, rich_help_panel="Compress")
 def export_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch) or TorchScript file."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
@@ -300,7 +357,7 @@ def export_cmd(
 
 
 # ---------------------------------------------------------------- hardware targets
-@app.command("targets")
+@app.command("targets", cls=HelpCommand, rich_help_panel="Measure")
 def targets_cmd(
     catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
     calibrate: bool = typer.Option(False, "--calibrate", help="Calibrate the host CPU now if it is not cached."),
@@ -344,7 +401,7 @@ def targets_cmd(
     console.print(t)
 
 
-@app.command("fit")
+@app.command("fit", cls=HelpCommand, rich_help_panel="Measure")
 def fit_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
     target: str = typer.Option(..., "--target", help="Target name (effai targets), e.g. nano33ble, edgetpu, host."),
@@ -448,7 +505,7 @@ def _firmware_numbers(lm, net, tgt, dtype: str, shape):
             return None
 
 # ---------------------------------------------------------------- deploy (microcontroller firmware)
-@app.command("deploy")
+@app.command("deploy", cls=HelpCommand, rich_help_panel="Deploy")
 def deploy_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), or int8 QOperator .onnx file."),
     target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
@@ -534,7 +591,7 @@ def _print_deploy(name: str, r, out: Path) -> None:
 
 
 # ---------------------------------------------------------------- search
-@app.command("search")
+@app.command("search", cls=HelpCommand, rich_help_panel="Compare")
 def search_cmd(
     config: Path = typer.Option(..., "--config", help="Search YAML: space, objectives, constraints, training."),
     out: Path = typer.Option(..., "--out", help="Output directory: pareto.json, report.html (and search.db)."),
@@ -609,7 +666,7 @@ def _describe(shape) -> str:
     return "x".join(map(str, shape))
 
 
-@app.command("profile")
+@app.command("profile", cls=HelpCommand, rich_help_panel="Measure")
 def profile_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
     input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x224x224, or named inputs name:shape:dtype,... e.g. input_ids:1x128:int64,attention_mask:1x128:int64 (default: the model's)."),
@@ -628,7 +685,7 @@ def profile_cmd(
 ):
     """Count params, MACs/FLOPs, weight and peak activation memory, latency and energy of a model.
 
-    Example: effai profile mobilenet_v2 --json
+    Example: effai profile mobilenet_v2 --input 1x3x224x224 --no-latency
     """
     from effai.profile import profile
     from effai.profile.latency import RUNTIMES
@@ -651,11 +708,11 @@ def profile_cmd(
 
 
 # ---------------------------------------------------------------- numerics
-numerics_app = typer.Typer(help="Numeric formats and casting.\n\nExample: effai numerics table --json", no_args_is_help=True)
-app.add_typer(numerics_app, name="numerics")
+numerics_app = typer.Typer(cls=HelpGroup, help="Numeric formats and casting.\n\nExample: effai numerics table --json", no_args_is_help=True)
+app.add_typer(numerics_app, name="numerics", rich_help_panel="Measure")
 
 
-@numerics_app.command("table")
+@numerics_app.command("table", cls=HelpCommand)
 def numerics_table(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Show every format: bits, range, smallest normal/subnormal, machine epsilon, hardware.
 
@@ -679,7 +736,7 @@ def numerics_table(as_json: bool = typer.Option(False, "--json", help="Print JSO
     console.print(t)
 
 
-@numerics_app.command("cast")
+@numerics_app.command("cast", cls=HelpCommand)
 def numerics_cast(
     values: list[float] = typer.Argument(..., help="Values to round (floats; nan and inf accepted)."),
     fmt: str = typer.Option(..., "--format", "-f", help="fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | fp4_e2m1 | int8 | int4 | int2 | ternary | binary"),
