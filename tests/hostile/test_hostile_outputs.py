@@ -35,7 +35,7 @@ def test_output_folders_via_cli(tmp_path):
     busy.mkdir()
 
     cases = {
-        "output under a regular file → study": ["study", "--dataset", "digits", "--quick", "--out", bad],
+        "output under a regular file → study": ["study", "--dataset", "digits", "--model", "lenet300_100", "--quick", "--out", bad],
         "output under a regular file → train": ["train", "lenet5", "--dataset", "synthetic", "--epochs", "1",
                                                 "--out", bad],
         "output under a regular file → compress": ["compress", "lenet5", "--recipe", recipe, "--out", bad],
