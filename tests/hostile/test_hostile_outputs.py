@@ -42,9 +42,9 @@ def test_output_folders_via_cli(tmp_path):
         "output under a regular file → search": ["search", "--config", search_cfg, "--out", bad],
         "output folder holding another study → study": ["study", "--dataset", "digits", "--model", "lenet300_100",
                                                         "--quick", "--out", other],
-        "output folder holding results but no study.json → study": ["study", "--dataset", "digits", "--quick",
+        "output folder holding results but no study.json → study": ["study", "--dataset", "digits", "--model", "lenet300_100", "--quick",
                                                                     "--out", orphan],
-        "output folder locked by a running study → study": ["study", "--dataset", "digits", "--quick", "--out", busy],
+        "output folder locked by a running study → study": ["study", "--dataset", "digits", "--model", "lenet300_100", "--quick", "--out", busy],
     }
     expect = {
         "output under a regular file → study": (2, "a_file", "not a folder"),
