@@ -193,25 +193,6 @@ def provenance_line(name: str, prov: dict, changed: list[str] | None = None) -> 
     return line
 
 
-def load_avg() -> float:
-    """The 1-minute load average (the machine is shared: record it with every timing)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return float("nan")
-
-
-def git_commit() -> str:
-    """Short hash of the checked-out commit (with "+dirty" when the tree has changes)."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def table(headers: list[str], rows: list[list]) -> str:
     """A markdown table."""
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]

@@ -29,7 +29,8 @@ import statistics
 import time
 
 import torch
-from common import RESULTS, git_commit, load_avg, machine, machine_line, table, write_results
+from common import RESULTS, load, machine, machine_line, table, write_results
+from common import commit as git_commit
 from torch.utils.data import DataLoader, TensorDataset
 
 import effai
@@ -161,13 +162,13 @@ def run_net(name: str, args) -> dict:
                                                                                      torch.zeros(SHAPE))}
         print(name, label, [f"{a:.4f}" for a in accs], flush=True)
     x = torch.zeros(SHAPE)
-    load0 = load_avg()
+    load0 = load()[0]
     ms = measure_models([base, copy.deepcopy(base), *finals.values()], x, rounds=args.rounds, runs=20,
                         statistic="min")
     for r, t in zip(rows.values(), ms[2:], strict=True):
         r["latency_ms"] = t
     return {"base_accuracy": base_acc, "base_train_seconds": base_s, "base_macs": conv_macs(base, x),
-            "dense_ms": ms[0], "noise_ms": ms[1], "plan": plan, "methods": rows, "load_avg": [load0, load_avg()]}
+            "dense_ms": ms[0], "noise_ms": ms[1], "plan": plan, "methods": rows, "load_avg": [load0, load()[0]]}
 
 
 def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:

@@ -22,7 +22,8 @@ import json
 import time
 
 import torch
-from common import RESULTS, git_commit, load_avg, machine, machine_line, table, write_results
+from common import RESULTS, load, machine, machine_line, table, write_results
+from common import commit as git_commit
 
 import effai.profile as P
 from effai import zoo
@@ -69,9 +70,9 @@ def run(name: str, resolution: int, rounds: int, threads: int) -> dict:
     cfg = ChannelConfig(0.5, input_shape=shape, allocation="latency", round_to=16, threads=threads)
     (model, weighed), seconds = timed(lambda: latency_aware(copy.deepcopy(base), x, cfg))
     built["effai latency-aware"] = (model, seconds)
-    load0 = load_avg()
+    load0 = load()[0]
     ms = measure_models([m for m, _ in built.values()], x, threads=threads, rounds=rounds, runs=10)
-    out = {"load_avg_start": load0, "load_avg_end": load_avg(), "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
+    out = {"load_avg_start": load0, "load_avg_end": load()[0], "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
            "methods": {},
            "candidates": [{"label": a.label, "latency_ms": a.latency_ms, "macs": a.macs, "efficiency": a.efficiency,
                            "chosen": a.chosen} for a in weighed]}
