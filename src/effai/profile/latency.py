@@ -105,13 +105,6 @@ def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_in
     return path
 
 
-def export_onnx(model: torch.nn.Module, example_inputs, path: str | os.PathLike, opset: int = 17) -> Path:
-    """The old argument order of `export_fp32_onnx`, kept only until `effai.prune.latency` and
-    `effai.quantize.export` (being reworked in parallel) call `export_fp32_onnx`; then deleted.
-    Not exported from `effai.profile`; do not use in new code."""
-    return export_fp32_onnx(model, path, example_inputs, opset)
-
-
 def ort_session(model: str | os.PathLike | bytes, threads: int):
     """A CPU ONNX Runtime session on an ONNX file (or serialized model bytes): `threads`
     intra-op threads, one inter-op thread (the graph runs in order), warnings silenced."""
