@@ -74,16 +74,23 @@ class _Stats:
     def sample(self) -> np.ndarray:
         return np.concatenate(self.samples)
 
+    def clamped(self, lo: float, hi: float) -> _Stats:
+        """The statistics of the values clamped to [lo, hi] (after a ReLU or ReLU6)."""
+        out = _Stats(0)
+        out.lo, out.hi = float(np.clip(self.lo, lo, hi)), float(np.clip(self.hi, lo, hi))
+        out.samples, out.n = [np.clip(v, lo, hi) for v in self.samples], self.n
+        return out
+
 
 def collect(model: nn.Module, layers: list[tuple[str, nn.Module]], calibration, max_batches=None,
             outputs: frozenset[str] = frozenset()) -> dict:
     """Run the calibration batches and gather input statistics for each layer (and output
-    statistics, under "NAME:output", for the layers named in `outputs`)."""
+    statistics, under "NAME:output", for the modules named in `outputs`)."""
     stats = {fqn: _Stats(i) for i, (fqn, _) in enumerate(layers)}
     stats.update({f"{fqn}:output": _Stats(len(layers) + i) for i, fqn in enumerate(sorted(outputs))})
     hooks = [m.register_forward_pre_hook(lambda mod, args, _f=fqn: stats[_f].update(args[0])) for fqn, m in layers]
-    hooks += [m.register_forward_hook(lambda mod, args, y, _f=fqn: stats[f"{_f}:output"].update(y))
-              for fqn, m in layers if fqn in outputs]
+    hooks += [model.get_submodule(fqn).register_forward_hook(lambda mod, args, y, _f=fqn: stats[f"{_f}:output"].update(y))
+              for fqn in sorted(outputs)]
     was = model.training
     model.eval()
     try:
@@ -162,57 +169,6 @@ def _kl_threshold(v: np.ndarray, bins: int = 2048, levels: int = 256) -> float:
         if kl < best_kl:
             best_i, best_kl = i, kl
     return float(edges[min(best_i, bins)])
-
-
-# ------------------------------------------------------------------ where INT8 kernels write int8
-_COMMUTING_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten,
-                      nn.Dropout, nn.Identity)
-_COMMUTING_CALLS = {"relu", "relu_", "flatten", "view", "reshape", "max_pool2d", "hardtanh", "relu6", "dropout"}
-
-
-def _commutes(node, mods) -> bool:
-    """Rounding commutes with this fx node (monotone, or moving values only; an adaptive average
-    pool whose output has its input's size is an identity)."""
-    if node.op == "call_module":
-        m = mods.get(node.target)
-        if isinstance(m, nn.modules.pooling._AdaptiveAvgPoolNd):
-            meta = node.meta.get("tensor_meta"), node.args[0].meta.get("tensor_meta")
-            return all(meta) and tuple(meta[0].shape) == tuple(meta[1].shape)
-        return isinstance(m, _COMMUTING_MODULES)
-    if node.op in ("call_function", "call_method"):
-        return getattr(node.target, "__name__", node.target) in _COMMUTING_CALLS
-    return False
-
-
-def rounded_outputs(model: nn.Module, names: list[str], example: torch.Tensor) -> dict[str, str | None]:
-    """The quantized layers (of `names`) whose output an INT8 kernel writes in int8 although the
-    simulation so far did not round it: those whose output, through ops rounding commutes with,
-    reaches something other than quantized layers (a residual Add, a concatenation), and not only
-    the model's output. Each maps to the quantized layer it also feeds (its input rounding is the
-    same numbers, and keeps the two exact), or None (round with the output's own range).
-    Empty where the model does not trace with torch.fx."""
-    try:
-        import torch.fx
-        from torch.fx.passes.shape_prop import ShapeProp
-
-        gm = torch.fx.symbolic_trace(model)
-        with torch.no_grad():
-            ShapeProp(gm).propagate(example)
-    except Exception:  # noqa: BLE001 - untraceable models keep the layer-input-only scheme
-        return {}
-    mods, wanted, out = dict(gm.named_modules()), set(names), {}
-    for node in gm.graph.nodes:
-        if node.op != "call_module" or node.target not in wanted:
-            continue
-        end = node
-        while len(end.users) == 1 and _commutes(next(iter(end.users)), mods):
-            end = next(iter(end.users))
-        users = list(end.users)
-        quantized = [u.target for u in users if u.op == "call_module" and u.target in wanted]
-        if len(quantized) == len(users) or all(u.op == "output" for u in users):
-            continue  # rounded exactly by the consumers' input rounding already, or the model's output
-        out[node.target] = quantized[0] if quantized else None
-    return out
 
 
 # ------------------------------------------------------------------ BatchNorm folding

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 
-from effai.quantize import calibrate
+from effai.quantize import calibrate, int8_plan
 from effai.quantize.config import (
     BFloat16Config,
     BinaryConfig,
@@ -59,22 +59,31 @@ def _int8_dynamic(model, cfg: Int8DynamicConfig, targets):
 
 @register(Int8StaticConfig)
 def _int8_static(model, cfg: Int8StaticConfig, targets):
+    """Rounds where the deployed INT8 graph holds int8 (`effai.quantize.int8_plan`): each layer's
+    input, layer outputs that reach other ops, residual Adds; layers reading one tensor share its range."""
     model.eval()
     if cfg.fold_bn:  # convs are folded in place (targets stay valid); BNs become Identity
         calibrate.fold_bn_(model)
     example = calibrate.batches(cfg.calibration, 1)[0]
-    rounded = calibrate.rounded_outputs(model, [f for f, _ in targets], example)
-    own = frozenset(f for f, consumer in rounded.items() if consumer is None)
+    p = int8_plan.plan(model, [f for f, _ in targets], example)
+    own = frozenset(f for f, reader in [*p.layer_outputs.items(), *p.module_outputs.items()] if reader is None)
     stats = calibrate.collect(model, targets, cfg.calibration, cfg.max_batches, outputs=own)
+    for f, (lo, hi) in p.output_clamps.items():  # a QLinearConv with the ReLU fused writes the ReLU's range
+        if f in own:
+            stats[f"{f}:output"] = stats[f"{f}:output"].clamped(lo, hi)
     gran = "channel" if cfg.per_channel else "tensor"
     ranges = {k: calibrate.choose_range(st, cfg.method, cfg.percentile) for k, st in stats.items()}
+    ranges.update({f: ranges[first] for f, first in p.shared_inputs.items()})
+
+    def rounding(name: str, reader: str | None) -> ActQuant:  # like the layer it feeds, or its own range
+        return ActQuant("static", *ranges[reader or f"{name}:output"])
 
     def make(fqn, mod):
-        out = None
-        if fqn in rounded:  # rounded like the quantized layer it feeds, or with its own range
-            out = ActQuant("static", *ranges[rounded[fqn] or f"{fqn}:output"])
+        out = rounding(fqn, p.layer_outputs[fqn]) if fqn in p.layer_outputs else None
         return QuantLayer(mod, "int8", granularity=gran, act=ActQuant("static", *ranges[fqn]), out_act=out)
 
+    for path, reader in p.module_outputs.items():
+        int8_plan.round_module_output(model.get_submodule(path), rounding(path, reader))
     return _replace(model, targets, make)
 
 

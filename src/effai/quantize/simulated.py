@@ -19,11 +19,13 @@ No calibration happens here: every number comes from the QuantLayers. How each l
 - float formats (fp16, bf16, fp8, fp4) and group-quantized convolutions keep their exact
   values in fp32 weights: the numbers are the format's, the kernel is fp32 (and says so).
 
-Where a quantized layer's output reaches the next quantized input only through ops that commute
-with rounding (Relu, Clip, MaxPool, reshapes), the next input's Q/DQ pair is repeated right
-after the layer: the values are unchanged (rounding is monotone and 0 is on the grid), and ONNX
-Runtime then sees DQ -> Conv -> Q, its QLinearConv pattern. So the file computes what the torch
-model computes, up to float summation order and the int32 rounding of biases.
+The simulation rounds where the deployed INT8 graph holds int8 (`effai.quantize.int8_plan`:
+layer inputs, layer outputs that reach other ops, residual Adds), and those roundings become Q/DQ
+pairs with the same scales; `effai.quantize.qdq_graph` then moves and merges the pairs through
+the ops rounding commutes with (Relu, MaxPool, reshapes), without changing a value, into the
+form whose every op ONNX Runtime runs on int8 (DQ -> Conv -> Q: QLinearConv; DQ, DQ -> Add -> Q:
+QLinearAdd; DQ -> GlobalAveragePool -> Q: QLinearGlobalAveragePool). So the file computes what
+the torch model computes, up to float summation order and the int32 rounding of biases.
 """
 
 from __future__ import annotations
@@ -41,10 +43,9 @@ import torch.nn as nn
 import effai.numerics as nx
 from effai.errors import InputError
 from effai.quantize.core import QuantLayer, convert_
+from effai.quantize.qdq_graph import int8_normal_form
 
 _LINEAR_OPS = ("Conv", "Gemm", "MatMul")
-# ops through which rounding to a grid that holds 0 commutes (monotone, or moving values only)
-_COMMUTING = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity")
 _NBITS = {"int8": 8, "int4": 4, "int2": 2, "ternary": 2, "binary": 2}
 _CAST_TO = {"fp16": 10, "bf16": 16}  # onnx.TensorProto.FLOAT16, BFLOAT16
 
@@ -88,8 +89,7 @@ class _Marked(nn.Module):
         self.layer, self.name, self.calls = layer, name, calls
 
     def forward(self, x):
-        self.calls.append(self.name)
-        return self.layer(torch.fake_quantize_per_tensor_affine(x, 1.0, 0, 0, 255))
+        return self.layer(_placeholder(x, self.name, self.calls))
 
     # A parent that reads the weights instead of calling the layer (nn.MultiheadAttention's
     # out_proj) gets the dequantized weight, as the torch simulation's QuantLayer gives it.
@@ -102,14 +102,40 @@ class _Marked(nn.Module):
         return self.layer.bias
 
 
-def _traceable_copy(model: nn.Module) -> tuple[nn.Module, dict[str, QuantLayer], list[str]]:
-    twin = convert_(copy.deepcopy(model)).eval()  # QAT layers frozen into their codes
-    from effai.quantize.core import set_module
+class _MarkedOutput(nn.Module):
+    """A module output's rounding (`int8_plan.round_module_output`) as a placeholder Q/DQ pair."""
 
+    def __init__(self, name: str, calls: list):
+        super().__init__()
+        self.name, self.calls = name, calls
+
+    def forward(self, x):
+        return _placeholder(x, self.name, self.calls)
+
+
+def _placeholder(x, name: str, calls: list):
+    """A Q/DQ pair in the traced graph, replaced there by the real rounding; each with its own
+    scale (the call's number), so that the exporter never merges two of them reading one tensor."""
+    calls.append(name)
+    return torch.fake_quantize_per_tensor_affine(x, float(len(calls)), 0, 0, 255)
+
+
+def _traceable_copy(model: nn.Module) -> tuple[nn.Module, dict[str, nn.Module], list[str]]:
+    """The float twin, and by marker name: the QuantLayers, and the ActQuants rounding module
+    outputs (named "MODULE:output")."""
+    from effai.quantize.core import set_module
+    from effai.quantize.int8_plan import OUTPUT_QUANT
+
+    twin = convert_(copy.deepcopy(model)).eval()  # QAT layers frozen into their codes
     calls: list[str] = []
-    layers = {n: m for n, m in twin.named_modules() if isinstance(m, QuantLayer)}
-    for name, ql in layers.items():
+    layers: dict[str, nn.Module] = {n: m for n, m in twin.named_modules() if isinstance(m, QuantLayer)}
+    for name, ql in list(layers.items()):
         set_module(twin, name, _Marked(ql, name, calls))
+    for name, m in list(twin.named_modules()):
+        if OUTPUT_QUANT in m._modules:
+            marker = f"{name}:output"
+            layers[marker] = m._modules[OUTPUT_QUANT]
+            m._modules[OUTPUT_QUANT] = _MarkedOutput(marker, calls)
     return twin, layers, calls
 
 
@@ -196,10 +222,13 @@ def simulated_onnx(model: nn.Module, example_inputs, opset: int = 17):
     if len(markers) != len(calls):
         raise InputError(f"export_onnx: traced {len(calls)} quantized layer calls but found {len(markers)} in "
                          "the ONNX graph (a layer inside a loop or a branch?)")
-    out = [_rewrite_layer(g, q, qlayers[name], name) for q, name in zip(markers, calls, strict=True)]
+    out = []
     for q, name in zip(markers, calls, strict=True):
-        if getattr(qlayers[name].act, "mode", None) == "static":
-            _requantize_producer(g, q)
+        if isinstance(qlayers[name], QuantLayer):
+            out.append(_rewrite_layer(g, q, qlayers[name], name))
+        else:  # a module output rounded like the INT8 kernel writing it
+            _set_qdq(g, q, g.consumers(q.output[0])[0], qlayers[name], name)
+    int8_normal_form(g.g)
     _drop_unused(g)
     if any(layer.op == "MatMulNBits" for layer in out):
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
@@ -215,9 +244,7 @@ def _rewrite_layer(g: _Graph, q, ql: QuantLayer, name: str) -> LayerExport:
     node = next(n for n in g.consumers(y) if n.op_type in _LINEAR_OPS)
     act = _activation(ql)
     if act == "int8 static":
-        scale, zp = _uint8_params(ql.act)
-        s, z = g.const(f"{name}.input_scale", scale), g.const(f"{name}.input_zp", zp)
-        q.input[1:], dq.input[1:] = [s, z], [s, z]
+        _set_qdq(g, q, dq, ql.act, f"{name}.input")
     elif act == "int8 dynamic":
         qy, s, z = g.name(f"{name}.input_q"), g.name(f"{name}.input_scale"), g.name(f"{name}.input_zp")
         q.CopyFrom(oh.make_node("DynamicQuantizeLinear", [x], [qy, s, z], name=q.name))
@@ -234,6 +261,13 @@ def _rewrite_layer(g: _Graph, q, ql: QuantLayer, name: str) -> LayerExport:
     if ql.out_act is not None:
         output = _round_output(g, output, ql, name)
     return LayerExport(name, ql.fmt, act, weights, op, output)
+
+
+def _set_qdq(g: _Graph, q, dq, act: Any, name: str) -> None:
+    """A placeholder Q/DQ pair given the scale and (uint8) zero point of a static ActQuant."""
+    scale, zp = _uint8_params(act)
+    s, z = g.const(f"{name}_scale", scale), g.const(f"{name}_zp", zp)
+    q.input[1:], dq.input[1:] = [s, z], [s, z]
 
 
 def _uint8_params(act: Any) -> tuple[np.float32, np.uint8]:
@@ -400,38 +434,3 @@ def _to_matmul_nbits(g: _Graph, node, q: nx.QTensor, ql: QuantLayer, name: str, 
         g.g.node.insert(at + i, n)
     how = f"per group of {ql.group_size}" if q.granularity == "group" else "per channel"
     return f"{ql.fmt} codes as {bits}-bit MatMulNBits, {how}"
-
-
-def _commutes(node) -> bool:
-    """Rounding commutes with this op: monotone or moving values only, or an average over one
-    value (what AdaptiveAvgPool2d exports to when its input already has the output size)."""
-    if node.op_type == "AveragePool":
-        return set(_attr(node, "kernel_shape", [0])) == {1} and set(_attr(node, "pads", [0])) <= {0}
-    return node.op_type in _COMMUTING
-
-
-def _requantize_producer(g: _Graph, q) -> None:
-    """Repeat input Q/DQ `q` after the quantized layer feeding it and after every op between,
-    when those ops all commute with rounding (see the module doc): the values do not change, and
-    each op then sits between a DQ and a Q, where the runtime runs it on int8."""
-    import onnx.helper as oh
-
-    t, chain = q.input[0], []
-    while True:
-        p = g.producer(t)
-        if p is None or not _commutes(p) or len(g.consumers(t)) != 1:
-            break
-        t = p.input[0]
-        chain.append(t)
-    p = g.producer(t)
-    if not chain or p is None or p.op_type not in (*_LINEAR_OPS, "Add", "MatMulNBits") or len(g.consumers(t)) != 1:
-        return
-    for t in chain:
-        qt, dqt = g.name(f"{t}.requant_q"), g.name(f"{t}.requant")
-        nodes = [oh.make_node("QuantizeLinear", [t, *q.input[1:]], [qt]),
-                 oh.make_node("DequantizeLinear", [qt, *q.input[1:]], [dqt])]
-        consumer = g.consumers(t)[0]
-        consumer.input[list(consumer.input).index(t)] = dqt
-        at = list(g.g.node).index(g.producer(t)) + 1
-        for i, n in enumerate(nodes):
-            g.g.node.insert(at + i, n)
