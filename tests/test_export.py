@@ -90,6 +90,45 @@ def test_exported_file_computes_what_torch_simulated(tmp_path, lenet, kind):
         assert kernels["ops"].get("MatMulNBits", 0) == 2  # the int4 and int8 Linears run on the n-bit kernel
 
 
+def _ort_graph_ops(path) -> dict[str, int]:
+    """Every op of ONNX Runtime's optimized graph for the file (after its QDQ fusions)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(path) + ".opt.onnx"
+    opts.log_severity_level = 3
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return dict(collections.Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node))
+
+
+@pytest.mark.slow
+def test_residual_model_deploys_on_int8_kernels_only_and_agrees(tmp_path, digits):
+    """ResNet-8 (three residual stacks, one with a 1x1 shortcut conv): the simulation rounds the
+    residual Adds as QLinearAdd writes them, so ONNX Runtime's graph is all int8 (one
+    QuantizeLinear at the input, no float Add, Relu or pooling) and still computes what torch
+    simulated, on the whole test split."""
+    torch.manual_seed(0)
+    m = zoo.create("resnet8", in_channels=1, resolution=8)
+    train.fit(m, digits, train.TrainConfig(epochs=3, seed=0, threads=2), progress=False)
+    calib = digits.train.tensors[0][:256]
+    q = quantize_(copy.deepcopy(m.eval()), Int8StaticConfig(calibration=calib))
+    assert [n for n, _ in q.named_modules() if n.endswith("effai_output_quant")] == [
+        f"stacks.{i}.relu.effai_output_quant" for i in range(3)]
+    x = digits.test.tensors[0]
+    info = export_onnx(q, tmp_path / "r8.onnx", x[:1], verify_inputs=x[:64])
+    ops = _ort_graph_ops(info["path"])
+    assert ops["QLinearAdd"] == 3 and ops["QLinearConv"] == 9 and ops["QLinearGlobalAveragePool"] == 1
+    assert ops["QuantizeLinear"] == 1 and not {"Add", "Relu", "GlobalAveragePool", "DequantizeLinear", "Conv"} & set(ops)
+    run = onnx_runner(info["path"])
+    deployed = np.concatenate([run(x[i:i + 1].numpy())[0] for i in range(len(x))])
+    simulated = torch_outputs(q, [x.numpy()])
+    assert (deployed.argmax(1) == simulated.argmax(1)).mean() >= 0.998
+    assert np.abs(deployed - simulated).max() <= 3 * (simulated.max() - simulated.min()) / 255
+
+
 def test_int4_linear_runs_on_matmulnbits_and_matches_torch(tmp_path):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 10)).eval()
@@ -177,3 +216,43 @@ def test_export_arguments_for_quantized_models(tmp_path):
     with pytest.raises(InputError, match="MSE calibration is effai's own"):
         export_onnx(nn.Linear(8, 4), tmp_path / "x.onnx", torch.randn(1, 8), calibration=torch.randn(4, 8), method="mse")
     assert not list(tmp_path.iterdir())
+
+
+class _Residual(nn.Module):
+    """A stem with ReLU6 and max pooling, an identity-shortcut block whose Add is the module's
+    output, and one whose Add feeds a GroupNorm inside the module (that Add stays float)."""
+
+    class Block(nn.Module):
+        def __init__(self, norm: bool):
+            super().__init__()
+            self.conv = nn.Conv2d(8, 8, 3, padding=1)
+            self.act = nn.ReLU()
+            self.norm = nn.GroupNorm(2, 8) if norm else None
+
+        def forward(self, x):
+            y = x + self.conv(x)
+            return self.act(y) if self.norm is None else self.norm(y)
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.MaxPool2d(2))
+        self.blocks = nn.Sequential(self.Block(False), self.Block(True))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def test_residual_add_is_rounded_as_qlinearadd_writes_it(tmp_path):
+    """Rounded by the innermost module returning it (here the ReLU); an Add used inside its module stays float."""
+    torch.manual_seed(0)
+    m = _Residual().eval()
+    x = torch.randn(48, 3, 12, 12)
+    q = quantize_(copy.deepcopy(m), Int8StaticConfig(calibration=x[:32]))
+    assert [n for n, _ in q.named_modules() if n.endswith("effai_output_quant")] == ["blocks.0.act.effai_output_quant"]
+    info = export_onnx(q, tmp_path / "r.onnx", x[:1], verify_inputs=x[32:])
+    assert info["verification"]["sqnr_db"] > 40
+    ops = _ort_graph_ops(info["path"])
+    assert ops["QLinearAdd"] == 1  # the second Add feeds GroupNorm: float
+    assert not {"Clip", "Relu", "MaxPool"} & set(ops) and ops["NhwcMaxPool"] == 1  # ReLU6 fused, pooling on int8
+    assert ops["GlobalAveragePool"] == 1  # it reads GroupNorm's float output: nothing to run it on int8

@@ -358,11 +358,26 @@ class QuantLayer(nn.Module):
         else:
             w = self._w
         bias = self.layer.bias
+        linear = isinstance(self.layer, nn.Linear)
+        if bias is not None and self._int32_bias and (not linear or x.dim() == 2):
+            bias = self._kernel_bias(bias)  # a Conv or a Gemm: the INT8 kernel adds int32 bias codes
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)
         w = w.to(x.dtype)
-        y = F.linear(x, w, bias) if isinstance(self.layer, nn.Linear) else self.layer._conv_forward(x, w, bias)
+        y = F.linear(x, w, bias) if linear else self.layer._conv_forward(x, w, bias)
         return y if self.out_act is None else self.out_act(y)
+
+    @property
+    def _int32_bias(self) -> bool:
+        """Static INT8 input and integer weight codes: the deployed kernel (QLinearConv, QGemm)
+        adds the bias as int32 codes at scale input x weight scale."""
+        return (self.act is not None and self.act.mode == "static" and not self.qat and self.group_size is None
+                and nx.get(self.fmt).kind != "float")
+
+    def _kernel_bias(self, bias: torch.Tensor) -> torch.Tensor:
+        codes, scale = int32_bias(bias.detach().double().numpy(), float(self.act.scale),
+                                  self._buffers["w_scale"].numpy())
+        return torch.from_numpy(codes.astype(np.float32) * scale)
 
     def extra_repr(self):
         return f"fmt={self.fmt!r}, weight_shape={self.weight_shape}, qat={self.qat}"
@@ -381,6 +396,20 @@ class QuantLayer(nn.Module):
     @property
     def bias(self):
         return self.layer.bias
+
+
+def int32_bias(bias: np.ndarray, input_scale: float, weight_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A bias as the int32 codes an INT8 kernel adds to its accumulator, and their scale
+    (input scale x weight scale, per output channel), float32 as ONNX stores it.
+
+    >>> codes, scale = int32_bias(np.array([0.5, -0.25]), 0.1, np.array([0.01, 0.02], np.float32))
+    >>> codes.tolist(), scale.dtype.name
+    ([500, -125], 'float32')
+    """
+    scale = (np.float64(input_scale) * np.asarray(weight_scale, np.float64)).astype(np.float32)
+    scale = np.broadcast_to(scale.reshape(-1) if scale.size > 1 else scale.reshape(()), bias.shape)
+    codes = np.clip(np.round(bias.astype(np.float64) / np.maximum(scale, 1e-30)), -(2**31), 2**31 - 1)
+    return codes.astype(np.int32), np.ascontiguousarray(scale, np.float32)
 
 
 def convert_(model: nn.Module) -> nn.Module:

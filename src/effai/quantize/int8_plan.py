@@ -165,6 +165,8 @@ def plan(model: nn.Module, names: list[str], example: torch.Tensor) -> Int8Plan:
             result.layer_outputs[node.target] = layers[0] if layers else None
             result.output_clamps[node.target] = bounds
             int8.add(end)
+        elif _commutes(node, mods) and node.args and node.args[0] in int8:
+            int8.add(node)  # an Identity shortcut, a reshape: still int8
         elif (node.op == "call_function" and node.target in _ADDS and len(node.args) == 2
               and all(a in int8 for a in node.args)):
             end, _ = _chain_end(node, mods)

@@ -11,7 +11,8 @@ Q(op(x)) = op(Q(x)) on a grid that holds 0. So, per-tensor static pairs only:
    chains), and a Relu or Clip whose bounds hold the Q's whole grid is dropped (rounding clamps
    as it did): Conv -> Relu -> MaxPool -> Q becomes Conv -> Q/DQ -> MaxPool -> Q;
 2. such an op reading a tensor on a grid writes a tensor on that grid: one Q/DQ pair is put
-   after it and every consumer reads that pair's DQ (a residual Add then reads two DQs);
+   after it and every consumer reads that pair's DQ (a residual Add then reads two DQs); a
+   Relu or Clip whose bounds hold its input's whole grid is an identity and is dropped;
 3. pairs that round a tensor already on their grid are dropped, and equal pairs on one tensor
    merged (one QuantizeLinear for the three projections reading one activation).
 """
@@ -171,6 +172,11 @@ def _propagate(graph, ix: _Index) -> None:
             continue
         out, key = n.output[0], ix.key(like)
         uses = ix.uses(out)
+        bounds = _bounds(ix, n)
+        if bounds is not None and _within(bounds, key) and _replace_uses(graph, ix, [out], n.input[0]):
+            graph.node.remove(n)  # a clamp holding the whole grid of its input changes nothing
+            ix.rebuild()
+            continue
         if not uses:
             continue
         first = next((c for c in uses if c.op_type == "QuantizeLinear" and ix.key(c) == key), None)

@@ -358,12 +358,11 @@ def _int32_bias(g: _Graph, node, name: str, w_scale: np.ndarray) -> None:
     ONNX Runtime fuses a quantized Conv/Gemm only when its bias comes from such a DequantizeLinear)."""
     import onnx.helper as oh
 
+    from effai.quantize.core import int32_bias
+
     dq_in = g.producer(node.input[0])
-    s_in = g.array(dq_in.input[1]).astype(np.float64)
-    scale = (s_in * w_scale.astype(np.float64)).astype(np.float32)
-    bias = g.array(node.input[2]).astype(np.float64)
-    codes = np.clip(np.round(bias / np.maximum(scale, 1e-30)), -(2**31), 2**31 - 1).astype(np.int32)
-    c, s = g.const(f"{name}.bias_codes", codes), g.const(f"{name}.bias_scale", scale.reshape(codes.shape))
+    codes, scale = int32_bias(g.array(node.input[2]), float(g.array(dq_in.input[1])), w_scale)
+    c, s = g.const(f"{name}.bias_codes", codes), g.const(f"{name}.bias_scale", scale)
     b = g.name(f"{name}.bias")
     kw: dict[str, Any] = {"axis": 0} if codes.ndim else {}
     g.g.node.insert(list(g.g.node).index(node), oh.make_node("DequantizeLinear", [c, s], [b], **kw))
