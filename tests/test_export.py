@@ -256,3 +256,39 @@ def test_residual_add_is_rounded_as_qlinearadd_writes_it(tmp_path):
     assert ops["QLinearAdd"] == 1  # the second Add feeds GroupNorm: float
     assert not {"Clip", "Relu", "MaxPool"} & set(ops) and ops["NhwcMaxPool"] == 1  # ReLU6 fused, pooling on int8
     assert ops["GlobalAveragePool"] == 1  # it reads GroupNorm's float output: nothing to run it on int8
+
+
+class _TwoImages(nn.Module):
+    """Two image inputs (a pair to compare), one conv tower each, merged into one classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.left = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten())
+        self.right = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten())
+        self.head = nn.Linear(2 * 8 * 6 * 6, 4)
+
+    def forward(self, a, b):
+        return self.head(torch.cat([self.left(a), self.right(b)], 1))
+
+
+@pytest.mark.parametrize("config", [Int8StaticConfig, WeightOnlyConfig])
+def test_a_model_with_two_inputs_exports_both(tmp_path, config):
+    import onnx
+
+    torch.manual_seed(0)
+    m = _TwoImages().eval()
+    a, b = torch.randn(40, 1, 8, 8), torch.randn(40, 1, 8, 8)
+    cfg = Int8StaticConfig(calibration={"a": a[:32], "b": b[:32]}) if config is Int8StaticConfig else WeightOnlyConfig(8)
+    q = quantize_(copy.deepcopy(m), cfg)
+    info = export_onnx(q, tmp_path / "two.onnx", (a[:1], b[:1]), verify_inputs=(a[32:], b[32:]))
+    assert [i.name for i in onnx.load(info["path"]).graph.input] == ["input", "input1"]
+    assert info["verification"]["passed"] and info["verification"]["samples"] == 8
+    run = onnx_runner(info["path"])
+    deployed = np.concatenate([run(a[i:i + 1].numpy(), b[i:i + 1].numpy())[0] for i in range(32, 40)])
+    assert np.allclose(deployed, q(a[32:], b[32:]).detach().numpy(), atol=1e-4)
+    if config is Int8StaticConfig:
+        assert info["kernels"]["ops"]["QLinearConv"] == 2
+        with pytest.raises(InputError, match="same number of rows"):
+            quantize_(copy.deepcopy(m), Int8StaticConfig(calibration={"a": a[:3], "b": b[:2]}))
+    with pytest.raises(InputError, match="same number of rows"):
+        export_onnx(q, tmp_path / "bad.onnx", (a[:1], b[:1]), verify_inputs=(a[:3], b[:2]))

@@ -27,7 +27,12 @@ _SAMPLE_MAX = 1_048_576
 
 
 def batches(calibration, max_batches: int | None = None):
-    """Input tensors from a DataLoader, a tensor, a DataSplits, or a list of tensors / (x, y) pairs."""
+    """Input tensors from a DataLoader, a tensor, a DataSplits, or a list of tensors / (x, y) pairs;
+    for a model with several inputs, a dict of named input tensors (or a list of such dicts):
+    batches of dicts, each called as `model(**batch)`."""
+    if isinstance(calibration, dict) or (isinstance(calibration, (list, tuple)) and calibration
+                                         and all(isinstance(b, dict) for b in calibration)):
+        return _named_batches(calibration)[:max_batches]
     if hasattr(calibration, "loaders") and hasattr(calibration, "train"):  # effai.data.DataSplits
         calibration = calibration.loaders(64)[0] if callable(calibration.loaders) else calibration.train
     if isinstance(calibration, torch.Tensor):
@@ -52,6 +57,21 @@ def batches(calibration, max_batches: int | None = None):
     if not out:
         raise InputError("calibration: the calibration set is empty (0 batches); give at least one batch")
     return out
+
+
+def _named_batches(calibration) -> list[dict[str, torch.Tensor]]:
+    """A dict of named input tensors (equally many rows each) as batches of 64 rows, or a list
+    of such dicts as it is."""
+    if not isinstance(calibration, dict):
+        return list(calibration)
+    from effai.profile.inputs import as_call
+
+    named = as_call(calibration, "calibration")[1]
+    if len({len(t) for t in named.values()}) != 1 or not len(next(iter(named.values()))):
+        raise InputError(f"calibration: every input needs the same number of rows (> 0), got "
+                         f"{ {k: len(v) for k, v in named.items()} }")
+    chunks = zip(*(t.split(64) for t in named.values()), strict=True)
+    return [dict(zip(named, c, strict=True)) for c in chunks]
 
 
 class _Stats:
@@ -96,7 +116,7 @@ def collect(model: nn.Module, layers: list[tuple[str, nn.Module]], calibration, 
     try:
         with torch.no_grad():
             for x in batches(calibration, max_batches):
-                model(x)
+                model(**x) if isinstance(x, dict) else model(x)
     finally:
         for h in hooks:
             h.remove()

@@ -79,7 +79,8 @@ class FP4Config(FP8Config):
 class Int8StaticConfig:
     """Post-training static INT8: per-channel symmetric INT8 weights, per-tensor asymmetric INT8
     activations whose ranges come from running `calibration` data (a DataLoader, a tensor, or a
-    list of tensors / (x, y) batches) through the model, with BatchNorm folded first.
+    list of tensors / (x, y) batches; for a model with several inputs, a dict of named input
+    tensors) through the model, with BatchNorm folded first.
 
     >>> import torch
     >>> Int8StaticConfig(calibration=torch.zeros(4, 3), method="percentile").method

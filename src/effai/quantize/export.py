@@ -379,10 +379,12 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None
         from effai.profile.latency import openvino_core
 
         openvino_core()  # fail early, with the install hint, if OpenVINO is missing
+    if is_quantized(model) or dtype == "int4":  # every input kept (a tuple or dict of example inputs)
+        return _export_simulated(model, Path(path), example_inputs, dtype, runtime, threads,
+                                 example_inputs if verify_inputs is None else verify_inputs, gate)
     ex = example_inputs if isinstance(example_inputs, torch.Tensor) else example_inputs[0]
     check = verify_inputs if verify_inputs is not None else ex
-    if is_quantized(model) or dtype == "int4":
-        return _export_simulated(model, Path(path), ex, dtype, runtime, threads, check, gate)
+    check = check if isinstance(check, torch.Tensor) else check[0]
     dtype = "int8" if dtype is None else dtype
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
@@ -467,10 +469,12 @@ def _int4_linear(model: nn.Module) -> nn.Module:
     return m
 
 
-def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads, check, gate) -> ExportInfo:
+def _export_simulated(model: nn.Module, path: Path, example_inputs, dtype, runtime, threads, check,
+                      gate) -> ExportInfo:
     """A quantize_-d model (or a float one at dtype='int4') written as the graph it simulates,
-    checked on each runtime asked for, the fastest passing one kept."""
+    every input kept, checked on each runtime asked for, the fastest passing one kept."""
     from effai.fileio import write_atomic
+    from effai.profile.inputs import as_call, tensors_of
     from effai.quantize import verify
     from effai.quantize.simulated import simulated_onnx
 
@@ -483,10 +487,11 @@ def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads,
     if dtype is not None and formats != [dtype]:
         raise InputError(f"dtype={dtype!r}: the model is quantized already (formats: {', '.join(formats)}); "
                          "leave dtype out to export it as simulated")
-    proto, layers = simulated_onnx(model, ex)
+    proto, layers = simulated_onnx(model, example_inputs)
     data = proto.SerializeToString()
-    inputs = verify.rows(check, len(ex))
-    reference = verify.torch_outputs(model, inputs)
+    names = list(as_call(example_inputs)[1]) or None  # a dict of inputs: the model takes them by name
+    inputs = verify.rows(check, len(tensors_of(example_inputs)[0]))
+    reference = verify.torch_outputs(model, inputs, names)
     runtimes = [runtime] if runtime != "auto" else [r for r in RUNTIMES if _installed(r)]
     checked: dict[str, tuple[Callable[..., Any], verify.Verification]] = {}
     rows: list[CandidateRow] = []
@@ -509,17 +514,17 @@ def _export_simulated(model: nn.Module, path: Path, ex, dtype, runtime, threads,
             if v.passed:
                 checked[r] = (run, v)
             elif runtime != "auto":
-                v = replace(v, worst_layers=verify.simulated_layer_sqnr(model, proto, layers, inputs))
+                v = replace(v, worst_layers=verify.simulated_layer_sqnr(model, proto, layers, inputs, names=names))
                 raise verify.refusal(v, "exported")
         if not checked:
-            v = replace(v, worst_layers=verify.simulated_layer_sqnr(model, proto, layers, inputs))
+            v = replace(v, worst_layers=verify.simulated_layer_sqnr(model, proto, layers, inputs, names=names))
             raise verify.refusal(v, "exported")
         chosen = next(iter(checked))
         if len(checked) > 1:
             from effai.profile.latency import interleaved
 
-            x = ex[:1].detach().cpu().float().numpy()
-            ms = interleaved({r: partial(run, x) for r, (run, _) in checked.items()}, rounds=11, inner=3,
+            x = inputs[0] if isinstance(inputs[0], tuple) else (inputs[0],)
+            ms = interleaved({r: partial(run, *x) for r, (run, _) in checked.items()}, rounds=11, inner=3,
                              warmup=10, min_round_ms=20.0, statistic="min")
             chosen = min(ms, key=ms.__getitem__)
             for row in rows:

@@ -117,29 +117,32 @@ def _returned_by(gm, mods, calls: dict[str, int]) -> dict:
     return {n: p for n, (p, _) in out.items()}
 
 
-def _call_counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+def _call_counts(model: nn.Module, example) -> dict[str, int]:
     counts: dict[str, int] = {}
     hooks = [m.register_forward_hook(lambda mod, a, y, _n=n: counts.__setitem__(_n, counts.get(_n, 0) + 1))
              for n, m in model.named_modules() if n]
     try:
         with torch.no_grad():
-            model(example)
+            model(**example) if isinstance(example, dict) else model(example)
     finally:
         for h in hooks:
             h.remove()
     return counts
 
 
-def plan(model: nn.Module, names: list[str], example: torch.Tensor) -> Int8Plan:
+def plan(model: nn.Module, names: list[str], example) -> Int8Plan:
     """Where the deployed INT8 graph of `model`, with the layers `names` quantized, holds int8
-    (see the module doc); empty where the model does not trace with torch.fx."""
+    (see the module doc); empty where the model does not trace with torch.fx. `example`: an
+    input tensor, or a dict of them (a model with several inputs)."""
     try:
         import torch.fx
         from torch.fx.passes.shape_prop import ShapeProp
 
         gm = torch.fx.symbolic_trace(model)
+        placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
+        args = [example[p] for p in placeholders] if isinstance(example, dict) else [example]
         with torch.no_grad():
-            ShapeProp(gm).propagate(example)
+            ShapeProp(gm).propagate(*args)
     except Exception:  # noqa: BLE001 - untraceable models keep the layer-input-only scheme
         return Int8Plan()
     mods, wanted = dict(gm.named_modules()), set(names)

@@ -66,16 +66,28 @@ def _finite(v: float):
     return None if math.isinf(v) else float(v)
 
 
-def rows(inputs, batch: int = 1) -> list[np.ndarray]:
+Row = np.ndarray | tuple[np.ndarray, ...]  # one call's input: an array, or one per model input
+
+
+def rows(inputs, batch: int = 1) -> list[Row]:
     """Arrays of `batch` rows (the batch the file was exported at; batch 1 as deployed) from a
-    tensor of held-out inputs: float32, or the integer dtype of token ids as given; a last
-    incomplete chunk is dropped, and fewer rows than one batch are repeated to fill it."""
-    x = inputs if isinstance(inputs, torch.Tensor) else inputs[0]
-    x = x.detach().cpu()
-    x = x.float() if x.is_floating_point() else x
-    if len(x) < batch:
-        x = x.repeat(-(-batch // len(x)), *([1] * (x.dim() - 1)))[:batch]
-    return [x[i:i + batch].numpy() for i in range(0, len(x) - batch + 1, batch)]
+    tensor of held-out inputs (a tuple of arrays, one per input, from a tuple or dict of input
+    tensors): float32, or the integer dtype of token ids as given; a last incomplete chunk is
+    dropped, and fewer rows than one batch are repeated to fill it."""
+    from effai.profile.inputs import tensors_of
+
+    ts = [t.detach().cpu() for t in tensors_of(inputs)]
+    ts = [t.float() if t.is_floating_point() else t for t in ts]
+    if len({len(t) for t in ts}) != 1:
+        raise InputError(f"verify_inputs: every input needs the same number of rows, got {[len(t) for t in ts]}")
+    if len(ts[0]) < batch:
+        ts = [t.repeat(-(-batch // len(t)), *([1] * (t.dim() - 1)))[:batch] for t in ts]
+    out = [tuple(t[i:i + batch].numpy() for t in ts) for i in range(0, len(ts[0]) - batch + 1, batch)]
+    return [r[0] for r in out] if len(ts) == 1 else out
+
+
+def _args(row: Row) -> tuple[np.ndarray, ...]:
+    return row if isinstance(row, tuple) else (row,)
 
 
 def load(path, runtime: str, threads: int = 1):
@@ -101,25 +113,29 @@ def compare(reference: np.ndarray, deployed: np.ndarray, runtime: str, min_sqnr_
     return Verification(runtime, len(ref), float(sqnr_db(ref, out)), agree, min_sqnr_db, min_agreement)
 
 
-def run_file(run, inputs: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([run(x)[0] for x in inputs])
+def run_file(run, inputs: list[Row]) -> np.ndarray:
+    return np.concatenate([run(*_args(x))[0] for x in inputs])
 
 
-def torch_outputs(model: nn.Module, inputs: list[np.ndarray]) -> np.ndarray:
+def torch_outputs(model: nn.Module, inputs: list[Row], names: list[str] | None = None) -> np.ndarray:
     """The torch model's outputs on `inputs`: in one batch (torch at batch 1 is slow), or one row
-    at a time where a layer's rounding depends on the batch (dynamic activation ranges)."""
-    def first(o):
-        return (o[0] if isinstance(o, (tuple, list)) else o).numpy()
+    at a time where a layer's rounding depends on the batch (dynamic activation ranges); `names`:
+    the keywords the model takes its inputs by (a dict of inputs), else positional."""
+    from effai.profile.inputs import first_tensor
+
+    def call(arrays):
+        ts = [torch.from_numpy(a) for a in arrays]
+        return first_tensor(model(**dict(zip(names, ts, strict=True))) if names else model(*ts)).numpy()
 
     per_batch = any(getattr(m, "mode", None) in ("dynamic", "fp8_e4m3", "fp8_e5m2", "fp4_e2m1")
                     for m in model.modules())
     with torch.no_grad():
         if not per_batch:
-            return first(model(torch.from_numpy(np.concatenate(inputs))))
+            return call([np.concatenate(a) for a in zip(*map(_args, inputs), strict=True)])
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # batch-1 calls gain nothing from threads, and lose 20x on a loaded machine
         try:
-            return np.concatenate([first(model(torch.from_numpy(x))) for x in inputs])
+            return np.concatenate([call(_args(x)) for x in inputs])
         finally:
             torch.set_num_threads(threads)
 
@@ -141,19 +157,20 @@ def _with_outputs(proto, names: list[str]) -> bytes:
     return m.SerializeToString()
 
 
-def _intermediates(model_bytes: bytes, names: list[str], inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _intermediates(model_bytes: bytes, names: list[str], inputs: list[Row]) -> dict[str, np.ndarray]:
     from effai.profile.latency import ort_session
 
     sess = ort_session(model_bytes, 1)
-    feed = sess.get_inputs()[0].name
+    feeds = [i.name for i in sess.get_inputs()]
     got: dict[str, list] = {n: [] for n in names}
     for x in inputs:
-        for n, v in zip(names, sess.run(names, {feed: x}), strict=True):
+        for n, v in zip(names, sess.run(names, dict(zip(feeds, _args(x), strict=True))), strict=True):
             got[n].append(np.asarray(v, np.float32))
     return {n: np.concatenate(v) for n, v in got.items()}
 
 
-def simulated_layer_sqnr(model: nn.Module, proto, layers, inputs: list[np.ndarray], worst: int = 3):
+def simulated_layer_sqnr(model: nn.Module, proto, layers, inputs: list[Row], worst: int = 3,
+                         names: list[str] | None = None):
     """Per QuantLayer: SQNR of the file's layer output against torch's, and how much it drops
     from the previous layer's; the `worst` by drop, as (name, SQNR dB)."""
     from effai.numerics import sqnr_db
@@ -162,10 +179,10 @@ def simulated_layer_sqnr(model: nn.Module, proto, layers, inputs: list[np.ndarra
     for layer in layers:
         first.setdefault(layer.name, layer.output)
     seen: dict[str, list] = {n: [] for n in first}
-    hooks = [m.register_forward_hook(lambda mod, a, y, _n=n: seen[_n].append(y.detach().numpy()))
-             for n, m in model.named_modules() if n in first]
+    hooks = [m.register_forward_hook(lambda mod, a, y, _n=n: seen[_n].append(y.detach().numpy().copy()))
+             for n, m in model.named_modules() if n in first]  # a copy: an in-place ReLU after the layer rewrites y
     try:
-        torch_outputs(model, inputs)
+        torch_outputs(model, inputs, names)
     finally:
         for h in hooks:
             h.remove()
@@ -180,7 +197,7 @@ def simulated_layer_sqnr(model: nn.Module, proto, layers, inputs: list[np.ndarra
     return tuple((n, db) for _, n, db in sorted(scores, reverse=True) if db < 200.0)[:worst]
 
 
-def onnx_layer_sqnr(float_path, quant_path, inputs: list[np.ndarray], worst: int = 3):
+def onnx_layer_sqnr(float_path, quant_path, inputs: list[Row], worst: int = 3):
     """Per op of the float graph whose output the quantized graph still has (float, or its
     `_quantized` uint8/int8 twin with scale and zero point): SQNR against the float graph, ranked
     by how far it falls below the SQNR of the op's inputs; the `worst`, as (op name, SQNR dB)."""
