@@ -61,7 +61,8 @@ class _Index:
         return self.consumers.get(tensor, [])
 
 
-def _attr(node, key: str, default):
+def attr(node, key: str, default):
+    """A node attribute's value, or `default`."""
     import onnx.helper as oh
 
     return next((oh.get_attribute_value(a) for a in node.attribute if a.name == key), default)
@@ -100,7 +101,7 @@ def _within(bounds: tuple[float, float], key: tuple) -> bool:
 def _respects(ix: _Index, node, key: tuple) -> bool:
     """Rounding to grid `key` commutes with `node`."""
     if node.op_type == "AveragePool":  # an average over one value (AdaptiveAvgPool2d at its input size)
-        return set(_attr(node, "kernel_shape", [0])) == {1} and set(_attr(node, "pads", [0])) <= {0}
+        return set(attr(node, "kernel_shape", [0])) == {1} and set(attr(node, "pads", [0])) <= {0}
     if node.op_type not in _COMMUTING:
         return False
     if node.op_type != "Clip":

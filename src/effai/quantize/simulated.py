@@ -43,6 +43,7 @@ import torch.nn as nn
 import effai.numerics as nx
 from effai.errors import InputError
 from effai.quantize.core import QuantLayer, convert_
+from effai.quantize.qdq_graph import attr as _attr
 from effai.quantize.qdq_graph import int8_normal_form
 
 _LINEAR_OPS = ("Conv", "Gemm", "MatMul")
@@ -380,12 +381,6 @@ def _drop_unused(g: _Graph) -> None:
             break
     for t in [t for t in g.g.initializer if t.name not in used]:
         g.g.initializer.remove(t)
-
-
-def _attr(node, key: str, default):
-    import onnx.helper as oh
-
-    return next((oh.get_attribute_value(a) for a in node.attribute if a.name == key), default)
 
 
 def _nbits_block(q: nx.QTensor, ql: QuantLayer) -> int | None:
