@@ -1,0 +1,306 @@
+"""Quantized ONNX files of models with several inputs (token ids + attention mask, dicts of
+inputs): every input kept, batch and sequence axes dynamic, each quantized Linear run by the
+ONNX Runtime kernel its format has.
+
+The float twin of the quantized model (every QuantLayer replaced by its Linear holding the
+weight the codes represent) is exported with `export_fp32_onnx(..., dynamic=True)`; each
+MatMul/Gemm whose weight equals a QuantLayer's dequantized weight (matched by value, so no
+marker has to survive the exporter's common-subexpression elimination of Q, K and V reading the
+same hidden states) is rewritten with that layer's own codes and scales:
+
+- dynamic INT8 (Int8DynamicConfig): `DynamicQuantizeLinear` of the input (once per input
+  tensor: Q, K and V share it), `MatMulInteger` with the int8 codes and a zero point per output
+  channel, `Cast`, and one `Mul` by input scale x weight scales. This is the graph ONNX Runtime's
+  own `quantize_dynamic` writes; ORT fuses it into `DynamicQuantizeMatMul` /
+  `MatMulIntegerToFloat`. effai's dynamic rounding (range from each call, 0 exact, 255 steps) is
+  `DynamicQuantizeLinear`'s, so the file computes what the torch model computes;
+- weight-only 8/4/2-bit Linear layers: `MatMulNBits` where the codes fit its blocks, else int8
+  codes with a per-channel `DequantizeLinear` (effai.quantize.simulated's rewrites);
+- a QuantLayer that its parent reads instead of calling (nn.MultiheadAttention's out_proj) keeps
+  float activations in torch, so its file weight is DequantizeLinear'd codes with float inputs.
+
+A float model in `mode="dynamic"` is quantized first with `Int8DynamicConfig()` (every Linear and
+GPT-2 Conv1D; embeddings stay float), then written the same way, and verified against the float
+model. Every file passes the verification gate (`effai.quantize.verify`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from effai.errors import InputError
+from effai.quantize.core import QuantLayer, convert_, set_module
+from effai.quantize.simulated import LayerExport, _codes, _drop_unused, _Graph, _rewrite_weight
+
+MODES = ("static", "dynamic")
+
+
+def single_tensor(example_inputs) -> bool:
+    return isinstance(example_inputs, torch.Tensor)
+
+
+def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | None) -> bool:
+    """Whether `export_onnx` sends this export here: dynamic INT8, or an int4/quantized model
+    with several (or named) inputs, which the single-input simulation export does not take."""
+    from effai.quantize.simulated import is_quantized
+
+    if mode is not None and mode not in MODES:
+        raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "dynamic" or dtype == "int8-dynamic":
+        return True
+    return not single_tensor(example_inputs) and (dtype == "int4" or is_quantized(model))
+
+
+def _width(module: nn.Module) -> int | None:
+    """The input width of a Linear or a Hugging Face Conv1D (GPT-2), None for other modules."""
+    from effai.quantize.core import _is_hf_conv1d
+
+    if isinstance(module, nn.Linear) and not isinstance(module, QuantLayer):
+        return module.in_features
+    return int(module.weight.shape[0]) if _is_hf_conv1d(module) else None
+
+
+def _plain_twin(model: nn.Module) -> nn.Module:
+    """The model with every QuantLayer replaced by its float layer holding the dequantized weight."""
+    twin = convert_(copy.deepcopy(model)).eval()
+    for name, ql in [(n, m) for n, m in twin.named_modules() if isinstance(m, QuantLayer)]:
+        layer = copy.deepcopy(ql.layer)
+        layer.weight = nn.Parameter(ql.dequantized_weight().reshape(ql.weight_shape))
+        if layer.bias is not None:
+            bias = layer.bias.detach().float()
+            layer._buffers.pop("bias", None)
+            layer.bias = nn.Parameter(bias)
+        set_module(twin, name, layer)
+    return twin
+
+
+def _called_layers(model: nn.Module, example_inputs) -> set[str]:
+    """The QuantLayers whose forward runs (a parent may read `.weight` instead of calling it)."""
+    from effai.profile.inputs import as_call
+
+    called: set[str] = set()
+    hooks = [m.register_forward_hook(lambda mod, a, y, _n=n: called.add(_n))
+             for n, m in model.named_modules() if isinstance(m, QuantLayer)]
+    args, kwargs = as_call(example_inputs)
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return called
+
+
+def _check_formats(model: nn.Module) -> None:
+    for name, ql in model.named_modules():
+        if not isinstance(ql, QuantLayer):
+            continue
+        mode = getattr(ql.act, "mode", None)
+        if isinstance(ql.layer, nn.Linear) and (mode == "dynamic" and ql.fmt == "int8" or (
+                mode is None and ql.fmt in ("int8", "int4", "int2", "ternary", "binary"))):
+            continue
+        what = f"{ql.fmt} weights, {mode or 'float'} activations, {type(ql.layer).__name__}"
+        raise InputError(f"export_onnx: layer {name!r} ({what}): a model with several inputs is written with "
+                         "dynamic INT8 or weight-only integer Linear layers; quantize it with Int8DynamicConfig "
+                         "or WeightOnlyConfig")
+
+
+def quantized_transformer_onnx(model: nn.Module, example_inputs, opset: int = 17):
+    """The ONNX model computing what the quantized `model` computes, every input kept and batch /
+    sequence dynamic, and a `LayerExport` per rewritten layer (graph order).
+
+    >>> import torch, torch.nn as nn
+    >>> from effai.quantize import quantize_, Int8DynamicConfig
+    >>> m = quantize_(nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval(), Int8DynamicConfig())
+    >>> proto, layers = quantized_transformer_onnx(m, torch.randn(1, 8))
+    >>> [(l.name, l.op) for l in layers]
+    [('0', 'MatMulInteger'), ('2', 'MatMulInteger')]
+    """
+    import onnx
+
+    from effai.profile.latency import export_fp32_onnx
+
+    _check_formats(model)
+    called = _called_layers(model, example_inputs)
+    by_value: dict[tuple, tuple[str, QuantLayer]] = {}
+    for name, ql in model.named_modules():
+        if isinstance(ql, QuantLayer):
+            w = ql.dequantized_weight().reshape(ql.weight_shape).numpy().astype(np.float32)
+            by_value.setdefault(_key(w), (name, ql))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_fp32_onnx(_plain_twin(model), Path(tmp) / "twin.onnx", example_inputs, opset=opset, dynamic=True)
+        proto = onnx.load(str(path))
+    g = _Graph(proto)
+    shared: dict[str, tuple[str, str, str]] = {}  # input tensor -> its DynamicQuantizeLinear outputs
+    out: list[LayerExport] = []
+    for node in [n for n in g.g.node if n.op_type in ("MatMul", "Gemm")]:
+        found = _layer_of(g, node, by_value)
+        if found is None:
+            continue
+        name, ql = found
+        if ql.act is not None and name in called:
+            out.append(_dynamic_matmul(g, node, ql, name, shared))
+        else:
+            weights, op = _rewrite_weight(g, node, ql, name, "float")
+            out.append(LayerExport(name, ql.fmt, "float", weights, op, node.output[0]))
+    _drop_unused(g)
+    if any(layer.op == "MatMulNBits" for layer in out):
+        proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return proto, out
+
+
+def _key(w: np.ndarray) -> tuple:
+    return w.shape, np.ascontiguousarray(w).tobytes()
+
+
+def _layer_of(g: _Graph, node, by_value) -> tuple[str, QuantLayer] | None:
+    """The QuantLayer whose weight this MatMul/Gemm multiplies by (its weight, transposed as the op stores it)."""
+    from effai.quantize.simulated import _attr
+
+    try:
+        w = g.array(node.input[1])
+    except KeyError:  # not a constant: an activation x activation product (attention)
+        return None
+    if w.dtype != np.float32 or w.ndim != 2:
+        return None
+    as_stored = node.op_type == "Gemm" and _attr(node, "transB", 0)
+    return by_value.get(_key(w if as_stored else w.T))
+
+
+def _dynamic_matmul(g: _Graph, node, ql: QuantLayer, name: str, shared: dict) -> LayerExport:
+    """DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul (-> Add bias), ORT's dynamic INT8 graph."""
+    import onnx.helper as oh
+
+    q = _codes(ql)
+    assert q is not None  # _check_formats: int8
+    x = node.input[0]
+    at = list(g.g.node).index(node)
+    new = []
+    if x not in shared:
+        shared[x] = (g.name(f"{name}.input_q"), g.name(f"{name}.input_scale"), g.name(f"{name}.input_zp"))
+        new.append(oh.make_node("DynamicQuantizeLinear", [x], list(shared[x]), name=g.name(f"{name}.dql")))
+    xq, xs, xz = shared[x]
+    codes = g.const(f"{name}.weight_codes", np.ascontiguousarray(q.codes.T, dtype=np.int8))  # (K, N)
+    n_out = ql.weight_shape[0]
+    scale = np.broadcast_to(q.scale.astype(np.float32).reshape(-1), (n_out,)).copy()
+    wz = g.const(f"{name}.weight_zp", np.zeros(n_out, np.int8))
+    ws = g.const(f"{name}.weight_scale", scale)
+    acc, fl, s = g.name(f"{name}.int32"), g.name(f"{name}.float"), g.name(f"{name}.scale")
+    bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
+    y = g.name(f"{name}.matmul") if bias else node.output[0]
+    new += [oh.make_node("MatMulInteger", [xq, codes, xz, wz], [acc], name=g.name(f"{name}.mmi")),
+            oh.make_node("Cast", [acc], [fl], to=1),
+            oh.make_node("Mul", [xs, ws], [s]),
+            oh.make_node("Mul", [fl, s], [y])]
+    if bias:
+        new.append(oh.make_node("Add", [y, bias], [node.output[0]]))
+    g.g.node.remove(node)
+    for i, n in enumerate(new):
+        g.g.node.insert(at + i, n)
+    per = "per tensor" if q.granularity == "tensor" else "per channel"
+    return LayerExport(name, ql.fmt, "int8 dynamic", f"int8 codes, {per}, MatMulInteger", "MatMulInteger",
+                       node.output[0])
+
+
+# ------------------------------------------------------------------ inputs and the gate
+def feed_rows(inputs) -> list[tuple[np.ndarray, ...]]:
+    """One tuple of arrays (in the graph's input order) per row of `inputs` (a tensor, a tuple of
+    tensors or a dict): batch 1, as deployed; floats as float32, token ids in their integer dtype."""
+    from effai.profile.inputs import tensors_of
+
+    ts = [t.detach().cpu() for t in tensors_of(inputs)]
+    ts = [t.float() if t.is_floating_point() else t for t in ts]
+    n = len(ts[0])
+    if any(len(t) != n for t in ts):
+        raise InputError(f"verify_inputs: every input needs the same number of rows, got {[len(t) for t in ts]}")
+    return [tuple(t[i:i + 1].numpy() for t in ts) for i in range(n)]
+
+
+def torch_rows(model: nn.Module, inputs, rows: list[tuple[np.ndarray, ...]]) -> np.ndarray:
+    """The model's first output (the logits) for each row, one call per row (dynamic ranges
+    depend on the batch), on one thread."""
+    from effai.profile.inputs import as_call, first_tensor
+
+    args, kwargs = as_call(inputs)
+    names = list(kwargs)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    outs = []
+    try:
+        with torch.no_grad():
+            for row in rows:
+                ts = [torch.from_numpy(a) for a in row]
+                o = model(**dict(zip(names, ts, strict=True))) if names else model(*ts)
+                outs.append(first_tensor(o).float().numpy())
+    finally:
+        torch.set_num_threads(threads)
+    return np.concatenate(outs)
+
+
+def export(model: nn.Module, path: Path, example_inputs, dtype: str | None, mode: str | None, runtime: str,
+           threads: int, verify_inputs, gate: tuple[float, float]) -> dict[str, Any]:
+    """export_onnx for models with several inputs and for dynamic INT8 (see the module doc)."""
+    from effai.fileio import write_atomic
+    from effai.profile.latency import export_fp32_onnx
+    from effai.quantize import verify
+    from effai.quantize.config import Int8DynamicConfig, WeightOnlyConfig
+    from effai.quantize.core import quantize_
+    from effai.quantize.kernels import runtime_kernels
+    from effai.quantize.simulated import is_quantized
+
+    if runtime != "onnxruntime":
+        raise InputError(f"export_onnx: dynamic INT8 and several-input files run on ONNX Runtime; got runtime={runtime!r}")
+    dynamic = mode == "dynamic" or dtype == "int8-dynamic"
+    if dynamic and dtype not in (None, "int8", "int8-dynamic"):
+        raise InputError(f"export_onnx: mode='dynamic' is INT8 (dtype='int8'), got dtype={dtype!r}")
+    source = "quantize_ simulation"
+    if not is_quantized(model):
+        if not dynamic and dtype != "int4":
+            raise InputError("export_onnx: a float model with several inputs is written as fp32/fp16 or quantized "
+                             "with mode='dynamic' or dtype='int4'")
+        q = copy.deepcopy(model).eval()
+        with warnings.catch_warnings():  # embeddings stay float: said in the source line
+            warnings.simplefilter("ignore")
+            if dynamic:
+                quantize_(q, Int8DynamicConfig())
+            else:  # per group of 32 where it divides the width (MatMulNBits' blocks), else per channel
+                grouped = [lambda m, n: (_width(m) or 1) % 32 == 0, lambda m, n: _width(m) is not None]
+                for cfg, filt in zip((WeightOnlyConfig(bits=4, group_size=32), WeightOnlyConfig(bits=4)), grouped,
+                                     strict=True):
+                    if any(filt(m, n) for n, m in q.named_modules() if not isinstance(m, QuantLayer)):
+                        quantize_(q, cfg, filter_fn=filt)
+        what = "dynamic INT8" if dynamic else "int4 weight-only (per group of 32 where the width allows)"
+        source = f"float model, Linear layers quantized to {what} by effai (embeddings float)"
+    else:
+        q = model
+    proto, layers = quantized_transformer_onnx(q, example_inputs)
+    data = proto.SerializeToString()
+    check = verify_inputs if verify_inputs is not None else example_inputs
+    rows = feed_rows(check)
+    reference = torch_rows(model, check, rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "model.onnx"
+        f.write_bytes(data)
+        run = verify.load(f, runtime, threads)
+        deployed = np.concatenate([run(*row)[0] for row in rows])
+        v = verify.compare(reference, deployed, runtime, *gate)
+        if not v.passed:
+            raise verify.refusal(v, "exported")
+        float_bytes = os.path.getsize(export_fp32_onnx(model if not is_quantized(model) else _plain_twin(model),
+                                                       Path(tmp) / "float.onnx", example_inputs, dynamic=True))
+        write_atomic(path, data)
+    formats = sorted({m.fmt for m in q.modules() if isinstance(m, QuantLayer)})
+    return {"path": str(path), "dtype": formats[0] if len(formats) == 1 else "mixed", "runtime": runtime,
+            "settings": None, "candidates": None, "float_latency_ms": None, "source": source,
+            "layers": [asdict(layer) for layer in layers], "bytes": os.path.getsize(path), "float_bytes": float_bytes,
+            "verification": v.to_dict(), "kernels": runtime_kernels(path, runtime).to_dict()}

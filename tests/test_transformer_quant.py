@@ -1,0 +1,91 @@
+"""Quantized transformers deployed: dynamic INT8 BERT with both inputs and dynamic batch/sequence,
+weight-only int4 BERT/GPT-2 on MatMulNBits, INT8/INT4 embeddings; every file through the gate."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from effai.profile.latency import onnx_runner
+from effai.quantize import Int8DynamicConfig, export_onnx, quantize_
+from test_transformers import SEQ, VOCAB, bert, gpt2
+
+
+def _rel(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _tokens(n, seq=SEQ, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (n, seq), generator=g)
+    mask = torch.ones_like(ids)
+    mask[: n // 2, -seq // 4:] = 0  # half the rows padded: the mask matters
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(**x).logits.numpy()
+
+
+def test_bert_dynamic_int8_file_keeps_both_inputs_runs_at_any_shape_and_agrees(tmp_path):
+    model = bert()
+    x, held = _tokens(1), _tokens(8)
+    info = export_onnx(model, tmp_path / "b.onnx", x, dtype="int8", mode="dynamic", verify_inputs=held)
+    assert info["verification"]["passed"] and info["verification"]["samples"] == 8
+    assert info["kernels"]["ops"].get("DynamicQuantizeMatMul", 0) + info["kernels"]["ops"].get(
+        "MatMulIntegerToFloat", 0) == 2 * 6 + 2  # Q, K, V, O, FFN x2 per layer; pooler, classifier
+    assert info["kernels"]["float_ops"] == 2 * 2  # only attention's QK^T and AV (activation x activation)
+    graph = onnx.load(info["path"]).graph
+    dims = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert dims == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
+    run = onnx_runner(info["path"])
+    other = _tokens(2, seq=SEQ // 2)  # batch 2, another sequence length (BERT here has 32 positions)
+    out = run(other["input_ids"].numpy(), other["attention_mask"].numpy())[0]
+    assert out.shape == (2, 2)
+    ref = _logits(model, other)
+    assert _rel(out, ref) < 0.05
+    rows = np.concatenate([run(held["input_ids"][i:i + 1].numpy(), held["attention_mask"][i:i + 1].numpy())[0]
+                           for i in range(8)])
+    assert _rel(rows, _logits(model, held)) < 0.05
+
+
+def test_dynamic_int8_file_computes_what_the_quantized_torch_model_computes(tmp_path):
+    model = bert()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the embeddings stay float
+        q = quantize_(copy.deepcopy(model), Int8DynamicConfig())
+    held = _tokens(6)
+    info = export_onnx(q, tmp_path / "q.onnx", _tokens(1), verify_inputs=held)
+    assert info["source"] == "quantize_ simulation" and info["verification"]["sqnr_db"] > 45  # the same rounding
+    run = onnx_runner(info["path"])
+    rows = np.concatenate([run(held["input_ids"][i:i + 1].numpy(), held["attention_mask"][i:i + 1].numpy())[0]
+                           for i in range(6)])
+    torch_rows = np.concatenate([_logits(q, {k: v[i:i + 1] for k, v in held.items()}) for i in range(6)])
+    assert _rel(rows, torch_rows) < 1e-3 < _rel(torch_rows, _logits(model, held))
+
+
+def test_mode_is_checked_and_dynamic_refuses_other_dtypes(tmp_path):
+    from effai.errors import InputError
+
+    model = bert()
+    with pytest.raises(InputError, match="mode: expected"):
+        export_onnx(model, tmp_path / "m.onnx", _tokens(1), mode="fast")
+    with pytest.raises(InputError, match="mode='dynamic' is INT8"):
+        export_onnx(model, tmp_path / "m.onnx", _tokens(1), dtype="fp16", mode="dynamic")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_gpt2_dynamic_int8_file_quantizes_every_conv1d(tmp_path):
+    model = gpt2()
+    x = {k: v for k, v in _tokens(4).items()}
+    info = export_onnx(model, tmp_path / "g.onnx", {k: v[:1] for k, v in x.items()}, mode="dynamic", verify_inputs=x)
+    names = {layer["name"] for layer in info["layers"]}
+    assert {f"transformer.h.{i}.{n}" for i in range(2) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                                  "mlp.c_proj")} <= names
+    assert info["verification"]["passed"]
