@@ -89,3 +89,40 @@ def test_gpt2_dynamic_int8_file_quantizes_every_conv1d(tmp_path):
     assert {f"transformer.h.{i}.{n}" for i in range(2) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc",
                                                                   "mlp.c_proj")} <= names
     assert info["verification"]["passed"]
+
+
+def test_bert_static_int8_keeps_layernorm_softmax_gelu_float_and_passes_the_gate(tmp_path):
+    from effai.quantize import Int8StaticConfig
+
+    model = bert()
+    calib = _tokens(16, seed=5)["input_ids"]
+    q = quantize_(copy.deepcopy(model), Int8StaticConfig(calibration=calib))
+    held = _tokens(8)
+    info = export_onnx(q, tmp_path / "s.onnx", _tokens(1), verify_inputs=held)
+    assert info["verification"]["passed"] and {layer["activation"] for layer in info["layers"]} == {"int8 static"}
+    ops = {n.op_type for n in onnx.load(info["path"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Softmax", "Erf"} <= ops  # GELU (erf) and softmax in float
+    assert "LayerNormalization" in ops or "ReduceMean" in ops
+    assert info["kernels"]["int8_ops"] >= 2 * 6  # ORT runs the Linear layers on int8 kernels
+    run = onnx_runner(info["path"])
+    rows = np.concatenate([run(held["input_ids"][i:i + 1].numpy(), held["attention_mask"][i:i + 1].numpy())[0]
+                           for i in range(8)])
+    assert _rel(rows, _logits(model, held)) < 0.1
+
+
+def test_transformer_encoder_static_int8_rounds_in_torch_and_exports_within_the_floor(tmp_path):
+    from effai.quantize import Int8StaticConfig
+    from test_transformers import D, encoder
+
+    model = encoder()
+    g = torch.Generator().manual_seed(4)
+    calib, held = torch.randn(16, SEQ, D, generator=g), torch.randn(8, SEQ, D, generator=g)
+    q = quantize_(copy.deepcopy(model), Int8StaticConfig(calibration=calib))
+    with torch.no_grad():
+        ref, out = model(held), q(held)
+    assert 0 < float((out - ref).norm() / ref.norm()) <= 0.05  # rounded (not the fused fast path), and close
+    info = export_onnx(q, tmp_path / "e.onnx", held[:1], verify_inputs=held)
+    assert info["verification"]["sqnr_db"] > 60  # the file computes what the torch simulation computes
+    assert info["kernels"]["int8_ops"] == 2 * 2  # linear1, linear2 (out_proj is read, not called: weight-only)
+    assert {(layer["name"].split(".")[-1], layer["activation"]) for layer in info["layers"]} == {
+        ("linear1", "int8 static"), ("linear2", "int8 static"), ("out_proj", "float")}

@@ -253,6 +253,8 @@ class QuantLayer(nn.Module):
         self.weight_shape = tuple(w.shape)
         self.act = act
         self.out_act = out_act  # rounds the output where an INT8 kernel would write it in int8
+        if act is not None:  # see _keep_python_path
+            self.register_forward_pre_hook(_keep_python_path)
         if qat:
             self.register_parameter("weight", nn.Parameter(w))
         bias = layer.bias
@@ -381,6 +383,13 @@ class QuantLayer(nn.Module):
     @property
     def bias(self):
         return self.layer.bias
+
+
+def _keep_python_path(module, args):
+    """A no-op pre-hook on every QuantLayer that rounds its input. nn.TransformerEncoderLayer's
+    fused fast path reads `linear1.weight` etc. and never calls the layers, so the activation
+    rounding would silently not happen; torch skips that path when a submodule has hooks."""
+    return None
 
 
 def convert_(model: nn.Module) -> nn.Module:

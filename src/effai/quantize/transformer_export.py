@@ -50,15 +50,23 @@ def single_tensor(example_inputs) -> bool:
 
 
 def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | None) -> bool:
-    """Whether `export_onnx` sends this export here: dynamic INT8, or an int4/quantized model
-    with several (or named) inputs, which the single-input simulation export does not take."""
+    """Whether `export_onnx` sends this export here: dynamic INT8, or an int4/quantized model with
+    several (or named) inputs or attention layers (Q, K and V read one tensor, and
+    nn.MultiheadAttention reads its out_proj's weight without calling it: the marker-based
+    simulation export cannot place those layers)."""
     from effai.quantize.simulated import is_quantized
 
     if mode is not None and mode not in MODES:
         raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if mode == "dynamic" or dtype == "int8-dynamic":
         return True
-    return not single_tensor(example_inputs) and (dtype == "int4" or is_quantized(model))
+    return (not single_tensor(example_inputs) or has_attention(model)) and (dtype == "int4" or is_quantized(model))
+
+
+def has_attention(model: nn.Module) -> bool:
+    """nn.MultiheadAttention or a Hugging Face transformers layer anywhere in the model."""
+    return any(isinstance(m, nn.MultiheadAttention) or type(m).__module__.startswith("transformers.")
+               for m in model.modules())
 
 
 def _width(module: nn.Module) -> int | None:
@@ -106,13 +114,13 @@ def _check_formats(model: nn.Module) -> None:
         if not isinstance(ql, QuantLayer):
             continue
         mode = getattr(ql.act, "mode", None)
-        if isinstance(ql.layer, nn.Linear) and (mode == "dynamic" and ql.fmt == "int8" or (
+        if isinstance(ql.layer, nn.Linear) and (mode in ("dynamic", "static") and ql.fmt == "int8" or (
                 mode is None and ql.fmt in ("int8", "int4", "int2", "ternary", "binary"))):
             continue
         what = f"{ql.fmt} weights, {mode or 'float'} activations, {type(ql.layer).__name__}"
         raise InputError(f"export_onnx: layer {name!r} ({what}): a model with several inputs is written with "
-                         "dynamic INT8 or weight-only integer Linear layers; quantize it with Int8DynamicConfig "
-                         "or WeightOnlyConfig")
+                         "INT8 (dynamic or static) or weight-only integer Linear layers; quantize it with "
+                         "Int8DynamicConfig, Int8StaticConfig or WeightOnlyConfig")
 
 
 def quantized_transformer_onnx(model: nn.Module, example_inputs, opset: int = 17):
@@ -148,8 +156,11 @@ def quantized_transformer_onnx(model: nn.Module, example_inputs, opset: int = 17
         if found is None:
             continue
         name, ql = found
-        if ql.act is not None and name in called:
+        mode = getattr(ql.act, "mode", None) if name in called else None
+        if mode == "dynamic":
             out.append(_dynamic_matmul(g, node, ql, name, shared))
+        elif mode == "static":
+            out.append(_static_matmul(g, node, ql, name))
         else:
             weights, op = _rewrite_weight(g, node, ql, name, "float")
             out.append(LayerExport(name, ql.fmt, "float", weights, op, node.output[0]))
@@ -210,6 +221,29 @@ def _dynamic_matmul(g: _Graph, node, ql: QuantLayer, name: str, shared: dict) ->
     per = "per tensor" if q.granularity == "tensor" else "per channel"
     return LayerExport(name, ql.fmt, "int8 dynamic", f"int8 codes, {per}, MatMulInteger", "MatMulInteger",
                        node.output[0])
+
+
+def _static_matmul(g: _Graph, node, ql: QuantLayer, name: str) -> LayerExport:
+    """QuantizeLinear -> DequantizeLinear of the input with the layer's calibrated scale (uint8,
+    its zero point + 128), int8 weight codes through DequantizeLinear, the output rounded where the
+    simulation rounds it: the QDQ graph ONNX Runtime fuses into its int8 MatMul kernels. LayerNorm,
+    Softmax and GELU are no QuantLayers, so they stay float."""
+    import onnx.helper as oh
+
+    from effai.quantize.simulated import _output_after_bias, _round_output, _uint8_params
+
+    scale, zp = _uint8_params(ql.act)
+    s, z = g.const(f"{name}.input_scale", scale), g.const(f"{name}.input_zp", zp)
+    qx, dqx = g.name(f"{name}.input_q"), g.name(f"{name}.input")
+    at = list(g.g.node).index(node)
+    g.g.node.insert(at, oh.make_node("QuantizeLinear", [node.input[0], s, z], [qx]))
+    g.g.node.insert(at + 1, oh.make_node("DequantizeLinear", [qx, s, z], [dqx]))
+    node.input[0] = dqx
+    output = node.output[0] if node.op_type != "MatMul" else _output_after_bias(g, node.output[0])
+    weights, op = _rewrite_weight(g, node, ql, name, "int8 static")
+    if ql.out_act is not None:
+        output = _round_output(g, output, ql, name)
+    return LayerExport(name, ql.fmt, "int8 static", weights, op, output)
 
 
 # ------------------------------------------------------------------ inputs and the gate
