@@ -73,7 +73,7 @@ def ort_quantize_dynamic(fp32: Path, out: Path) -> Path:
 
 
 def effai_static(model, x1, calib, held, out: Path) -> Path:
-    """quantize_ with static INT8 (calibrated on token rows), then export_onnx of the result."""
+    """quantize_ with static INT8 (minmax, calibrated on token rows with their masks), then export_onnx of the result."""
     q = quantize_(copy.deepcopy(model), Int8StaticConfig(calibration=calib))
     return Path(export_onnx(q, out, x1, verify_inputs=held)["path"])
 
