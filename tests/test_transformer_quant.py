@@ -96,7 +96,8 @@ def test_bert_static_int8_keeps_layernorm_softmax_gelu_float_and_passes_the_gate
 
     model = bert()
     calib = _tokens(16, seed=5)  # ids and masks: calibrated as the model is called
-    q = quantize_(copy.deepcopy(model), Int8StaticConfig(calibration=calib))
+    with pytest.warns(UserWarning, match="Embedding.*left in float"):
+        q = quantize_(copy.deepcopy(model), Int8StaticConfig(calibration=calib))
     held = _tokens(8)
     info = export_onnx(q, tmp_path / "s.onnx", _tokens(1), verify_inputs=held)
     assert info["verification"]["passed"] and {layer["activation"] for layer in info["layers"]} == {"int8 static"}
@@ -126,3 +127,45 @@ def test_transformer_encoder_static_int8_rounds_in_torch_and_exports_within_the_
     assert info["kernels"]["int8_ops"] == 2 * 2  # linear1, linear2 (out_proj is read, not called: weight-only)
     assert {(layer["name"].split(".")[-1], layer["activation"]) for layer in info["layers"]} == {
         ("linear1", "int8 static"), ("linear2", "int8 static"), ("out_proj", "float")}
+
+
+@pytest.mark.parametrize("bits, op, bound", [(8, "Gather", 0.01), (4, "GatherBlockQuantized", 0.15)])
+def test_integer_embeddings_in_torch_and_onnx(bits, op, bound, tmp_path):
+    from effai.quantize import EmbeddingConfig
+    from effai.quantize.core import QuantLayer, state_dict_bytes
+
+    model = bert()
+    before = state_dict_bytes(model)
+    q = quantize_(copy.deepcopy(model), EmbeddingConfig(bits=bits))  # only the tables: no warning for Linears
+    emb = q.bert.embeddings.word_embeddings
+    assert isinstance(emb, QuantLayer) and emb.fmt == f"int{bits}" and emb.weight.shape == (VOCAB, 64)
+    assert not any(isinstance(m, QuantLayer) for m in q.bert.encoder.modules())
+    assert state_dict_bytes(q) < before
+    table = model.bert.embeddings.word_embeddings.weight.detach().numpy()
+    assert 0 < _rel(emb.weight.numpy(), table) < bound  # int8: ~0.4% per row; int4 in groups of 32: ~12%
+    held = _tokens(6)
+    info = export_onnx(q, tmp_path / "e.onnx", _tokens(1), verify_inputs=held)
+    assert {layer["op"] for layer in info["layers"]} == {op} and len(info["layers"]) == 3  # word, position, type
+    assert info["verification"]["sqnr_db"] > 60  # the file's lookup is torch's dequantized table
+
+
+def test_weight_only_int4_bert_and_gpt2_run_on_matmul_nbits(tmp_path):
+    from effai.quantize import WeightOnlyConfig
+
+    for build, n_linear in ((bert, 2 * 6 + 2), (gpt2, 2 * 4 + 1)):  # GPT-2: 4 Conv1D per block + lm_head
+        model = build()
+        q = quantize_(copy.deepcopy(model), WeightOnlyConfig(bits=4, group_size=32),
+                      filter_fn=lambda m, n: m.weight.dim() == 2 and not isinstance(m, torch.nn.Embedding))
+        info = export_onnx(q, tmp_path / f"{build.__name__}.onnx", _tokens(1), verify_inputs=_tokens(4))
+        assert info["verification"]["sqnr_db"] > 50  # MatMulNBits computes what the torch simulation computes
+        assert info["kernels"]["ops"].get("MatMulNBits", 0) == n_linear, info["kernels"]
+        assert {layer["op"] for layer in info["layers"]} == {"MatMulNBits"}
+    f = export_onnx(gpt2(), tmp_path / "f.onnx", _tokens(1), dtype="int4", verify_inputs=_tokens(2),
+                    min_sqnr_db=5, min_agreement=0)  # from the float model; random weights: int4 is coarse
+    assert f["kernels"]["ops"].get("MatMulNBits", 0) == n_linear and f["bytes"] < 0.7 * f["float_bytes"]
+
+
+def test_float_bert_dynamic_file_stores_embeddings_in_int8(tmp_path):
+    info = export_onnx(bert(), tmp_path / "d.onnx", _tokens(1), mode="dynamic", verify_inputs=_tokens(4))
+    assert sum(layer["op"] == "Gather" for layer in info["layers"]) == 3
+    assert info["bytes"] < 0.5 * info["float_bytes"]  # int8 codes; biases, LayerNorms and scales in float

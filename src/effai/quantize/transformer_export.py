@@ -19,9 +19,12 @@ same hidden states) is rewritten with that layer's own codes and scales:
 - a QuantLayer that its parent reads instead of calling (nn.MultiheadAttention's out_proj) keeps
   float activations in torch, so its file weight is DequantizeLinear'd codes with float inputs.
 
+- integer embedding tables (EmbeddingConfig): int8 codes gathered and multiplied by the row's
+  scale, or 4-bit codes in `GatherBlockQuantized` (com.microsoft).
+
 A float model in `mode="dynamic"` is quantized first with `Int8DynamicConfig()` (every Linear and
-GPT-2 Conv1D; embeddings stay float), then written the same way, and verified against the float
-model. Every file passes the verification gate (`effai.quantize.verify`).
+GPT-2 Conv1D) and `EmbeddingConfig(bits=8)` (the tables, as ORT's quantize_dynamic stores them),
+then written the same way, and verified against the float model. Every file passes the verification gate (`effai.quantize.verify`).
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | Non
         raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if mode == "dynamic" or dtype == "int8-dynamic":
         return True
+    if any(isinstance(m, QuantLayer) and isinstance(m.layer, nn.Embedding) for m in model.modules()):
+        return True
     return (not single_tensor(example_inputs) or has_attention(model)) and (dtype == "int4" or is_quantized(model))
 
 
@@ -84,7 +89,7 @@ def _plain_twin(model: nn.Module) -> nn.Module:
     for name, ql in [(n, m) for n, m in twin.named_modules() if isinstance(m, QuantLayer)]:
         layer = copy.deepcopy(ql.layer)
         layer.weight = nn.Parameter(ql.dequantized_weight().reshape(ql.weight_shape))
-        if layer.bias is not None:
+        if getattr(layer, "bias", None) is not None:
             bias = layer.bias.detach().float()
             layer._buffers.pop("bias", None)
             layer.bias = nn.Parameter(bias)
@@ -114,6 +119,8 @@ def _check_formats(model: nn.Module) -> None:
         if not isinstance(ql, QuantLayer):
             continue
         mode = getattr(ql.act, "mode", None)
+        if isinstance(ql.layer, nn.Embedding) and ql.fmt in ("int8", "int4") and mode is None:
+            continue
         if isinstance(ql.layer, nn.Linear) and (mode in ("dynamic", "static") and ql.fmt == "int8" or (
                 mode is None and ql.fmt in ("int8", "int4", "int2", "ternary", "binary"))):
             continue
@@ -144,18 +151,21 @@ def quantized_transformer_onnx(model: nn.Module, example_inputs, opset: int = 17
     for name, ql in model.named_modules():
         if isinstance(ql, QuantLayer):
             w = ql.dequantized_weight().reshape(ql.weight_shape).numpy().astype(np.float32)
-            by_value.setdefault(_key(w), (name, ql))
+            by_value.setdefault(_key(w, isinstance(ql.layer, nn.Embedding)), (name, ql))
     with tempfile.TemporaryDirectory() as tmp:
         path = export_fp32_onnx(_plain_twin(model), Path(tmp) / "twin.onnx", example_inputs, opset=opset, dynamic=True)
         proto = onnx.load(str(path))
     g = _Graph(proto)
     shared: dict[str, tuple[str, str, str]] = {}  # input tensor -> its DynamicQuantizeLinear outputs
     out: list[LayerExport] = []
-    for node in [n for n in g.g.node if n.op_type in ("MatMul", "Gemm")]:
+    for node in [n for n in g.g.node if n.op_type in ("MatMul", "Gemm", "Gather")]:
         found = _layer_of(g, node, by_value)
         if found is None:
             continue
         name, ql = found
+        if node.op_type == "Gather":
+            out.append(_embedding_gather(g, node, ql, name))
+            continue
         mode = getattr(ql.act, "mode", None) if name in called else None
         if mode == "dynamic":
             out.append(_dynamic_matmul(g, node, ql, name, shared))
@@ -165,27 +175,29 @@ def quantized_transformer_onnx(model: nn.Module, example_inputs, opset: int = 17
             weights, op = _rewrite_weight(g, node, ql, name, "float")
             out.append(LayerExport(name, ql.fmt, "float", weights, op, node.output[0]))
     _drop_unused(g)
-    if any(layer.op == "MatMulNBits" for layer in out):
+    if any(layer.op in ("MatMulNBits", "GatherBlockQuantized") for layer in out):
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return proto, out
 
 
-def _key(w: np.ndarray) -> tuple:
-    return w.shape, np.ascontiguousarray(w).tobytes()
+def _key(w: np.ndarray, table: bool) -> tuple:
+    """Lookup tables and Linear weights apart: GPT-2's tied lm_head and word embeddings hold equal codes."""
+    return table, w.shape, np.ascontiguousarray(w).tobytes()
 
 
 def _layer_of(g: _Graph, node, by_value) -> tuple[str, QuantLayer] | None:
     """The QuantLayer whose weight this MatMul/Gemm multiplies by (its weight, transposed as the op stores it)."""
     from effai.quantize.simulated import _attr
 
+    gather = node.op_type == "Gather"
     try:
-        w = g.array(node.input[1])
-    except KeyError:  # not a constant: an activation x activation product (attention)
+        w = g.array(node.input[0 if gather else 1])
+    except KeyError:  # not a constant: an activation x activation product (attention), a shape
         return None
-    if w.dtype != np.float32 or w.ndim != 2:
+    if w.dtype != np.float32 or w.ndim != 2 or (gather and _attr(node, "axis", 0) != 0):
         return None
-    as_stored = node.op_type == "Gemm" and _attr(node, "transB", 0)
-    return by_value.get(_key(w if as_stored else w.T))
+    as_stored = gather or (node.op_type == "Gemm" and _attr(node, "transB", 0))
+    return by_value.get(_key(w if as_stored else w.T, gather))
 
 
 def _dynamic_matmul(g: _Graph, node, ql: QuantLayer, name: str, shared: dict) -> LayerExport:
@@ -221,6 +233,52 @@ def _dynamic_matmul(g: _Graph, node, ql: QuantLayer, name: str, shared: dict) ->
     per = "per tensor" if q.granularity == "tensor" else "per channel"
     return LayerExport(name, ql.fmt, "int8 dynamic", f"int8 codes, {per}, MatMulInteger", "MatMulInteger",
                        node.output[0])
+
+
+def _embedding_gather(g: _Graph, node, ql: QuantLayer, name: str) -> LayerExport:
+    """An integer embedding table: 4-bit codes with a scale per block of a row run by
+    GatherBlockQuantized (com.microsoft); otherwise the int8 codes are gathered and multiplied by
+    the gathered row scales (Gather, Gather, Cast, Mul)."""
+    import onnx
+    import onnx.helper as oh
+
+    q = _codes(ql)
+    assert q is not None  # _check_formats: int8 / int4
+    ids, y = node.input[1], node.output[0]
+    rows, width = ql.weight_shape
+    block = ql.group_size if q.granularity == "group" else _row_block(width)
+    at = list(g.g.node).index(node)
+    g.g.node.remove(node)
+    if ql.fmt == "int4" and block is not None and block >= 16 and block & (block - 1) == 0 and width % block == 0:
+        scales = q.scale.reshape(rows, -1).astype(np.float32)
+        if scales.shape[1] != width // block:  # one scale per row, repeated for each block
+            scales = np.repeat(scales, width // block, axis=1)
+        data = g.name(f"{name}.table_int4")
+        t = oh.make_tensor(data, onnx.TensorProto.INT4, (rows, width), q.codes.reshape(-1).astype(np.int8).tolist())
+        g.g.initializer.append(t)
+        g.inits[data] = t
+        s = g.const(f"{name}.table_scales", scales)
+        g.g.node.insert(at, oh.make_node("GatherBlockQuantized", [data, ids, s], [y], domain="com.microsoft",
+                                         gather_axis=0, quantize_axis=1, block_size=block, name=g.name(name)))
+        return LayerExport(name, ql.fmt, "float", f"int4 codes, a scale per {block} values of a row",
+                           "GatherBlockQuantized", y)
+    if q.granularity == "group":
+        raise InputError(f"export_onnx: embedding {name!r}: {ql.fmt} per group of {ql.group_size} needs 4 bits and a "
+                         "power-of-two group >= 16 dividing the width (GatherBlockQuantized)")
+    codes = g.const(f"{name}.table_codes", np.ascontiguousarray(q.codes, dtype=np.int8))
+    scale = g.const(f"{name}.row_scale", np.broadcast_to(q.scale.astype(np.float32).reshape(-1, 1), (rows, 1)).copy())
+    c, cf, s = g.name(f"{name}.codes"), g.name(f"{name}.codes_float"), g.name(f"{name}.scale")
+    for i, n in enumerate([oh.make_node("Gather", [codes, ids], [c], axis=0),
+                           oh.make_node("Gather", [scale, ids], [s], axis=0),
+                           oh.make_node("Cast", [c], [cf], to=1),
+                           oh.make_node("Mul", [cf, s], [y])]):
+        g.g.node.insert(at + i, n)
+    return LayerExport(name, ql.fmt, "float", f"{ql.fmt} codes in int8, a scale per token row", "Gather", y)
+
+
+def _row_block(width: int) -> int | None:
+    """The largest power-of-two block (16..256) dividing a row: a per-row scale repeated per block."""
+    return next((b for b in (256, 128, 64, 32, 16) if width % b == 0), None)
 
 
 def _static_matmul(g: _Graph, node, ql: QuantLayer, name: str) -> LayerExport:
@@ -287,8 +345,8 @@ def export(model: nn.Module, path: Path, example_inputs, dtype: str | None, mode
     from effai.fileio import write_atomic
     from effai.profile.latency import export_fp32_onnx
     from effai.quantize import verify
-    from effai.quantize.config import Int8DynamicConfig, WeightOnlyConfig
-    from effai.quantize.core import quantize_
+    from effai.quantize.config import EmbeddingConfig, Int8DynamicConfig, WeightOnlyConfig
+    from effai.quantize.core import quantize_, select
     from effai.quantize.kernels import runtime_kernels
     from effai.quantize.simulated import is_quantized
 
@@ -305,16 +363,19 @@ def export(model: nn.Module, path: Path, example_inputs, dtype: str | None, mode
         q = copy.deepcopy(model).eval()
         with warnings.catch_warnings():  # embeddings stay float: said in the source line
             warnings.simplefilter("ignore")
-            if dynamic:
+            if dynamic:  # embeddings in int8 too, as ONNX Runtime's quantize_dynamic stores them
                 quantize_(q, Int8DynamicConfig())
+                if any(isinstance(m, nn.Embedding) for m in q.modules()):
+                    quantize_(q, EmbeddingConfig(bits=8))
             else:  # per group of 32 where it divides the width (MatMulNBits' blocks), else per channel
                 grouped = [lambda m, n: (_width(m) or 1) % 32 == 0, lambda m, n: _width(m) is not None]
                 for cfg, filt in zip((WeightOnlyConfig(bits=4, group_size=32), WeightOnlyConfig(bits=4)), grouped,
                                      strict=True):
-                    if any(filt(m, n) for n, m in q.named_modules() if not isinstance(m, QuantLayer)):
+                    if select(q, filt):
                         quantize_(q, cfg, filter_fn=filt)
-        what = "dynamic INT8" if dynamic else "int4 weight-only (per group of 32 where the width allows)"
-        source = f"float model, Linear layers quantized to {what} by effai (embeddings float)"
+        source = ("float model, quantized by effai: Linear layers dynamic INT8, embeddings int8 per row" if dynamic
+                  else "float model, Linear layers quantized by effai to int4 weight-only (per group of 32 where "
+                       "the width allows; embeddings float)")
     else:
         q = model
     proto, layers = quantized_transformer_onnx(q, example_inputs)
