@@ -169,3 +169,19 @@ def test_float_bert_dynamic_file_stores_embeddings_in_int8(tmp_path):
     info = export_onnx(bert(), tmp_path / "d.onnx", _tokens(1), mode="dynamic", verify_inputs=_tokens(4))
     assert sum(layer["op"] == "Gather" for layer in info["layers"]) == 3
     assert info["bytes"] < 0.5 * info["float_bytes"]  # int8 codes; biases, LayerNorms and scales in float
+
+
+def test_cli_exports_a_token_model_as_dynamic_int8(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from effai.cli import app
+
+    out = tmp_path / "tt.onnx"
+    r = CliRunner().invoke(app, ["export", "text_transformer", "--dataset", "keywords", "--dtype", "int8-dynamic",
+                                 "--out", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["verification"]["passed"] and info["kernels"]["int8_ops"] > 0 and out.exists()
+    assert {layer["activation"] for layer in info["layers"] if layer["op"] == "MatMulInteger"} == {"int8 dynamic"}
