@@ -139,9 +139,11 @@ def main():
         f"sequence. Latency: ONNX Runtime CPU, batch 1, {THREADS} thread, {rounds} interleaved rounds of >= 10 calls "
         "and >= 50 ms per variant, median of the per-round means. Error: rel. L2 of the logits against torch FP32 on "
         f"{n_held} held-out rows (half padded), one call per row. *{EFFAI_DYN}*: `export_onnx(bert, path, inputs, "
-        f"mode=\"dynamic\")`; *{ORT_DYN}*: `onnxruntime.quantization.quantize_dynamic` on the FP32 file (it also "
-        "stores the embeddings in int8, effai keeps them float unless asked). Goal: effai dynamic <= 1.05x ORT's "
-        "latency at rel. L2 <= ORT's + 0.01.",
+        f"mode=\"dynamic\")` (Linear layers int8 per channel, embeddings int8 per row); *{ORT_DYN}*: "
+        "`onnxruntime.quantization.quantize_dynamic` on the FP32 file (int8 per tensor, embeddings int8 too); "
+        f"*{EFFAI_STATIC}*: `quantize_(bert, Int8StaticConfig(calibration=...))` on 16 token rows, then "
+        "`export_onnx` (LayerNorm, Softmax, GELU float). Goal: effai dynamic <= 1.05x ORT's latency at rel. L2 <= "
+        "ORT's + 0.01.",
         "",
     ]
     if goal:
