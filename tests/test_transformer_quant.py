@@ -185,3 +185,17 @@ def test_cli_exports_a_token_model_as_dynamic_int8(tmp_path):
     info = json.loads(r.stdout)
     assert info["verification"]["passed"] and info["kernels"]["int8_ops"] > 0 and out.exists()
     assert {layer["activation"] for layer in info["layers"] if layer["op"] == "MatMulInteger"} == {"int8 dynamic"}
+
+
+def test_float_bert_with_two_inputs_exports_static_int8_fp16_and_refuses_without_calibration(tmp_path):
+    from effai.errors import InputError
+
+    model, x, held = bert(), _tokens(1), _tokens(4)
+    info = export_onnx(model, tmp_path / "s.onnx", x, dtype="int8", calibration=_tokens(16, seed=7),
+                       verify_inputs=held)
+    assert "static INT8" in info["source"] and info["kernels"]["int8_ops"] >= 2 * 6
+    half = export_onnx(model, tmp_path / "h.onnx", x, dtype="fp16", verify_inputs=held)
+    assert half["verification"]["sqnr_db"] > 40 and half["bytes"] < 0.7 * half["float_bytes"]  # tiny model: graph overhead
+    assert len(onnx.load(half["path"]).graph.input) == 2
+    with pytest.raises(InputError, match="needs calibration data"):
+        export_onnx(model, tmp_path / "n.onnx", x)

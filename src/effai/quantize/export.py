@@ -390,7 +390,7 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None
 
     if transformer_export.handles(model, example_inputs, dtype, mode):  # dynamic INT8, several inputs
         return transformer_export.export(model, Path(path), example_inputs, dtype, mode, runtime, threads,
-                                         verify_inputs, gate)  # type: ignore[return-value]
+                                         verify_inputs, gate, calibration, method)  # type: ignore[return-value]
     ex = example_inputs if isinstance(example_inputs, torch.Tensor) else example_inputs[0]
     check = verify_inputs if verify_inputs is not None else ex
     if is_quantized(model) or dtype == "int4":

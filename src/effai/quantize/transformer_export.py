@@ -53,8 +53,8 @@ def single_tensor(example_inputs) -> bool:
 
 
 def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | None) -> bool:
-    """Whether `export_onnx` sends this export here: dynamic INT8, or an int4/quantized model with
-    several (or named) inputs or attention layers (Q, K and V read one tensor, and
+    """Whether `export_onnx` sends this export here: dynamic INT8, several (or named) inputs, integer
+    embeddings, or an int4/quantized model with attention layers (Q, K and V read one tensor, and
     nn.MultiheadAttention reads its out_proj's weight without calling it: the marker-based
     simulation export cannot place those layers)."""
     from effai.quantize.simulated import is_quantized
@@ -63,9 +63,10 @@ def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | Non
         raise InputError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     if mode == "dynamic" or dtype == "int8-dynamic":
         return True
-    if any(isinstance(m, QuantLayer) and isinstance(m.layer, nn.Embedding) for m in model.modules()):
+    if not single_tensor(example_inputs) or any(
+            isinstance(m, QuantLayer) and isinstance(m.layer, nn.Embedding) for m in model.modules()):
         return True
-    return (not single_tensor(example_inputs) or has_attention(model)) and (dtype == "int4" or is_quantized(model))
+    return has_attention(model) and (dtype == "int4" or is_quantized(model))
 
 
 def has_attention(model: nn.Module) -> bool:
@@ -339,62 +340,88 @@ def torch_rows(model: nn.Module, inputs, rows: list[tuple[np.ndarray, ...]]) -> 
     return np.concatenate(outs)
 
 
+def _quantized_copy(model: nn.Module, dtype: str | None, dynamic: bool, calibration, method: str):
+    """A float model quantized by effai for `dtype` / dynamic mode, and the words saying how."""
+    from effai.quantize.config import EmbeddingConfig, Int8DynamicConfig, Int8StaticConfig, WeightOnlyConfig
+    from effai.quantize.core import quantize_, select
+
+    q = copy.deepcopy(model).eval()
+    with warnings.catch_warnings():  # layers left float (embeddings, norms) are said in the source line
+        warnings.simplefilter("ignore")
+        if dynamic:  # embeddings in int8 too, as ONNX Runtime's quantize_dynamic stores them
+            quantize_(q, Int8DynamicConfig())
+            if any(isinstance(m, nn.Embedding) for m in q.modules()):
+                quantize_(q, EmbeddingConfig(bits=8))
+            return q, "float model, quantized by effai: Linear layers dynamic INT8, embeddings int8 per row"
+        if dtype == "int8":
+            if calibration is None:
+                raise InputError("export_onnx: static INT8 of a model with several inputs needs calibration data (a "
+                                 "dict of tensors like the example inputs), or mode='dynamic' (none needed)")
+            quantize_(q, Int8StaticConfig(calibration=calibration, method=method))
+            return q, f"float model, quantized by effai: Linear layers static INT8 ({method} calibration)"
+        # int4: per group of 32 where it divides the width (MatMulNBits' blocks), else per channel
+        grouped = [lambda m, n: (_width(m) or 1) % 32 == 0, lambda m, n: _width(m) is not None]
+        for cfg, filt in zip((WeightOnlyConfig(bits=4, group_size=32), WeightOnlyConfig(bits=4)), grouped, strict=True):
+            if select(q, filt):
+                quantize_(q, cfg, filter_fn=filt)
+        return q, ("float model, Linear layers quantized by effai to int4 weight-only (per group of 32 where the "
+                   "width allows; embeddings float)")
+
+
+def _file(model: nn.Module, example_inputs, dtype: str | None, dynamic: bool, calibration, method: str, tmp: Path):
+    """(ONNX bytes, LayerExport list, the quantized model or None, source) for the export asked for."""
+    from effai.profile.latency import export_fp32_onnx
+    from effai.quantize.simulated import is_quantized
+
+    if is_quantized(model):
+        proto, layers = quantized_transformer_onnx(model, example_inputs)
+        return proto.SerializeToString(), layers, model, "quantize_ simulation"
+    if not dynamic and dtype in ("fp32", "fp16"):
+        from effai.quantize.export import to_fp16
+
+        f = export_fp32_onnx(model, tmp / "fp32.onnx", example_inputs, dynamic=True)
+        f = to_fp16(f, tmp / "fp16.onnx") if dtype == "fp16" else f
+        return f.read_bytes(), [], None, "float model"
+    q, source = _quantized_copy(model, dtype, dynamic, calibration, method)
+    proto, layers = quantized_transformer_onnx(q, example_inputs)
+    return proto.SerializeToString(), layers, q, source
+
+
 def export(model: nn.Module, path: Path, example_inputs, dtype: str | None, mode: str | None, runtime: str,
-           threads: int, verify_inputs, gate: tuple[float, float]) -> dict[str, Any]:
+           threads: int, verify_inputs, gate: tuple[float, float], calibration=None,
+           method: str = "minmax") -> dict[str, Any]:
     """export_onnx for models with several inputs and for dynamic INT8 (see the module doc)."""
     from effai.fileio import write_atomic
     from effai.profile.latency import export_fp32_onnx
     from effai.quantize import verify
-    from effai.quantize.config import EmbeddingConfig, Int8DynamicConfig, WeightOnlyConfig
-    from effai.quantize.core import quantize_, select
     from effai.quantize.kernels import runtime_kernels
-    from effai.quantize.simulated import is_quantized
 
     if runtime != "onnxruntime":
         raise InputError(f"export_onnx: dynamic INT8 and several-input files run on ONNX Runtime; got runtime={runtime!r}")
     dynamic = mode == "dynamic" or dtype == "int8-dynamic"
     if dynamic and dtype not in (None, "int8", "int8-dynamic"):
         raise InputError(f"export_onnx: mode='dynamic' is INT8 (dtype='int8'), got dtype={dtype!r}")
-    source = "quantize_ simulation"
-    if not is_quantized(model):
-        if not dynamic and dtype != "int4":
-            raise InputError("export_onnx: a float model with several inputs is written as fp32/fp16 or quantized "
-                             "with mode='dynamic' or dtype='int4'")
-        q = copy.deepcopy(model).eval()
-        with warnings.catch_warnings():  # embeddings stay float: said in the source line
-            warnings.simplefilter("ignore")
-            if dynamic:  # embeddings in int8 too, as ONNX Runtime's quantize_dynamic stores them
-                quantize_(q, Int8DynamicConfig())
-                if any(isinstance(m, nn.Embedding) for m in q.modules()):
-                    quantize_(q, EmbeddingConfig(bits=8))
-            else:  # per group of 32 where it divides the width (MatMulNBits' blocks), else per channel
-                grouped = [lambda m, n: (_width(m) or 1) % 32 == 0, lambda m, n: _width(m) is not None]
-                for cfg, filt in zip((WeightOnlyConfig(bits=4, group_size=32), WeightOnlyConfig(bits=4)), grouped,
-                                     strict=True):
-                    if select(q, filt):
-                        quantize_(q, cfg, filter_fn=filt)
-        source = ("float model, quantized by effai: Linear layers dynamic INT8, embeddings int8 per row" if dynamic
-                  else "float model, Linear layers quantized by effai to int4 weight-only (per group of 32 where "
-                       "the width allows; embeddings float)")
-    else:
-        q = model
-    proto, layers = quantized_transformer_onnx(q, example_inputs)
-    data = proto.SerializeToString()
+    if not dynamic and dtype not in (None, "int8", "int4", "fp16", "fp32"):
+        raise InputError(f"dtype must be one of int8, int8-dynamic, int4, fp16, fp32, got {dtype!r}")
+    from effai.quantize.simulated import is_quantized
+
+    if dtype is None and not dynamic and not is_quantized(model):
+        dtype = "int8"  # export_onnx's default for a float model
     check = verify_inputs if verify_inputs is not None else example_inputs
     rows = feed_rows(check)
     reference = torch_rows(model, check, rows)
     with tempfile.TemporaryDirectory() as tmp:
+        data, layers, q, source = _file(model, example_inputs, dtype, dynamic, calibration, method, Path(tmp))
         f = Path(tmp) / "model.onnx"
         f.write_bytes(data)
         run = verify.load(f, runtime, threads)
-        deployed = np.concatenate([run(*row)[0] for row in rows])
-        v = verify.compare(reference, deployed, runtime, *gate)
+        v = verify.compare(reference, np.concatenate([run(*row)[0] for row in rows]), runtime, *gate)
         if not v.passed:
             raise verify.refusal(v, "exported")
-        float_bytes = os.path.getsize(export_fp32_onnx(model if not is_quantized(model) else _plain_twin(model),
-                                                       Path(tmp) / "float.onnx", example_inputs, dynamic=True))
+        twin = model if q is None or q is not model else _plain_twin(model)
+        float_bytes = os.path.getsize(export_fp32_onnx(twin, Path(tmp) / "float.onnx", example_inputs, dynamic=True))
         write_atomic(path, data)
-    formats = sorted({m.fmt for m in q.modules() if isinstance(m, QuantLayer)})
+    formats = sorted({m.fmt for m in q.modules() if isinstance(m, QuantLayer)}) if q is not None else [dtype or "fp32"]
     return {"path": str(path), "dtype": formats[0] if len(formats) == 1 else "mixed", "runtime": runtime,
             "settings": None, "candidates": None, "float_latency_ms": None, "source": source,
             "layers": [asdict(layer) for layer in layers], "bytes": os.path.getsize(path), "float_bytes": float_bytes,
