@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from effai.profile.latency import onnx_runner
-from effai.quantize import Int8DynamicConfig, export_onnx, quantize_
+from effai.quantize import Int8DynamicConfig, Int8StaticConfig, export_onnx, quantize_
 from test_transformers import SEQ, VOCAB
 from test_transformers import bert as _random_bert
 from test_transformers import gpt2 as _random_gpt2
@@ -95,6 +95,13 @@ def test_mode_is_checked_and_dynamic_refuses_other_dtypes(tmp_path):
         export_onnx(model, tmp_path / "m.onnx", _tokens(1), mode="fast")
     with pytest.raises(InputError, match="mode='dynamic' is INT8"):
         export_onnx(model, tmp_path / "m.onnx", _tokens(1), dtype="fp16", mode="dynamic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        q = quantize_(copy.deepcopy(model), Int8StaticConfig(calibration=_tokens(4)))
+    with pytest.raises(InputError, match="calibrated \\(static\\) ranges"):
+        export_onnx(q, tmp_path / "m.onnx", _tokens(1), mode="dynamic")
+    with pytest.raises(InputError, match="quantized already"):
+        export_onnx(q, tmp_path / "m.onnx", _tokens(1), dtype="int4")
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -110,7 +117,6 @@ def test_gpt2_dynamic_int8_file_quantizes_every_conv1d(tmp_path):
 
 
 def test_bert_static_int8_keeps_layernorm_softmax_gelu_float_and_passes_the_gate(tmp_path):
-    from effai.quantize import Int8StaticConfig
 
     model = bert()
     calib = _tokens(16, seed=5)  # ids and masks: calibrated as the model is called
@@ -130,7 +136,6 @@ def test_bert_static_int8_keeps_layernorm_softmax_gelu_float_and_passes_the_gate
 
 
 def test_transformer_encoder_static_int8_rounds_in_torch_and_exports_within_the_floor(tmp_path):
-    from effai.quantize import Int8StaticConfig
     from test_transformers import D, encoder
 
     model = encoder()

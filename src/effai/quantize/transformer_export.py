@@ -175,6 +175,10 @@ def quantized_transformer_onnx(model: nn.Module, example_inputs, opset: int = 17
         else:
             weights, op = _rewrite_weight(g, node, ql, name, "float")
             out.append(LayerExport(name, ql.fmt, "float", weights, op, node.output[0]))
+    lost = sorted(called - {layer.name for layer in out})
+    if lost:  # the exporter fused or transformed their weights: the file holds them as float values
+        warnings.warn(f"export_onnx: the weights of {', '.join(lost)} were not found in the exported graph; they "
+                      "stay fp32 there (same values, no integer kernel)", stacklevel=3)
     _drop_unused(g)
     if any(layer.op in ("MatMulNBits", "GatherBlockQuantized") for layer in out):
         proto.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
@@ -368,12 +372,27 @@ def _quantized_copy(model: nn.Module, dtype: str | None, dynamic: bool, calibrat
                    "width allows; embeddings float)")
 
 
+def _check_request(model: nn.Module, dtype: str | None, dynamic: bool) -> None:
+    """A quantized model is written as it is: a dtype or mode naming something else is refused."""
+    layers = [m for m in model.modules() if isinstance(m, QuantLayer)]
+    formats = sorted({m.fmt for m in layers})
+    if dtype is not None and dtype.removesuffix("-dynamic") not in formats:
+        raise InputError(f"dtype={dtype!r}: the model is quantized already (formats: {', '.join(formats)}); leave "
+                         "dtype out to export it as simulated")
+    static = sorted({n for n, m in model.named_modules() if isinstance(m, QuantLayer)
+                     and getattr(m.act, "mode", None) == "static"})
+    if dynamic and static:
+        raise InputError(f"mode='dynamic': layers {', '.join(static[:3])} of the model round their inputs with "
+                         "calibrated (static) ranges; pass the float model, or quantize it with Int8DynamicConfig")
+
+
 def _file(model: nn.Module, example_inputs, dtype: str | None, dynamic: bool, calibration, method: str, tmp: Path):
     """(ONNX bytes, LayerExport list, the quantized model or None, source) for the export asked for."""
     from effai.profile.latency import export_fp32_onnx
     from effai.quantize.simulated import is_quantized
 
     if is_quantized(model):
+        _check_request(model, dtype, dynamic)
         proto, layers = quantized_transformer_onnx(model, example_inputs)
         return proto.SerializeToString(), layers, model, "quantize_ simulation"
     if not dynamic and dtype in ("fp32", "fp16"):
