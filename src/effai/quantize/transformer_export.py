@@ -396,11 +396,14 @@ def _file(model: nn.Module, example_inputs, dtype: str | None, dynamic: bool, ca
         proto, layers = quantized_transformer_onnx(model, example_inputs)
         return proto.SerializeToString(), layers, model, "quantize_ simulation"
     if not dynamic and dtype in ("fp32", "fp16"):
-        from effai.quantize.export import to_fp16
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
         f = export_fp32_onnx(model, tmp / "fp32.onnx", example_inputs, dynamic=True)
-        f = to_fp16(f, tmp / "fp16.onnx") if dtype == "fp16" else f
-        return f.read_bytes(), [], None, "float model"
+        if dtype == "fp32":
+            return f.read_bytes(), [], None, "float model"
+        half = convert_float_to_float16(onnx.load(str(f)), keep_io_types=True)  # as export.to_fp16 (no cycle)
+        return half.SerializeToString(), [], None, "float model"
     q, source = _quantized_copy(model, dtype, dynamic, calibration, method)
     proto, layers = quantized_transformer_onnx(q, example_inputs)
     return proto.SerializeToString(), layers, q, source
