@@ -12,6 +12,8 @@ Ranges per layer input, from a sample of the values seen on the calibration batc
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sized
 
 import numpy as np
@@ -210,8 +212,8 @@ def rounded_outputs(model: nn.Module, names: list[str], example: torch.Tensor) -
         from torch.fx.passes.shape_prop import ShapeProp
 
         gm = torch.fx.symbolic_trace(model)
-        with torch.no_grad():
-            ShapeProp(gm).propagate(example)
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints the traceback
+            ShapeProp(gm).propagate(*example.values()) if isinstance(example, dict) else ShapeProp(gm).propagate(example)
     except Exception:  # noqa: BLE001 - untraceable models keep the layer-input-only scheme
         return {}
     mods, wanted, out = dict(gm.named_modules()), set(names), {}

@@ -54,7 +54,7 @@ def single_tensor(example_inputs) -> bool:
 
 def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | None) -> bool:
     """Whether `export_onnx` sends this export here: dynamic INT8, several (or named) inputs, integer
-    embeddings, or an int4/quantized model with attention layers (Q, K and V read one tensor, and
+    embeddings, INT8 of a token model, or an int4/quantized model with attention layers (Q, K and V read one tensor, and
     nn.MultiheadAttention reads its out_proj's weight without calling it: the marker-based
     simulation export cannot place those layers)."""
     from effai.quantize.simulated import is_quantized
@@ -66,6 +66,8 @@ def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | Non
     if not single_tensor(example_inputs) or any(
             isinstance(m, QuantLayer) and isinstance(m.layer, nn.Embedding) for m in model.modules()):
         return True
+    if not example_inputs.is_floating_point() and (is_quantized(model) or dtype in (None, "int8")):
+        return True  # token ids: ORT's quantize_static feeds float calibration data; effai calibrates in torch
     return has_attention(model) and (dtype == "int4" or is_quantized(model))
 
 
