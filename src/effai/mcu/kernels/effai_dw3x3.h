@@ -1,0 +1,189 @@
+/* Depthwise 3x3 convolution for the Cortex-M DSP extension (written for effai; no third-party code).
+ * The generated model.c calls effai_dwconv3x3_dsp with the layer's geometry as literal constants,
+ * so each layer gets its own instance with immediate address offsets (C, S, IW ... are constants).
+ *
+ * Three input rows at a time are copied into `band` (scratch), with in_zp written where the
+ * window hangs over the border: every output pixel then reads a full 3x3 window of raw int8
+ * inputs, and the bias (effai_rq_t, in_zp folded in) makes padding and interior the same sum as
+ * the portable kernel's. Rows are copied before any output of the row is written, so the output
+ * may overlap the input as planner.overlap_offset allows (reads only move earlier).
+ *
+ * Inner step: two horizontally adjacent output pixels x four channels. An input word holds four
+ * channels; SXTB16 splits it into (c0, c2) and (c1, c3), and SMLABB/SMLATT multiply each half by
+ * the matching int16 weight of effai_rq_t's sibling `w16` (codegen.dw_taps16), so each input word
+ * and weight pair is loaded once and used for both pixels (stride 1: 4 columns feed 2 x 3 taps). */
+#ifndef EFFAI_DW3X3_H
+#define EFFAI_DW3X3_H
+#include "effai_nn.h"
+#include <arm_acle.h>
+#include <string.h>
+
+static inline int32_t effai_ld32(const void *src)
+{
+    int32_t v;
+    memcpy(&v, src, 4);
+    return v;
+}
+
+static inline int32_t effai_sxtb16_ror8(int32_t x)
+{
+    int32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/* n bytes (a multiple of 16) with LDM/STM, 16 bytes per instruction pair */
+static inline void effai_copy16(int8_t *dst, const int8_t *src, uint32_t n)
+{
+    for (; n; n -= 16) {
+        __asm volatile("ldmia %1!, {r4, r5, r6, r8}\n\tstmia %0!, {r4, r5, r6, r8}"
+                       : "+r"(dst), "+r"(src) : : "r4", "r5", "r6", "r8", "memory");
+    }
+}
+
+static inline void effai_copy(int8_t *dst, const int8_t *src, uint32_t n)
+{
+    const uint32_t n16 = ((uintptr_t)dst | (uintptr_t)src) & 3u ? 0 : n & ~15u; /* LDM/STM need word alignment */
+    effai_copy16(dst, src, n16);
+    for (uint32_t i = n16; i < n; i++) dst[i] = src[i];
+}
+
+static inline void effai_fill(int8_t *dst, int v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) dst[i] = (int8_t)v;
+}
+
+/* The MACs of one group (4 channels, 1 or 2 pixels, 3x3 taps) in one assembly block, so the
+ * eight accumulators stay in registers (the compiler's schedule hoists loads and spills them).
+ * A column: the input word at r + ky*ROW + j*C (4 channels) split by SXTB16 into (c0, c2) and
+ * (c1, c3). A tap: LDRD of its int16 weight pairs (w + 8*t bytes), SMLABB/SMLATT into pixel a's
+ * (or b's) accumulators. Pixel b's window starts S columns right of a's, so with stride 1 the
+ * four columns of a row feed 2 x 3 taps. */
+#define EFFAI_DW_COL(ky, j) "ldr %[x], [%[r], #(" #ky "*%c[row] + " #j "*%c[c])]\n\t" \
+    "sxtb16 %[e], %[x]\n\tsxtb16 %[x], %[x], ror #8\n\t"
+#define EFFAI_DW_TAP(t, a0, a1, a2, a3) "ldrd %[w0], %[w1], [%[wp], #((" #t ")*8)]\n\t"                  \
+    "smlabb %[" a0 "], %[e], %[w0], %[" a0 "]\n\tsmlatt %[" a2 "], %[e], %[w0], %[" a2 "]\n\t"         \
+    "smlabb %[" a1 "], %[x], %[w1], %[" a1 "]\n\tsmlatt %[" a3 "], %[x], %[w1], %[" a3 "]\n\t"
+#define EFFAI_DW_A(t) EFFAI_DW_TAP(t, "a0", "a1", "a2", "a3")
+#define EFFAI_DW_B(t) EFFAI_DW_TAP(t, "b0", "b1", "b2", "b3")
+#define EFFAI_DW_ROW1(ky, t) EFFAI_DW_COL(ky, 0) EFFAI_DW_A(t) EFFAI_DW_COL(ky, 1) EFFAI_DW_A(t + 1)      \
+    EFFAI_DW_COL(ky, 2) EFFAI_DW_A(t + 2)
+#define EFFAI_DW_ROW2_S1(ky, t) EFFAI_DW_COL(ky, 0) EFFAI_DW_A(t) EFFAI_DW_COL(ky, 1) EFFAI_DW_A(t + 1)   \
+    EFFAI_DW_B(t) EFFAI_DW_COL(ky, 2) EFFAI_DW_A(t + 2) EFFAI_DW_B(t + 1) EFFAI_DW_COL(ky, 3) EFFAI_DW_B(t + 2)
+#define EFFAI_DW_ROW2_S2(ky, t) EFFAI_DW_COL(ky, 0) EFFAI_DW_A(t) EFFAI_DW_COL(ky, 1) EFFAI_DW_A(t + 1)   \
+    EFFAI_DW_COL(ky, 2) EFFAI_DW_A(t + 2) EFFAI_DW_B(t) EFFAI_DW_COL(ky, 3) EFFAI_DW_B(t + 1)            \
+    EFFAI_DW_COL(ky, 4) EFFAI_DW_B(t + 2)
+#define EFFAI_DW_COPY_B "mov %[b0], %[a0]\n\tmov %[b1], %[a1]\n\tmov %[b2], %[a2]\n\tmov %[b3], %[a3]\n\t"
+#define EFFAI_DW_OPERANDS                                                                              \
+    : [a0] "+r"(acc[0]), [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3]), [b0] "=&r"(acc[4]),  \
+      [b1] "=&r"(acc[5]), [b2] "=&r"(acc[6]), [b3] "=&r"(acc[7]), [x] "=&r"(x), [e] "=&r"(e),          \
+      [w0] "=&r"(w0), [w1] "=&r"(w1)                                                                   \
+    : [r] "r"(r), [wp] "r"(w), [row] "i"(ROW), [c] "i"(C)                                              \
+    : "memory" /* reads the band and w16: earlier stores stay before it */
+
+static inline __attribute__((always_inline)) void effai_dw_macs(const int8_t *r, const int16_t *w, int32_t acc[8],
+                                                                const int C, const int S, const int ROW,
+                                                                const int TWO)
+{
+    int32_t x, e, w0, w1;
+    if (!TWO)
+        __asm(EFFAI_DW_ROW1(0, 0) EFFAI_DW_ROW1(1, 3) EFFAI_DW_ROW1(2, 6) EFFAI_DW_OPERANDS);
+    else if (S == 1)
+        __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW2_S1(0, 0) EFFAI_DW_ROW2_S1(1, 3) EFFAI_DW_ROW2_S1(2, 6) EFFAI_DW_OPERANDS);
+    else
+        __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW2_S2(0, 0) EFFAI_DW_ROW2_S2(1, 3) EFFAI_DW_ROW2_S2(2, 6) EFFAI_DW_OPERANDS);
+}
+
+/* four int8-saturated outputs packed into a word (the BFIs overwrite r[0]'s sign bits) and
+ * clamped to the activation range unless that is all of int8 (CLAMP = 0: SSAT did it) */
+static inline __attribute__((always_inline)) uint32_t effai_pack4(const int32_t *r, uint32_t lo4, uint32_t hi4,
+                                                                  const int CLAMP)
+{
+    uint32_t v = (uint32_t)r[0];
+    EFFAI_BFI(v, r[1], 8);
+    EFFAI_BFI(v, r[2], 16);
+    EFFAI_BFI(v, r[3], 24);
+    return CLAMP ? effai_clamp4(v, lo4, hi4) : v;
+}
+
+/* four channels of one pixel (TWO = 0) or of two adjacent pixels (TWO = 1); `r` points at the
+ * window's top-left input of the first pixel in the band (channel group already added) */
+static inline __attribute__((always_inline)) void effai_dw_group(const int8_t *r, const int16_t *w,
+                                                                 const effai_rq_t *q, int8_t *d0, const int C,
+                                                                 const int S, const int ROW, const int TWO,
+                                                                 const int CLAMP, uint32_t lo4, uint32_t hi4)
+{
+    int32_t acc[8] = {q[0].bias, q[1].bias, q[2].bias, q[3].bias};
+    effai_dw_macs(r, w, acc, C, S, ROW, TWO);
+    if (TWO) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) effai_rq2k_s8(&acc[k], &acc[k + 4], q, k);
+        const uint32_t v = effai_pack4(acc, lo4, hi4, CLAMP), u = effai_pack4(acc + 4, lo4, hi4, CLAMP);
+        memcpy(d0, &v, 4);
+        memcpy(d0 + C, &u, 4);
+    } else {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) effai_rq1k_s8(&acc[k], q, k);
+        const uint32_t v = effai_pack4(acc, lo4, hi4, CLAMP);
+        memcpy(d0, &v, 4);
+    }
+}
+
+/* channels past the last group of 4, one pixel */
+static inline void effai_dw_tail(const effai_dwconv_t *p, const int8_t *r, int8_t *d, int c0, int C, int ROW)
+{
+    for (int ch = c0; ch < C; ch++) {
+        int32_t acc = p->rq[ch].bias;
+        for (int t = 0; t < 9; t++) acc += r[(t / 3) * ROW + (t % 3) * C + ch] * p->w[t * C + ch];
+        const int32_t v = effai_rq_s8(acc, p->rq + ch);
+        d[ch] = (int8_t)(v < p->act_min ? p->act_min : v > p->act_max ? p->act_max : v);
+    }
+}
+
+static inline __attribute__((always_inline)) void effai_dw_pixels(const effai_dwconv_t *p, const int8_t *r, int8_t *d,
+                                                                  const int C, const int S, const int ROW,
+                                                                  const int TWO, const int CLAMP, uint32_t lo4,
+                                                                  uint32_t hi4)
+{
+    const int16_t *w = p->w16;
+    const effai_rq_t *q = p->rq;
+    int ch = 0;
+    for (; ch + 3 < C; ch += 4, w += 36, q += 4) effai_dw_group(r + ch, w, q, d + ch, C, S, ROW, TWO, CLAMP, lo4, hi4);
+    if (ch < C) {
+        effai_dw_tail(p, r, d, ch, C, ROW);
+        if (TWO) effai_dw_tail(p, r + S * C, d + C, ch, C, ROW);
+    }
+}
+
+/* band: 3 rows of (PL + IW + PR) pixels (planner.dw_band_bytes) */
+static inline __attribute__((always_inline)) void effai_dwconv3x3_dsp(const effai_dwconv_t *p, const int8_t *in,
+                                                                      int8_t *out, int8_t *band, const int C,
+                                                                      const int S, const int IH, const int IW,
+                                                                      const int OH, const int OW, const int PT,
+                                                                      const int PL, const int CLAMP)
+{
+    if (!p->fast) {
+        effai_dwconv_s8(p, in, out);
+        return;
+    }
+    const int PR = (OW - 1) * S + 3 - PL - IW > 0 ? (OW - 1) * S + 3 - PL - IW : 0;
+    const int ROW = (PL + IW + PR) * C, zp = p->in_zp;
+    const uint32_t lo4 = effai_bytes4(p->act_min), hi4 = effai_bytes4(p->act_max);
+    for (int k = 0; k < 3; k++) { /* the side padding never changes */
+        effai_fill(band + k * ROW, zp, PL * C);
+        effai_fill(band + k * ROW + (PL + IW) * C, zp, PR * C);
+    }
+    for (int oy = 0; oy < OH; oy++) {
+        for (int k = 0; k < 3; k++) {
+            const int iy = oy * S - PT + k;
+            int8_t *dst = band + k * ROW + PL * C;
+            if (iy < 0 || iy >= IH) effai_fill(dst, zp, IW * C);
+            else effai_copy(dst, in + iy * IW * C, IW * C);
+        }
+        int8_t *d = out + oy * OW * C;
+        int ox = 0;
+        for (; ox + 1 < OW; ox += 2, d += 2 * C) effai_dw_pixels(p, band + ox * S * C, d, C, S, ROW, 1, CLAMP, lo4, hi4);
+        if (ox < OW) effai_dw_pixels(p, band + ox * S * C, d, C, S, ROW, 0, CLAMP, lo4, hi4);
+    }
+}
+#endif
