@@ -45,8 +45,21 @@ def scratch_bytes(graph: Graph, op: Op, kernels: str = "dsp") -> int:
     """int16 im2col scratch of two output pixels for convolutions (and dense layers), rows padded
     to PAD[kernels]; the input band of the DSP depthwise 3x3 kernel."""
     if op.kind == "conv":
-        return 2 * 2 * padded_k(op, PAD[kernels])
+        return 0 if kernels == "dsp" and conv_dsp_mode(graph, op) == "direct" else 2 * 2 * padded_k(op, PAD[kernels])
     return dw_band_bytes(graph, op) if kernels == "dsp" else 0
+
+
+def conv_dsp_mode(graph: Graph, op: Op) -> str | None:
+    """How effai_conv_dsp (kernels/effai_conv_dsp.h) runs a conv or dense layer: "direct" (1x1,
+    no padding, channels a multiple of 4: raw inputs read in place), "cols" (int16 im2col), or
+    None (the generic effai_conv_s8: an odd number of output channels, or a long reduction that
+    is not a multiple of 16)."""
+    (_, _, c), (_, _, n) = graph.geometry(op)
+    k4 = padded_k(op, 4)
+    if op.kind != "conv" or n % 2 or (k4 > 64 and k4 % 16):
+        return None
+    one = op.attrs["kernel"] == (1, 1) and op.attrs["pad"] == (0, 0) and op.attrs["stride"][0] == op.attrs["stride"][1]
+    return "direct" if one and c % 4 == 0 else "cols"
 
 
 def dw_band_bytes(graph: Graph, op: Op) -> int:

@@ -78,7 +78,7 @@ static inline void fill16(int16_t *dst, int n, int v)
     for (int i = 0; i < n; i++) dst[i] = (int16_t)v;
 }
 
-static void im2col(const effai_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col)
+void effai_im2col_s16(const effai_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col)
 {
     const int c = p->in_c, zp = IN_OFFSET(p), fill = PAD_VALUE(p), kw = p->k_w;
     const int iy0 = oy * p->s_h - p->pad_t, ix0 = ox * p->s_w - p->pad_l;
@@ -256,8 +256,8 @@ void effai_conv_s8(const effai_conv_t *p, const int8_t *in, int8_t *out, int16_t
     int16_t *x0 = scratch, *x1 = scratch + p->k4;
     for (int i = 0; i < pixels; i += 2) {
         const int two = i + 1 < pixels;
-        im2col(p, in, i / p->out_w, i % p->out_w, x0);
-        if (two) im2col(p, in, (i + 1) / p->out_w, (i + 1) % p->out_w, x1);
+        effai_im2col_s16(p, in, i / p->out_w, i % p->out_w, x0);
+        if (two) effai_im2col_s16(p, in, (i + 1) / p->out_w, (i + 1) % p->out_w, x1);
         matmul(p, x0, two ? x1 : 0, out + i * n, out + (i + 1) * n);
     }
 }

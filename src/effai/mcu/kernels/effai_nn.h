@@ -58,6 +58,9 @@ typedef struct {
 
 /* conv, pointwise conv and fully connected (a 1x1 conv on a 1x1 image); scratch: 2 * k4 int16 */
 void effai_conv_s8(const effai_conv_t *p, const int8_t *in, int8_t *out, int16_t *scratch);
+/* one output pixel's window as int16 (x - in_zp and padding 0, or in the DSP builds raw x and
+ * padding in_zp), zero-padded to k4 */
+void effai_im2col_s16(const effai_conv_t *p, const int8_t *in, int oy, int ox, int16_t *col);
 void effai_dwconv_s8(const effai_dwconv_t *p, const int8_t *in, int8_t *out);
 void effai_add_s8(const effai_add_t *p, const int8_t *a, const int8_t *b, int8_t *out);
 void effai_avgpool_s8(const effai_pool_t *p, const int8_t *in, int8_t *out);
