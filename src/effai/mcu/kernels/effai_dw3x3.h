@@ -74,12 +74,16 @@ static inline void effai_fill(int8_t *dst, int v, uint32_t n)
     EFFAI_DW_COL(ky, 2) EFFAI_DW_A(t + 2) EFFAI_DW_B(t) EFFAI_DW_COL(ky, 3) EFFAI_DW_B(t + 1)            \
     EFFAI_DW_COL(ky, 4) EFFAI_DW_B(t + 2)
 #define EFFAI_DW_COPY_B "mov %[b0], %[a0]\n\tmov %[b1], %[a1]\n\tmov %[b2], %[a2]\n\tmov %[b3], %[a3]\n\t"
+#define EFFAI_DW_IN                                                                                    \
+    : [r] "r"(r), [wp] "r"(w), [row] "i"(ROW), [c] "i"(C)                                              \
+    : "memory" /* reads the band and w16: earlier stores stay before it */
 #define EFFAI_DW_OPERANDS                                                                              \
     : [a0] "+r"(acc[0]), [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3]), [b0] "=&r"(acc[4]),  \
       [b1] "=&r"(acc[5]), [b2] "=&r"(acc[6]), [b3] "=&r"(acc[7]), [x] "=&r"(x), [e] "=&r"(e),          \
-      [w0] "=&r"(w0), [w1] "=&r"(w1)                                                                   \
-    : [r] "r"(r), [wp] "r"(w), [row] "i"(ROW), [c] "i"(C)                                              \
-    : "memory" /* reads the band and w16: earlier stores stay before it */
+      [w0] "=&r"(w0), [w1] "=&r"(w1) EFFAI_DW_IN
+#define EFFAI_DW_OPERANDS1                                                                             \
+    : [a0] "+r"(acc[0]), [a1] "+r"(acc[1]), [a2] "+r"(acc[2]), [a3] "+r"(acc[3]), [x] "=&r"(x),        \
+      [e] "=&r"(e), [w0] "=&r"(w0), [w1] "=&r"(w1) EFFAI_DW_IN
 
 static inline __attribute__((always_inline)) void effai_dw_macs(const int8_t *r, const int16_t *w, int32_t acc[8],
                                                                 const int C, const int S, const int ROW,
@@ -87,7 +91,7 @@ static inline __attribute__((always_inline)) void effai_dw_macs(const int8_t *r,
 {
     int32_t x, e, w0, w1;
     if (!TWO)
-        __asm(EFFAI_DW_ROW1(0, 0) EFFAI_DW_ROW1(1, 3) EFFAI_DW_ROW1(2, 6) EFFAI_DW_OPERANDS);
+        __asm(EFFAI_DW_ROW1(0, 0) EFFAI_DW_ROW1(1, 3) EFFAI_DW_ROW1(2, 6) EFFAI_DW_OPERANDS1);
     else if (S == 1)
         __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW2_S1(0, 0) EFFAI_DW_ROW2_S1(1, 3) EFFAI_DW_ROW2_S1(2, 6) EFFAI_DW_OPERANDS);
     else
