@@ -32,20 +32,18 @@ static inline int32_t effai_sxtb16_ror8(int32_t x)
     return r;
 }
 
-/* n bytes (a multiple of 16) with LDM/STM, 16 bytes per instruction pair */
-static inline void effai_copy16(int8_t *dst, const int8_t *src, uint32_t n)
-{
-    for (; n; n -= 16) {
-        __asm volatile("ldmia %1!, {r4, r5, r6, r8}\n\tstmia %0!, {r4, r5, r6, r8}"
-                       : "+r"(dst), "+r"(src) : : "r4", "r5", "r6", "r8", "memory");
-    }
-}
-
+/* n bytes with LDM/STM, 16 bytes per instruction pair, two pairs per loop step */
 static inline void effai_copy(int8_t *dst, const int8_t *src, uint32_t n)
 {
-    const uint32_t n16 = ((uintptr_t)dst | (uintptr_t)src) & 3u ? 0 : n & ~15u; /* LDM/STM need word alignment */
-    effai_copy16(dst, src, n16);
-    for (uint32_t i = n16; i < n; i++) dst[i] = src[i];
+    if (((uintptr_t)dst | (uintptr_t)src) & 3u) { /* LDM/STM need word alignment */
+        for (uint32_t i = 0; i < n; i++) dst[i] = src[i];
+        return;
+    }
+    for (; n >= 32; n -= 32)
+        __asm volatile("ldmia %1!, {r4, r5, r6, r8}\n\tstmia %0!, {r4, r5, r6, r8}\n\t"
+                       "ldmia %1!, {r4, r5, r6, r8}\n\tstmia %0!, {r4, r5, r6, r8}"
+                       : "+r"(dst), "+r"(src) : : "r4", "r5", "r6", "r8", "memory");
+    for (uint32_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
 static inline void effai_fill(int8_t *dst, int v, uint32_t n)
