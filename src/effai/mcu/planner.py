@@ -63,15 +63,18 @@ def conv_dsp_mode(graph: Graph, op: Op) -> str | None:
 
 
 def dw_band_bytes(graph: Graph, op: Op) -> int:
-    """Bytes of the three padded input rows effai_dwconv3x3_dsp copies (kernels/effai_dw3x3.h), 0
-    when the layer is not one it runs (3x3, equal strides 1 or 2, at least 4 channels)."""
+    """Bytes of the padded input rows effai_dwconv3x3_dsp copies (kernels/effai_dw3x3.h): the
+    windows of two output rows, stride + 3 rows (3 for a one-row output); 0 when the layer is not
+    one it runs (3x3, equal strides 1 or 2, at least 4 channels, a window within the 4095 bytes
+    an LDR immediate offset reaches)."""
     if op.kind != "dwconv" or op.attrs["kernel"] != (3, 3) or op.attrs["stride"] not in ((1, 1), (2, 2)):
         return 0
-    (_, iw, c), (_, ow, _) = graph.geometry(op)
+    (_, iw, c), (oh, ow, _) = graph.geometry(op)
     s, pl = op.attrs["stride"][1], op.attrs["pad"][1]
-    if c < 4:
+    row = (pl + iw + max(0, (ow - 1) * s + 3 - pl - iw)) * c
+    if c < 4 or 2 * row + (s + 2) * c > 4095:
         return 0
-    return 3 * (pl + iw + max(0, (ow - 1) * s + 3 - pl - iw)) * c
+    return (s + 3 if oh > 1 else 3) * row
 
 
 def padded_k(op: Op, pad: int) -> int:

@@ -71,6 +71,11 @@ static inline void effai_fill(int8_t *dst, int v, uint32_t n)
 #define EFFAI_DW_ROW2_S2(ky, t) EFFAI_DW_COL(ky, 0) EFFAI_DW_A(t) EFFAI_DW_COL(ky, 1) EFFAI_DW_A(t + 1)   \
     EFFAI_DW_COL(ky, 2) EFFAI_DW_A(t + 2) EFFAI_DW_B(t) EFFAI_DW_COL(ky, 3) EFFAI_DW_B(t + 1)            \
     EFFAI_DW_COL(ky, 4) EFFAI_DW_B(t + 2)
+/* vertical pairs: pixel b's window starts S rows below a's (the last column when OW is odd) */
+#define EFFAI_DW_VB(R, t) EFFAI_DW_COL(R, 0) EFFAI_DW_B(t) EFFAI_DW_COL(R, 1) EFFAI_DW_B(t + 1)            \
+    EFFAI_DW_COL(R, 2) EFFAI_DW_B(t + 2)
+#define EFFAI_DW_VAB(R, ta, tb) EFFAI_DW_COL(R, 0) EFFAI_DW_A(ta) EFFAI_DW_B(tb) EFFAI_DW_COL(R, 1)          \
+    EFFAI_DW_A(ta + 1) EFFAI_DW_B(tb + 1) EFFAI_DW_COL(R, 2) EFFAI_DW_A(ta + 2) EFFAI_DW_B(tb + 2)
 #define EFFAI_DW_COPY_B "mov %[b0], %[a0]\n\tmov %[b1], %[a1]\n\tmov %[b2], %[a2]\n\tmov %[b3], %[a3]\n\t"
 #define EFFAI_DW_IN                                                                                    \
     : [r] "r"(r), [wp] "r"(w), [row] "i"(ROW), [c] "i"(C)                                              \
@@ -90,6 +95,12 @@ static inline __attribute__((always_inline)) void effai_dw_macs(const int8_t *r,
     int32_t x, e, w0, w1;
     if (!TWO)
         __asm(EFFAI_DW_ROW1(0, 0) EFFAI_DW_ROW1(1, 3) EFFAI_DW_ROW1(2, 6) EFFAI_DW_OPERANDS1);
+    else if (TWO == 2 && S == 1)
+        __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW1(0, 0) EFFAI_DW_VAB(1, 3, 0) EFFAI_DW_VAB(2, 6, 3) EFFAI_DW_VB(3, 6)
+              EFFAI_DW_OPERANDS);
+    else if (TWO == 2)
+        __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW1(0, 0) EFFAI_DW_ROW1(1, 3) EFFAI_DW_VAB(2, 6, 0) EFFAI_DW_VB(3, 3)
+              EFFAI_DW_VB(4, 6) EFFAI_DW_OPERANDS);
     else if (S == 1)
         __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW2_S1(0, 0) EFFAI_DW_ROW2_S1(1, 3) EFFAI_DW_ROW2_S1(2, 6) EFFAI_DW_OPERANDS);
     else
@@ -108,12 +119,14 @@ static inline __attribute__((always_inline)) uint32_t effai_pack4(const int32_t 
     return CLAMP ? effai_clamp4(v, lo4, hi4) : v;
 }
 
-/* four channels of one pixel (TWO = 0) or of two adjacent pixels (TWO = 1); `r` points at the
- * window's top-left input of the first pixel in the band (channel group already added) */
+/* four channels of one pixel (TWO = 0) or of two pixels side by side (TWO = 1) or one above the
+ * other (TWO = 2); `r` points at the window's top-left input of the first pixel in the band
+ * (channel group already added), the second pixel's outputs are DB bytes after the first's */
 static inline __attribute__((always_inline)) void effai_dw_group(const int8_t *r, const int16_t *w,
                                                                  const effai_rq_t *q, int8_t *d0, const int C,
                                                                  const int S, const int ROW, const int TWO,
-                                                                 const int CLAMP, uint32_t lo4, uint32_t hi4)
+                                                                 const int DB, const int CLAMP, uint32_t lo4,
+                                                                 uint32_t hi4)
 {
     int32_t acc[8] = {q[0].bias, q[1].bias, q[2].bias, q[3].bias};
     effai_dw_macs(r, w, acc, C, S, ROW, TWO);
@@ -122,7 +135,7 @@ static inline __attribute__((always_inline)) void effai_dw_group(const int8_t *r
         for (int k = 0; k < 4; k++) effai_rq2k_s8(&acc[k], &acc[k + 4], q, k);
         const uint32_t v = effai_pack4(acc, lo4, hi4, CLAMP), u = effai_pack4(acc + 4, lo4, hi4, CLAMP);
         memcpy(d0, &v, 4);
-        memcpy(d0 + C, &u, 4);
+        memcpy(d0 + DB, &u, 4);
     } else {
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) effai_rq1k_s8(&acc[k], q, k);
@@ -132,7 +145,7 @@ static inline __attribute__((always_inline)) void effai_dw_group(const int8_t *r
 }
 
 /* channels past the last group of 4, one pixel */
-static inline void effai_dw_tail(const effai_dwconv_t *p, const int8_t *r, int8_t *d, int c0, int C, int ROW)
+static __attribute__((noinline)) void effai_dw_tail(const effai_dwconv_t *p, const int8_t *r, int8_t *d, int c0, int C, int ROW)
 {
     for (int ch = c0; ch < C; ch++) {
         int32_t acc = p->rq[ch].bias;
@@ -142,22 +155,37 @@ static inline void effai_dw_tail(const effai_dwconv_t *p, const int8_t *r, int8_
     }
 }
 
+/* all channels of one pixel or a pair (TWO as in effai_dw_group; OWC: bytes of an output row) */
 static inline __attribute__((always_inline)) void effai_dw_pixels(const effai_dwconv_t *p, const int8_t *r, int8_t *d,
                                                                   const int C, const int S, const int ROW,
-                                                                  const int TWO, const int CLAMP, uint32_t lo4,
-                                                                  uint32_t hi4)
+                                                                  const int OWC, const int TWO, const int CLAMP,
+                                                                  uint32_t lo4, uint32_t hi4)
 {
     const int16_t *w = p->w16;
     const effai_rq_t *q = p->rq;
+    const int DB = TWO == 2 ? OWC : C;
     int ch = 0;
-    for (; ch + 3 < C; ch += 4, w += 36, q += 4) effai_dw_group(r + ch, w, q, d + ch, C, S, ROW, TWO, CLAMP, lo4, hi4);
-    if (ch < C) {
+    for (; ch + 3 < C; ch += 4, w += 36, q += 4)
+        effai_dw_group(r + ch, w, q, d + ch, C, S, ROW, TWO, DB, CLAMP, lo4, hi4);
+    if (C % 4) {
         effai_dw_tail(p, r, d, ch, C, ROW);
-        if (TWO) effai_dw_tail(p, r + S * C, d + C, ch, C, ROW);
+        if (TWO) effai_dw_tail(p, r + (TWO == 2 ? S * ROW : S * C), d + DB, ch, C, ROW);
     }
 }
 
-/* band: 3 rows of (PL + IW + PR) pixels (planner.dw_band_bytes) */
+/* one output row from the band rows at r: side-by-side pairs, and the last pixel alone when OW is odd and
+ * ODD_ALONE (else the caller pairs it with the pixel below) */
+static inline __attribute__((always_inline)) void effai_dw_row(const effai_dwconv_t *p, const int8_t *r, int8_t *d,
+                                                               const int C, const int S, const int ROW, const int OW,
+                                                               const int ODD_ALONE, const int CLAMP, uint32_t lo4,
+                                                               uint32_t hi4)
+{
+    int ox = 0;
+    for (; ox + 1 < OW; ox += 2, d += 2 * C) effai_dw_pixels(p, r + ox * S * C, d, C, S, ROW, OW * C, 1, CLAMP, lo4, hi4);
+    if (ox < OW && ODD_ALONE) effai_dw_pixels(p, r + ox * S * C, d, C, S, ROW, OW * C, 0, CLAMP, lo4, hi4);
+}
+
+/* band: S + 3 rows (two output rows' windows; 3 when OH = 1) of PL + IW + PR pixels (planner.dw_band_bytes) */
 static inline __attribute__((always_inline)) void effai_dwconv3x3_dsp(const effai_dwconv_t *p, const int8_t *in,
                                                                       int8_t *out, int8_t *band, const int C,
                                                                       const int S, const int IH, const int IW,
@@ -169,23 +197,30 @@ static inline __attribute__((always_inline)) void effai_dwconv3x3_dsp(const effa
         return;
     }
     const int PR = (OW - 1) * S + 3 - PL - IW > 0 ? (OW - 1) * S + 3 - PL - IW : 0;
-    const int ROW = (PL + IW + PR) * C, zp = p->in_zp;
+    const int ROW = (PL + IW + PR) * C, NB = OH > 1 ? S + 3 : 3, zp = p->in_zp;
+    const int VPAIR = (OW & 1) && (S + 2) * ROW + 2 * C <= 4095; /* LDR's immediate offset reaches the 2nd window */
     const uint32_t lo4 = effai_bytes4(p->act_min), hi4 = effai_bytes4(p->act_max);
-    for (int k = 0; k < 3; k++) { /* the side padding never changes */
+    for (int k = 0; k < NB; k++) { /* the side padding never changes */
         effai_fill(band + k * ROW, zp, PL * C);
         effai_fill(band + k * ROW + (PL + IW) * C, zp, PR * C);
     }
-    for (int oy = 0; oy < OH; oy++) {
-        for (int k = 0; k < 3; k++) {
+    for (int oy = 0; oy < OH; oy += 2) {
+        const int two = oy + 1 < OH;
+        for (int k = 0; k < (two ? NB : 3); k++) {
             const int iy = oy * S - PT + k;
             int8_t *dst = band + k * ROW + PL * C;
             if (iy < 0 || iy >= IH) effai_fill(dst, zp, IW * C);
             else effai_copy(dst, in + iy * IW * C, IW * C);
         }
         int8_t *d = out + oy * OW * C;
-        int ox = 0;
-        for (; ox + 1 < OW; ox += 2, d += 2 * C) effai_dw_pixels(p, band + ox * S * C, d, C, S, ROW, 1, CLAMP, lo4, hi4);
-        if (ox < OW) effai_dw_pixels(p, band + ox * S * C, d, C, S, ROW, 0, CLAMP, lo4, hi4);
+        if (!two) {
+            effai_dw_row(p, band, d, C, S, ROW, OW, 1, CLAMP, lo4, hi4);
+            break;
+        }
+        effai_dw_row(p, band, d, C, S, ROW, OW, !VPAIR, CLAMP, lo4, hi4);
+        effai_dw_row(p, band + S * ROW, d + OW * C, C, S, ROW, OW, !VPAIR, CLAMP, lo4, hi4);
+        if (VPAIR)
+            effai_dw_pixels(p, band + (OW - 1) * S * C, d + (OW - 1) * C, C, S, ROW, OW * C, 2, CLAMP, lo4, hi4);
     }
 }
 #endif
