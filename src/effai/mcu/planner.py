@@ -64,7 +64,8 @@ def conv_dsp_mode(graph: Graph, op: Op) -> str | None:
 
 def dw_band_bytes(graph: Graph, op: Op) -> int:
     """Bytes of the padded input rows effai_dwconv3x3_dsp copies (kernels/effai_dw3x3.h): the
-    windows of two output rows, stride + 3 rows (3 for a one-row output); 0 when the layer is not
+    windows of two output rows, stride + 3 rows, where that saves copies or pairs an odd last
+    column (stride 1, or an odd output width), else 3; 0 when the layer is not
     one it runs (3x3, equal strides 1 or 2, at least 4 channels, a window within the 4095 bytes
     an LDR immediate offset reaches)."""
     if op.kind != "dwconv" or op.attrs["kernel"] != (3, 3) or op.attrs["stride"] not in ((1, 1), (2, 2)):
@@ -74,7 +75,7 @@ def dw_band_bytes(graph: Graph, op: Op) -> int:
     row = (pl + iw + max(0, (ow - 1) * s + 3 - pl - iw)) * c
     if c < 4 or 2 * row + (s + 2) * c > 4095:
         return 0
-    return (s + 3 if oh > 1 else 3) * row
+    return (s + 3 if oh > 1 and (s == 1 or ow % 2) else 3) * row
 
 
 def padded_k(op: Op, pad: int) -> int:

@@ -185,7 +185,7 @@ static inline __attribute__((always_inline)) void effai_dw_row(const effai_dwcon
     if (ox < OW && ODD_ALONE) effai_dw_pixels(p, r + ox * S * C, d, C, S, ROW, OW * C, 0, CLAMP, lo4, hi4);
 }
 
-/* band: S + 3 rows (two output rows' windows; 3 when OH = 1) of PL + IW + PR pixels (planner.dw_band_bytes) */
+/* band: S + 3 rows (two output rows' windows) or 3 of PL + IW + PR pixels (planner.dw_band_bytes) */
 static inline __attribute__((always_inline)) void effai_dwconv3x3_dsp(const effai_dwconv_t *p, const int8_t *in,
                                                                       int8_t *out, int8_t *band, const int C,
                                                                       const int S, const int IH, const int IW,
@@ -197,15 +197,17 @@ static inline __attribute__((always_inline)) void effai_dwconv3x3_dsp(const effa
         return;
     }
     const int PR = (OW - 1) * S + 3 - PL - IW > 0 ? (OW - 1) * S + 3 - PL - IW : 0;
-    const int ROW = (PL + IW + PR) * C, NB = OH > 1 ? S + 3 : 3, zp = p->in_zp;
-    const int VPAIR = (OW & 1) && (S + 2) * ROW + 2 * C <= 4095; /* LDR's immediate offset reaches the 2nd window */
+    /* two output rows per band fill when that saves copies (stride 1) or pairs an odd last column */
+    const int ROWS2 = OH > 1 && (S == 1 || (OW & 1));
+    const int ROW = (PL + IW + PR) * C, NB = ROWS2 ? S + 3 : 3, zp = p->in_zp;
+    const int VPAIR = ROWS2 && (OW & 1) && (S + 2) * ROW + 2 * C <= 4095; /* LDR's offset reaches the 2nd window */
     const uint32_t lo4 = effai_bytes4(p->act_min), hi4 = effai_bytes4(p->act_max);
     for (int k = 0; k < NB; k++) { /* the side padding never changes */
         effai_fill(band + k * ROW, zp, PL * C);
         effai_fill(band + k * ROW + (PL + IW) * C, zp, PR * C);
     }
-    for (int oy = 0; oy < OH; oy += 2) {
-        const int two = oy + 1 < OH;
+    for (int oy = 0; oy < OH; oy += 1 + ROWS2) {
+        const int two = ROWS2 && oy + 1 < OH;
         for (int k = 0; k < (two ? NB : 3); k++) {
             const int iy = oy * S - PT + k;
             int8_t *dst = band + k * ROW + PL * C;
@@ -215,7 +217,7 @@ static inline __attribute__((always_inline)) void effai_dwconv3x3_dsp(const effa
         int8_t *d = out + oy * OW * C;
         if (!two) {
             effai_dw_row(p, band, d, C, S, ROW, OW, 1, CLAMP, lo4, hi4);
-            break;
+            continue;
         }
         effai_dw_row(p, band, d, C, S, ROW, OW, !VPAIR, CLAMP, lo4, hi4);
         effai_dw_row(p, band + S * ROW, d + OW * C, C, S, ROW, OW, !VPAIR, CLAMP, lo4, hi4);
