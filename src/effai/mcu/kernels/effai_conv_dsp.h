@@ -34,15 +34,16 @@ static inline int32_t effai_c_sxtb16_ror8(int32_t x)
  * values apart), weight rows w and w + K4 */
 #define EFFAI_C_STEP_DIRECT(x, w, k)                                                                       \
     do {                                                                                             \
-        const int32_t X0 = effai_c_ld32(x + (k)), X1 = effai_c_ld32(x + XS + (k));                   \
+        const int32_t X0 = effai_c_ld32(x + (k));                                                    \
         const int32_t x0e = __sxtb16(X0), x0o = effai_c_sxtb16_ror8(X0);                             \
-        const int32_t x1e = __sxtb16(X1), x1o = effai_c_sxtb16_ror8(X1);                             \
         const int32_t U = effai_c_ld32(w + (k)), V = effai_c_ld32(w + K4 + (k));                      \
         const int32_t ue = __sxtb16(U), uo = effai_c_sxtb16_ror8(U);                                 \
         const int32_t ve = __sxtb16(V), vo = effai_c_sxtb16_ror8(V);                                 \
         a00 = __smlad(x0e, ue, a00); a00 = __smlad(x0o, uo, a00);                                    \
         a10 = __smlad(x0e, ve, a10); a10 = __smlad(x0o, vo, a10);                                    \
-        if (TWO) {                                                                                   \
+        if (TWO) { /* pixel 1's word only exists when there is a pixel 1 */                          \
+            const int32_t X1 = effai_c_ld32(x + XS + (k));                                           \
+            const int32_t x1e = __sxtb16(X1), x1o = effai_c_sxtb16_ror8(X1);                         \
             a01 = __smlad(x1e, ue, a01); a01 = __smlad(x1o, uo, a01);                                \
             a11 = __smlad(x1e, ve, a11); a11 = __smlad(x1o, vo, a11);                                \
         }                                                                                            \
