@@ -19,13 +19,6 @@ static inline int8_t finish(const effai_conv_t *p, int co, int32_t acc)
     return effai_requant(acc, p->mult[co], p->shift[co], p->out_zp, p->act_min, p->act_max);
 }
 
-static inline int32_t load32(const void *src)
-{
-    int32_t v;
-    memcpy(&v, src, 4);
-    return v;
-}
-
 static inline void store32(void *dst, int32_t v) { memcpy(dst, &v, 4); }
 
 #if EFFAI_DSP
@@ -43,12 +36,6 @@ static inline int32_t pkhtb16(int32_t hi, int32_t lo) /* (lo.hi, hi.hi) */
     return r;
 }
 
-static inline int32_t sxtb16_ror8(int32_t x) /* one instruction: SXTB16 with its ROR #8 operand */
-{
-    int32_t r;
-    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
 #endif
 
 #if EFFAI_DSP
@@ -64,8 +51,8 @@ static void q7_to_q15(const int8_t *src, int16_t *dst, int n, int zp)
 {
 #if EFFAI_DSP
     for (; n >= 4; n -= 4, src += 4, dst += 4) {
-        const int32_t w = load32(src);
-        const int32_t a = __sxtb16(w), b = sxtb16_ror8(w); /* (x0,x2) (x1,x3) */
+        const int32_t w = effai_ld32(src);
+        const int32_t a = __sxtb16(w), b = effai_sxtb16_ror8(w); /* (x0,x2) (x1,x3) */
         store32(dst, pkhbt16(a, b));
         store32(dst + 2, pkhtb16(b, a));
     }
@@ -155,24 +142,11 @@ static void matmul(const effai_conv_t *p, const int16_t *x0, const int16_t *x1, 
 static inline int32_t dot1(const int8_t *w, const int16_t *x, int k4, int32_t acc)
 {
     for (int k = 0; k < k4; k += 4) {
-        const int32_t a = load32(w + k);
-        acc = __smlad(__sxtb16(a), load32(x + k), acc);
-        acc = __smlad(sxtb16_ror8(a), load32(x + k + 2), acc);
+        const int32_t a = effai_ld32(w + k);
+        acc = __smlad(__sxtb16(a), effai_ld32(x + k), acc);
+        acc = __smlad(effai_sxtb16_ror8(a), effai_ld32(x + k + 2), acc);
     }
     return acc;
-}
-
-/* outputs of channels co, co+1 of two pixels, packed (p0c0, p0c1, p1c0, p1c1) and clamped together */
-static inline uint32_t requant4(const effai_rq_t *q, int32_t a00, int32_t a10, int32_t a01, int32_t a11,
-                                uint32_t lo4, uint32_t hi4)
-{
-    effai_rq2_s8(&a00, &a01, q);
-    effai_rq2_s8(&a10, &a11, q + 1);
-    uint32_t v = (uint8_t)a00;
-    EFFAI_BFI(v, a10, 8);
-    EFFAI_BFI(v, a01, 16);
-    EFFAI_BFI(v, a11, 24);
-    return effai_clamp4(v, lo4, hi4);
 }
 
 static inline void store16(int8_t *dst, uint32_t v)
@@ -197,18 +171,18 @@ static inline __attribute__((always_inline)) void matmul_body(const effai_conv_t
         if (x1) {
             int32_t a01 = a00, a11 = a10;
             for (int k = 0; k < k4; k += 4) {
-                const int32_t u = load32(w0 + k), v = load32(w1 + k);
-                const int32_t u01 = __sxtb16(u), u23 = sxtb16_ror8(u);
-                const int32_t v01 = __sxtb16(v), v23 = sxtb16_ror8(v);
-                const int32_t p01 = load32(x0 + k), p23 = load32(x0 + k + 2);
-                const int32_t q01 = load32(x1 + k), q23 = load32(x1 + k + 2);
+                const int32_t u = effai_ld32(w0 + k), v = effai_ld32(w1 + k);
+                const int32_t u01 = __sxtb16(u), u23 = effai_sxtb16_ror8(u);
+                const int32_t v01 = __sxtb16(v), v23 = effai_sxtb16_ror8(v);
+                const int32_t p01 = effai_ld32(x0 + k), p23 = effai_ld32(x0 + k + 2);
+                const int32_t q01 = effai_ld32(x1 + k), q23 = effai_ld32(x1 + k + 2);
                 a00 = __smlad(u01, p01, a00); a00 = __smlad(u23, p23, a00);
                 a10 = __smlad(v01, p01, a10); a10 = __smlad(v23, p23, a10);
                 a01 = __smlad(u01, q01, a01); a01 = __smlad(u23, q23, a01);
                 a11 = __smlad(v01, q01, a11); a11 = __smlad(v23, q23, a11);
             }
             if (fast) {
-                const uint32_t r = requant4(q, a00, a10, a01, a11, lo4, hi4);
+                const uint32_t r = effai_rq_block4(q, a00, a10, a01, a11, lo4, hi4, 1);
                 store16(out0 + co, r);
                 store16(out1 + co, r >> 16);
                 continue;

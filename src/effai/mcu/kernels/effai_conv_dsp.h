@@ -16,34 +16,20 @@
 #include <arm_acle.h>
 #include <string.h>
 
-static inline int32_t effai_c_ld32(const void *src)
-{
-    int32_t v;
-    memcpy(&v, src, 4);
-    return v;
-}
-
-static inline int32_t effai_c_sxtb16_ror8(int32_t x)
-{
-    int32_t r;
-    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
 /* 4 reduction steps of the block: x (int8 raw or int16 columns) of pixels 0 and 1 (XS bytes or
  * values apart), weight rows w and w + K4 */
 #define EFFAI_C_STEP_DIRECT(x, w, k)                                                                       \
     do {                                                                                             \
-        const int32_t X0 = effai_c_ld32(x + (k));                                                    \
-        const int32_t x0e = __sxtb16(X0), x0o = effai_c_sxtb16_ror8(X0);                             \
-        const int32_t U = effai_c_ld32(w + (k)), V = effai_c_ld32(w + K4 + (k));                      \
-        const int32_t ue = __sxtb16(U), uo = effai_c_sxtb16_ror8(U);                                 \
-        const int32_t ve = __sxtb16(V), vo = effai_c_sxtb16_ror8(V);                                 \
+        const int32_t X0 = effai_ld32(x + (k));                                                    \
+        const int32_t x0e = __sxtb16(X0), x0o = effai_sxtb16_ror8(X0);                             \
+        const int32_t U = effai_ld32(w + (k)), V = effai_ld32(w + K4 + (k));                      \
+        const int32_t ue = __sxtb16(U), uo = effai_sxtb16_ror8(U);                                 \
+        const int32_t ve = __sxtb16(V), vo = effai_sxtb16_ror8(V);                                 \
         a00 = __smlad(x0e, ue, a00); a00 = __smlad(x0o, uo, a00);                                    \
         a10 = __smlad(x0e, ve, a10); a10 = __smlad(x0o, vo, a10);                                    \
         if (TWO) { /* pixel 1's word only exists when there is a pixel 1 */                          \
-            const int32_t X1 = effai_c_ld32(x + XS + (k));                                           \
-            const int32_t x1e = __sxtb16(X1), x1o = effai_c_sxtb16_ror8(X1);                         \
+            const int32_t X1 = effai_ld32(x + XS + (k));                                           \
+            const int32_t x1e = __sxtb16(X1), x1o = effai_sxtb16_ror8(X1);                         \
             a01 = __smlad(x1e, ue, a01); a01 = __smlad(x1o, uo, a01);                                \
             a11 = __smlad(x1e, ve, a11); a11 = __smlad(x1o, vo, a11);                                \
         }                                                                                            \
@@ -51,14 +37,14 @@ static inline int32_t effai_c_sxtb16_ror8(int32_t x)
 
 #define EFFAI_C_STEP_COLS(c0, c1, w, k)                                                                         \
     do {                                                                                             \
-        const int32_t U = effai_c_ld32(w + (k)), V = effai_c_ld32(w + K4 + (k));                      \
-        const int32_t u01 = __sxtb16(U), u23 = effai_c_sxtb16_ror8(U);                               \
-        const int32_t v01 = __sxtb16(V), v23 = effai_c_sxtb16_ror8(V);                               \
-        const int32_t p01 = effai_c_ld32(c0 + (k)), p23 = effai_c_ld32(c0 + (k) + 2);                \
+        const int32_t U = effai_ld32(w + (k)), V = effai_ld32(w + K4 + (k));                      \
+        const int32_t u01 = __sxtb16(U), u23 = effai_sxtb16_ror8(U);                               \
+        const int32_t v01 = __sxtb16(V), v23 = effai_sxtb16_ror8(V);                               \
+        const int32_t p01 = effai_ld32(c0 + (k)), p23 = effai_ld32(c0 + (k) + 2);                \
         a00 = __smlad(u01, p01, a00); a00 = __smlad(u23, p23, a00);                                  \
         a10 = __smlad(v01, p01, a10); a10 = __smlad(v23, p23, a10);                                  \
         if (TWO) {                                                                                   \
-            const int32_t q01 = effai_c_ld32(c1 + (k)), q23 = effai_c_ld32(c1 + (k) + 2);            \
+            const int32_t q01 = effai_ld32(c1 + (k)), q23 = effai_ld32(c1 + (k) + 2);            \
             a01 = __smlad(u01, q01, a01); a01 = __smlad(u23, q23, a01);                              \
             a11 = __smlad(v01, q01, a11); a11 = __smlad(v23, q23, a11);                              \
         }                                                                                            \
@@ -94,13 +80,7 @@ static inline __attribute__((always_inline)) void effai_conv_block(const effai_c
             }
         }
         if (TWO) {
-            effai_rq2k_s8(&a00, &a01, q, 0);
-            effai_rq2k_s8(&a10, &a11, q, 1);
-            uint32_t v = (uint32_t)a00;
-            EFFAI_BFI(v, a10, 8);
-            EFFAI_BFI(v, a01, 16);
-            EFFAI_BFI(v, a11, 24);
-            if (CLAMP) v = effai_clamp4(v, lo4, hi4);
+            const uint32_t v = effai_rq_block4(q, a00, a10, a01, a11, lo4, hi4, CLAMP);
             const uint16_t h0 = (uint16_t)v, h1 = (uint16_t)(v >> 16);
             memcpy(d + co, &h0, 2);
             memcpy(d + N + co, &h1, 2);

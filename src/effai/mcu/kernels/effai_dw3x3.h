@@ -18,20 +18,6 @@
 #include <arm_acle.h>
 #include <string.h>
 
-static inline int32_t effai_ld32(const void *src)
-{
-    int32_t v;
-    memcpy(&v, src, 4);
-    return v;
-}
-
-static inline int32_t effai_sxtb16_ror8(int32_t x)
-{
-    int32_t r;
-    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
 /* n bytes with LDM/STM, 16 bytes per instruction pair, two pairs per loop step */
 static inline void effai_copy(int8_t *dst, const int8_t *src, uint32_t n)
 {
@@ -105,18 +91,6 @@ static inline __attribute__((always_inline)) void effai_dw_macs(const int8_t *r,
         __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW2_S1(0, 0) EFFAI_DW_ROW2_S1(1, 3) EFFAI_DW_ROW2_S1(2, 6) EFFAI_DW_OPERANDS);
     else
         __asm(EFFAI_DW_COPY_B EFFAI_DW_ROW2_S2(0, 0) EFFAI_DW_ROW2_S2(1, 3) EFFAI_DW_ROW2_S2(2, 6) EFFAI_DW_OPERANDS);
-}
-
-/* four int8-saturated outputs packed into a word (the BFIs overwrite r[0]'s sign bits) and
- * clamped to the activation range unless that is all of int8 (CLAMP = 0: SSAT did it) */
-static inline __attribute__((always_inline)) uint32_t effai_pack4(const int32_t *r, uint32_t lo4, uint32_t hi4,
-                                                                  const int CLAMP)
-{
-    uint32_t v = (uint32_t)r[0];
-    EFFAI_BFI(v, r[1], 8);
-    EFFAI_BFI(v, r[2], 16);
-    EFFAI_BFI(v, r[3], 24);
-    return CLAMP ? effai_clamp4(v, lo4, hi4) : v;
 }
 
 /* four channels of one pixel (TWO = 0) or of two pixels side by side (TWO = 1) or one above the

@@ -6,6 +6,7 @@
 #ifndef EFFAI_NN_H
 #define EFFAI_NN_H
 #include <stdint.h>
+#include <string.h>
 
 /* Per output channel, for the DSP and Helium builds (effai/mcu/codegen.py: requant_table): the
  * bias with the input zero point folded in (bias - in_zp * sum(w), so kernels multiply raw int8
@@ -67,6 +68,23 @@ void effai_avgpool_s8(const effai_pool_t *p, const int8_t *in, int8_t *out);
 void effai_maxpool_s8(const effai_pool_t *p, const int8_t *in, int8_t *out);
 void effai_relu_s8(const effai_relu_t *p, const int8_t *in, int8_t *out);
 
+/* a 32-bit word from any address (one LDR: the Cortex-M3/M4/M7/M55 load words unaligned) */
+static inline int32_t effai_ld32(const void *src)
+{
+    int32_t v;
+    memcpy(&v, src, 4);
+    return v;
+}
+
+#if EFFAI_DSP
+static inline int32_t effai_sxtb16_ror8(int32_t x) /* bytes 1 and 3 sign-extended: one SXTB16 with ROR #8 */
+{
+    int32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
 static inline int32_t effai_mulhi_round(int32_t a, int32_t b)
 {
 #if EFFAI_DSP
@@ -91,28 +109,9 @@ static inline int8_t effai_requant(int32_t acc, int32_t mult, int32_t shift, int
 }
 
 #if EFFAI_DSP
-/* The fast requantization of effai_rq_t, saturated to int8 (the activation clamp comes after):
- * SMMLAR gives add + SMMULR(acc, mult) in one instruction. */
-static inline int32_t effai_rq_s8(int32_t acc, const effai_rq_t *q)
-{
-    int32_t m, ad, sh;
-    __asm("ldrd %[m], %[ad], [%[q], #4]\n\tldr %[sh], [%[q], #12]\n\t"
-          "smmlar %[a], %[a], %[m], %[ad]\n\tasr %[a], %[a], %[sh]\n\tssat %[a], #8, %[a]"
-          : [a] "+r"(acc), [m] "=&r"(m), [ad] "=&r"(ad), [sh] "=&r"(sh) : [q] "r"(q), "m"(*q));
-    return acc;
-}
-
-/* the same for one channel of two pixels (the channel's constants loaded once) */
-static inline void effai_rq2_s8(int32_t *a, int32_t *b, const effai_rq_t *q)
-{
-    int32_t m, ad, sh;
-    __asm("ldrd %[m], %[ad], [%[q], #4]\n\tldr %[sh], [%[q], #12]\n\t"
-          "smmlar %[a], %[a], %[m], %[ad]\n\tsmmlar %[b], %[b], %[m], %[ad]\n\t"
-          "asr %[a], %[a], %[sh]\n\tasr %[b], %[b], %[sh]\n\tssat %[a], #8, %[a]\n\tssat %[b], #8, %[b]"
-          : [a] "+r"(*a), [b] "+r"(*b), [m] "=&r"(m), [ad] "=&r"(ad), [sh] "=&r"(sh) : [q] "r"(q), "m"(*q));
-}
-
-/* effai_rq_s8 in place for channel k of the group at q (k a constant: an immediate offset) */
+/* The fast requantization of effai_rq_t in place, saturated to int8 (the activation clamp comes
+ * after), for channel k of the group at q (k a constant: an immediate offset): SMMLAR gives
+ * add + SMMULR(acc, mult) in one instruction. */
 static inline __attribute__((always_inline)) void effai_rq1k_s8(int32_t *a, const effai_rq_t *q, const int k)
 {
     int32_t m, ad, sh;
@@ -121,7 +120,13 @@ static inline __attribute__((always_inline)) void effai_rq1k_s8(int32_t *a, cons
           : [a] "+r"(*a), [m] "=&r"(m), [ad] "=&r"(ad), [sh] "=&r"(sh) : [q] "r"(q), [o] "i"(16 * k), "m"(q[k]));
 }
 
-/* effai_rq2_s8 for channel k of the group at q (k a constant: an immediate offset, no pointer) */
+static inline int32_t effai_rq_s8(int32_t acc, const effai_rq_t *q)
+{
+    effai_rq1k_s8(&acc, q, 0);
+    return acc;
+}
+
+/* effai_rq1k_s8 for one channel of two pixels, the channel's constants loaded once */
 static inline __attribute__((always_inline)) void effai_rq2k_s8(int32_t *a, int32_t *b, const effai_rq_t *q, const int k)
 {
     int32_t m, ad, sh;
@@ -146,5 +151,30 @@ static inline uint32_t effai_clamp4(uint32_t v, uint32_t lo4, uint32_t hi4)
 }
 
 static inline uint32_t effai_bytes4(int32_t v) { return (uint8_t)v * 0x01010101u; }
+
+/* four int8-saturated outputs packed into a word (the BFIs overwrite r[0]'s sign bits) and
+ * clamped to the activation range unless that is all of int8 (CLAMP = 0: SSAT did it) */
+static inline __attribute__((always_inline)) uint32_t effai_pack4(const int32_t *r, uint32_t lo4, uint32_t hi4,
+                                                                  const int CLAMP)
+{
+    uint32_t v = (uint32_t)r[0];
+    EFFAI_BFI(v, r[1], 8);
+    EFFAI_BFI(v, r[2], 16);
+    EFFAI_BFI(v, r[3], 24);
+    return CLAMP ? effai_clamp4(v, lo4, hi4) : v;
+}
+
+/* a 2 x 2 block (channels co, co+1 of pixels 0 and 1; q at channel co) requantized and packed
+ * as (p0c0, p0c1, p1c0, p1c1) */
+static inline __attribute__((always_inline)) uint32_t effai_rq_block4(const effai_rq_t *q, int32_t a00, int32_t a10,
+                                                                      int32_t a01, int32_t a11, uint32_t lo4,
+                                                                      uint32_t hi4, const int CLAMP)
+{
+    int32_t r[4];
+    effai_rq2k_s8(&a00, &a01, q, 0);
+    effai_rq2k_s8(&a10, &a11, q, 1);
+    r[0] = a00, r[1] = a10, r[2] = a01, r[3] = a11;
+    return effai_pack4(r, lo4, hi4, CLAMP);
+}
 #endif
 #endif
