@@ -52,9 +52,9 @@ def scratch_bytes(graph: Graph, op: Op, kernels: str = "dsp") -> int:
 FAST_SHIFTS = (0, 22)  # requantization shifts the DSP kernels' one-step rounding takes exactly (codegen.requant_table)
 
 
-def fast_requant(op: Op) -> bool:
+def fast_requant(shift: np.ndarray) -> bool:
     """Whether every output channel's shift is one the DSP kernels' fast requantization takes."""
-    return bool(((op.shift >= FAST_SHIFTS[0]) & (op.shift <= FAST_SHIFTS[1])).all())
+    return bool(((shift >= FAST_SHIFTS[0]) & (shift <= FAST_SHIFTS[1])).all())
 
 
 def conv_dsp_mode(graph: Graph, op: Op) -> str | None:
@@ -64,7 +64,7 @@ def conv_dsp_mode(graph: Graph, op: Op) -> str | None:
     not a multiple of 16, or shifts outside FAST_SHIFTS)."""
     (_, _, c), (_, _, n) = graph.geometry(op)
     k4 = padded_k(op, 4)
-    if op.kind != "conv" or n % 2 or (k4 > 64 and k4 % 16) or not fast_requant(op):
+    if op.kind != "conv" or n % 2 or (k4 > 64 and k4 % 16) or not fast_requant(op.shift):
         return None
     one = op.attrs["kernel"] == (1, 1) and op.attrs["pad"] == (0, 0) and op.attrs["stride"][0] == op.attrs["stride"][1]
     return "direct" if one and c % 4 == 0 else "cols"
@@ -77,7 +77,7 @@ def dw_band_bytes(graph: Graph, op: Op) -> int:
     one it runs (3x3, equal strides 1 or 2, at least 4 channels, a window within the 4095 bytes
     an LDR immediate offset reaches, shifts within FAST_SHIFTS)."""
     if (op.kind != "dwconv" or op.attrs["kernel"] != (3, 3) or op.attrs["stride"] not in ((1, 1), (2, 2))
-            or not fast_requant(op)):
+            or not fast_requant(op.shift)):
         return 0
     (_, iw, c), (oh, ow, _) = graph.geometry(op)
     s, pl = op.attrs["stride"][1], op.attrs["pad"][1]
