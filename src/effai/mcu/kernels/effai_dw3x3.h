@@ -2,16 +2,18 @@
  * The generated model.c calls effai_dwconv3x3_dsp with the layer's geometry as literal constants,
  * so each layer gets its own instance with immediate address offsets (C, S, IW ... are constants).
  *
- * Three input rows at a time are copied into `band` (scratch), with in_zp written where the
- * window hangs over the border: every output pixel then reads a full 3x3 window of raw int8
- * inputs, and the bias (effai_rq_t, in_zp folded in) makes padding and interior the same sum as
- * the portable kernel's. Rows are copied before any output of the row is written, so the output
- * may overlap the input as planner.overlap_offset allows (reads only move earlier).
+ * The input rows of one or two output rows are copied into `band` (scratch), with in_zp written
+ * where the window hangs over the border: every output pixel then reads a full 3x3 window of raw
+ * int8 inputs, and the bias (effai_rq_t, in_zp folded in) makes padding and interior the same sum
+ * as the portable kernel's. A band is filled before any output it serves is written, and holds
+ * rows the one-pixel-at-a-time kernel would read later, so the output may overlap the input as
+ * planner.overlap_offset allows (reads only move earlier).
  *
- * Inner step: two horizontally adjacent output pixels x four channels. An input word holds four
- * channels; SXTB16 splits it into (c0, c2) and (c1, c3), and SMLABB/SMLATT multiply each half by
- * the matching int16 weight of effai_rq_t's sibling `w16` (codegen.dw_taps16), so each input word
- * and weight pair is loaded once and used for both pixels (stride 1: 4 columns feed 2 x 3 taps). */
+ * Inner step: two output pixels x four channels. An input word holds four channels; SXTB16 splits
+ * it into (c0, c2) and (c1, c3), and SMLABB/SMLATT multiply each half by the matching int16 weight
+ * of the layer's `w16` (codegen.dw_taps16). The two pixels sit side by side (or, for the last
+ * column of an odd width, one above the other), so each input word is loaded once for both
+ * (stride 1: 4 columns feed 2 x 3 taps). */
 #ifndef EFFAI_DW3X3_H
 #define EFFAI_DW3X3_H
 #include "effai_nn.h"

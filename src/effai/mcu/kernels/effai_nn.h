@@ -19,7 +19,8 @@ typedef struct {
 } effai_rq_t;
 
 typedef struct {
-    const int8_t *w;      /* (out_c, k4), rows padded to 4 (8 for Helium); the DSP build stores each group of 4 as k0 k2 k1 k3 */
+    const int8_t *w;      /* (out_c, k4), rows padded to 4 (8 for Helium); the DSP build stores each group of 4 as
+                           * k0 k2 k1 k3, except for layers effai_conv_dsp reads in place (natural order) */
     const int32_t *bias, *mult, *shift;
     const effai_rq_t *rq; /* DSP and Helium builds */
     uint16_t in_h, in_w, in_c, out_h, out_w, out_c, k4;
