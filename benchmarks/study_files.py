@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    out = ROOT / "runs" / ("bench_study_files_quick" if args.quick else "demo")
+    os.chdir(ROOT)  # the folder as `make demo` names it, so the commands it records are the same
+    out = Path("runs") / ("bench_study_files_quick" if args.quick else "demo")
     cfg = study.StudyConfig(dataset="mnist5k", quick=args.quick, out=str(out))
     result = study.run(cfg, command=DEMO + (" --quick" if args.quick else ""))
     rows = []
