@@ -17,6 +17,8 @@ from effai.results import Manifest
 from effai.results.serial import unversioned
 from effai.study.variants import VARIANTS, Built, variant
 
+pytestmark = pytest.mark.slow  # one quick study (about 25 s on 2 cores) shared by the module
+
 VARIANT_NAMES = ("fp16", "int8_ptq", "int8_qat", "int4", "ternary", "magnitude_75", "deep_compression", "no_kernel_fp8")
 
 
