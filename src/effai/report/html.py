@@ -74,6 +74,13 @@ def context(result: StudyResult) -> dict:
     }
 
 
+def _lat_flags(r: VariantRecord) -> list[str]:
+    """The latency's warnings (contended, slower than fp32) and its file's caveat (timed as fp32)."""
+    flags = [] if r.cost.latency is None else r.cost.latency.warnings()
+    caveat = "" if r.artifact is None else r.artifact.latency_caveat()
+    return flags + ([caveat] if caveat else [])
+
+
 def _measured_on(art) -> str:
     return (f"measured in {art.runtime}" if art.measured_on == "file"
             else f"measured on the torch model ({art.note})")
@@ -143,7 +150,7 @@ def _row(r: VariantRecord, base_acc: float | None, selection: Selection) -> dict
         "size": fmt_bytes(c.size_bytes), "size_v": _v(c.size_bytes), "size_format": c.size_format,
         "params": fmt_count(c.params), "params_v": _v(c.params),
         "macs": fmt_count(c.macs), "macs_v": _v(c.macs),
-        "lat": fmt_ms(r.latency_ms), "lat_flags": [] if c.latency is None else c.latency.warnings(), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
+        "lat": fmt_ms(r.latency_ms), "lat_flags": _lat_flags(r), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
         "energy": fmt_joules(r.energy_j), "energy_v": _v(r.energy_j), "energy_method": energy,
         "flagged": r.flagged, "kind": kind, "verdict": verdict,
         "file": "" if r.artifact is None else r.artifact.file,

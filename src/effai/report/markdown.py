@@ -20,7 +20,9 @@ def _ci(r) -> str:
 
 def _lat_flags(r) -> str:
     lat = r.cost.latency
-    return "" if lat is None or not lat.warnings() else " ⚠ " + "; ".join(lat.warnings())
+    flags = ([] if lat is None else lat.warnings()) + ([r.artifact.latency_caveat()] if r.artifact is not None
+                                                        and r.artifact.latency_caveat() else [])
+    return " ⚠ " + "; ".join(flags) if flags else ""
 
 
 def _file(r) -> str:

@@ -140,6 +140,15 @@ class Artifact(Record):
     torch_accuracy: float | None = None
     note: str = ""
 
+    def latency_caveat(self) -> str:
+        """What to know about the file's latency ("" for a real kernel of its format).
+
+        >>> Artifact("m.onnx", timing="timed as fp32, labelled (0 int8 / 5 float ops)").latency_caveat()
+        'timed as fp32, labelled'
+        """
+        kind = self.timing.split(" (")[0]
+        return "" if kind in ("", "real kernel") else kind
+
 
 @dataclass(frozen=True)
 class Manifest(Record):
