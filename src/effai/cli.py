@@ -298,7 +298,7 @@ def compress_cmd(
 def export_cmd(
     model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript file, or a study variant folder (DIR/best, DIR/variants/NAME)."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
-    dtype: str | None = typer.Option(None, help="int8 (the default for a model) | int4 (Linear weights, MatMulNBits) | fp16 | fp32; a study variant exports as it was measured."),
+    dtype: str | None = typer.Option(None, help="int8 (the default for a model) | int8-dynamic (no calibration; transformers) | int4 (Linear weights, MatMulNBits) | fp16 | fp32; a study variant exports as it was measured."),
     dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
