@@ -28,11 +28,10 @@ _SAMPLE_MAX = 1_048_576
 
 def batches(calibration, max_batches: int | None = None):
     """Input tensors from a DataLoader, a tensor, a DataSplits, or a list of tensors / (x, y) pairs;
-    for a model with several inputs, a dict of named input tensors (or a list of such dicts):
-    batches of dicts, each called as `model(**batch)`."""
-    if isinstance(calibration, dict) or (isinstance(calibration, (list, tuple)) and calibration
-                                         and all(isinstance(b, dict) for b in calibration)):
-        return _named_batches(calibration)[:max_batches]
+    a dict of named tensors (token ids + attention mask) gives dicts of 64-row chunks, which the
+    model is called with as keyword arguments."""
+    if isinstance(calibration, dict):
+        return _named_batches(calibration, max_batches)
     if hasattr(calibration, "loaders") and hasattr(calibration, "train"):  # effai.data.DataSplits
         calibration = calibration.loaders(64)[0] if callable(calibration.loaders) else calibration.train
     if isinstance(calibration, torch.Tensor):
@@ -59,19 +58,17 @@ def batches(calibration, max_batches: int | None = None):
     return out
 
 
-def _named_batches(calibration) -> list[dict[str, torch.Tensor]]:
-    """A dict of named input tensors (equally many rows each) as batches of 64 rows, or a list
-    of such dicts as it is."""
-    if not isinstance(calibration, dict):
-        return list(calibration)
-    from effai.profile.inputs import as_call
-
-    named = as_call(calibration, "calibration")[1]
-    if len({len(t) for t in named.values()}) != 1 or not len(next(iter(named.values()))):
-        raise InputError(f"calibration: every input needs the same number of rows (> 0), got "
-                         f"{ {k: len(v) for k, v in named.items()} }")
-    chunks = zip(*(t.split(64) for t in named.values()), strict=True)
-    return [dict(zip(named, c, strict=True)) for c in chunks]
+def _named_batches(calibration: dict, max_batches: int | None) -> list[dict]:
+    if not calibration or not all(isinstance(v, torch.Tensor) for v in calibration.values()):
+        raise InputError("calibration: a dict of inputs maps names to tensors")
+    if len({len(v) for v in calibration.values()}) != 1:
+        raise InputError(f"calibration: every input needs the same number of rows, got "
+                         f"{ {k: len(v) for k, v in calibration.items()} }")
+    n = len(next(iter(calibration.values())))
+    if n == 0:
+        raise InputError("calibration: the tensors are empty (0 samples); give at least one batch")
+    chunks = [{k: v[i:i + 64] for k, v in calibration.items()} for i in range(0, n, 64)]
+    return chunks[:max_batches] if max_batches is not None else chunks
 
 
 class _Stats:

@@ -22,6 +22,8 @@ A model that torch.fx cannot trace keeps the layer-input-only scheme (every plan
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from dataclasses import dataclass, field
@@ -141,7 +143,7 @@ def plan(model: nn.Module, names: list[str], example) -> Int8Plan:
         gm = torch.fx.symbolic_trace(model)
         placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
         args = [example[p] for p in placeholders] if isinstance(example, dict) else [example]
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints the traceback
             ShapeProp(gm).propagate(*args)
     except Exception:  # noqa: BLE001 - untraceable models keep the layer-input-only scheme
         return Int8Plan()
