@@ -102,7 +102,7 @@ def load_base(cfg: StudyConfig, data: DataSplits, out: Path) -> tuple[nn.Module,
     if lm.input_shape and tuple(lm.input_shape) != shape:
         raise InputError(f"--model {spec}: expects inputs {tuple(lm.input_shape)}, the data set has {shape}")
     with torch.no_grad():
-        out_ = lm.model.eval()(torch.zeros(1, *shape))
+        out_ = lm.model.eval()(torch.zeros(1, *shape, dtype=data.train.tensors[0].dtype))  # token ids stay int64
     if out_.shape[-1] != data.num_classes:
         raise InputError(f"--model {spec}: has {out_.shape[-1]} outputs, the data set has {data.num_classes} classes")
     arch = lm.meta.get("arch") or (lm.name if lm.name in zoo.names() else None)
