@@ -38,7 +38,7 @@ def test_study_on_the_text_task_runs_end_to_end_from_the_cli_and_renders_its_rep
         assert summary[smaller]["cost"]["macs"] < base["macs"] and summary[smaller]["cost"]["params"] < base["params"]
     for quantized in ("int8_dynamic", "int8_ptq", "int4"):
         assert summary[quantized]["cost"]["size_bytes"] < base["size_bytes"] / 2, quantized
-        assert summary[quantized]["cost"]["macs"] == base["macs"]
+        assert summary[quantized]["cost"]["macs"] == base["macs"] and summary[quantized]["cost"]["params"] == base["params"]
     result = json.loads((out / "result.json").read_text())
     assert result["dataset"]["input_shape"] == [32] and result["dataset"]["slices"] == "sequence-length terciles"
     fp32 = next(v for v in result["variants"] if v["name"] == "fp32")

@@ -251,7 +251,7 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
         environment=_environment(),
         out_dir=str(out), notes=tuple(notes),
         latency_note=("torch eager, 1 thread" if cfg.quick else
-                      "ONNX Runtime, one image, at each variant's deploy precision (int8 graphs for INT8 variants; "
+                      "ONNX Runtime, one example (batch 1), at each variant's deploy precision (int8 graphs for INT8 variants; "
                       "formats without CPU kernels run their fp32 graph)"),
         energy_note="measured (RAPL) where the machine exposes counters, else estimated with the Horowitz 45 nm model",
         fit_note="effai.hardware.fit (RAM and flash with runtime overheads) and roofline estimates; "

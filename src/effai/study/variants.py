@@ -31,7 +31,7 @@ class Built:
     # run it at this dtype, or at the nearest one a target supports (study.measure).
     dtype: str = "fp32"
     bits: float = 32  # weight bits, for the energy estimate
-    # The dtype of the ONNX file whose ONNX Runtime latency is reported ("fp32", "fp16" or "int8");
+    # The dtype of the ONNX file whose ONNX Runtime latency is reported ("fp32", "fp16", "int8", "int8-dynamic");
     # None = time the model in torch eager.
     onnx_dtype: str | None = "fp32"
     # The float model with the variant's architecture: profiled for params / MACs / memory and
@@ -179,7 +179,10 @@ def int8_dynamic(ctx):
     from effai.quantize import Int8DynamicConfig, quantize_
 
     m = quantize_(ctx.base_copy(), Int8DynamicConfig())
-    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx_dtype="int8",
+    # "int8-dynamic" is export_onnx's dynamic INT8 file (DESIGN's `effai export --dtype int8-dynamic`); where the
+    # export cannot write it, the study times the structure in torch eager and says so.
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8,
+                 onnx_dtype="int8-dynamic", structure=ctx.base,
                  notes=["activations quantized at run time (DynamicQuantizeLinear): no calibration"])
 
 
