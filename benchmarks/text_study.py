@@ -3,11 +3,13 @@
 The zoo's `text_transformer` (d 64, 2 layers, 4 heads, FFN 128) trained by `effai.study.run` on
 the synthetic `keywords` set (2,000 sequences of 32 tokens, 4 classes that only word order
 separates), then each text variant built and evaluated on the same 200 test sequences, for
-seeds 0-2. Accuracy only: the latencies the study measures are not reported here (this
+seeds 0-2 (TEXT_SEEDS). Accuracy only: the latencies the study measures are not reported here (this
 script may run on a busy machine).
-Run: .venv/bin/python benchmarks/text_study.py [--quick]  (about 10 min on 2 cores; --quick: 1 seed, 3 epochs)
+Run: .venv/bin/python benchmarks/text_study.py [--quick]  (about 10 min a seed on 2 busy cores; --quick: 1 seed,
+3 epochs; TEXT_SEEDS=0,1 picks the seeds)
 """
 
+import os
 import sys
 import tempfile
 
@@ -18,7 +20,7 @@ from effai.study import StudyConfig, run
 VARIANTS = ("fp32", "int8_dynamic", "int8_ptq", "int4", "heads_ffn_50", "kd_fewer_layers", "kd_student",
             "magnitude_75")
 QUICK = "--quick" in sys.argv
-SEEDS = (0,) if QUICK else (0, 1, 2)
+SEEDS = (0,) if QUICK else tuple(int(s) for s in os.environ.get("TEXT_SEEDS", "0,1,2").split(","))
 EPOCHS = 3 if QUICK else 12
 
 
