@@ -188,6 +188,33 @@ def test_latency_allocation_buys_time_where_channels_cost_most(monkeypatch):
         assert chosen == (min(good, key=lambda a: a.latency_ms) if good else max(weighed, key=lambda a: a.efficiency))
 
 
+def test_latency_allocation_probes_at_the_thread_count_asked_for(monkeypatch):
+    """threads=0 (ONNX Runtime's default) reaches every timing of the allocation, and the
+    sessions it opens run one thread per physical core, set explicitly (unpinned workers)."""
+    import numpy as np
+
+    from effai.profile.latency import ort_session, physical_cores
+    from effai.prune.graph import analyse
+    from effai.prune.latency import FFNLayer
+    from effai.prune.structured import weigh_allocations
+
+    L = _inject_costs(monkeypatch)
+    seen = []
+    fake_layers, fake_models = L.time_layers, L.measure_models
+    monkeypatch.setattr(L, "time_layers", lambda lays, threads=1: seen.append(("layers", threads)) or fake_layers(lays))
+    monkeypatch.setattr(L, "measure_models", lambda models, x, threads=1, **kw: seen.append(("models", threads))
+                        or fake_models(models, x))
+    m, shape = _inverted_residual_net(), (1, 3, 16, 16)
+    dg = analyse(m, torch.zeros(shape))
+    weigh_allocations(m, dg, ChannelConfig(0.5, input_shape=shape, allocation="latency", threads=0))
+    assert seen == [("layers", 0), ("models", 0)]
+    layer = FFNLayer(4, 8, 16)
+    for asked, runs in ((0, physical_cores()), (1, 1), (2, 2)):
+        sess = ort_session(layer.onnx(), asked)
+        assert sess.get_session_options().intra_op_num_threads == runs
+        assert sess.run(None, {"x": np.ones(layer.in_shape, np.float32)})[0].shape == (1, 4, 8)
+
+
 def test_auto_allocation_measures_big_models_only(monkeypatch):
     from effai.prune import structured as S
 

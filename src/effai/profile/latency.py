@@ -105,15 +105,44 @@ def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_in
     return path
 
 
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (ONNX Runtime's default intra-op thread count):
+    distinct core ids in sysfs topology, else the logical CPU count.
+
+    >>> physical_cores() >= 1
+    True
+    """
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for c in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{c}/topology/core_cpus_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
+
+
 def ort_session(model: str | os.PathLike | bytes, threads: int):
     """A CPU ONNX Runtime session on an ONNX file (or serialized model bytes): `threads`
-    intra-op threads, one inter-op thread (the graph runs in order), warnings silenced."""
+    intra-op threads (0: ONNX Runtime's default count, one per physical core), one inter-op
+    thread (the graph runs in order), warnings silenced.
+
+    With more than one thread, two settings make timings reproducible on a shared machine (see
+    docs/decisions.md, "Timing at ONNX Runtime's default thread count"): the thread count is set
+    explicitly, because ONNX Runtime pins the workers of its *default* pool to fixed cores, and a
+    pinned worker on a core another process is using stalls every parallel op; and the workers
+    stop spinning when a run ends (`session.force_spinning_stop`), so the idle pools of the
+    other sessions being compared do not spin against the one being timed (they still spin
+    between the ops of a run, as in deployment)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads or physical_cores()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if opts.intra_op_num_threads > 1:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                 providers=["CPUExecutionProvider"])
 

@@ -46,10 +46,11 @@ def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: in
 
 
 def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,
-                   runs: int = 10, statistic: str = "median") -> list[float]:
+                   runs: int = 10, statistic: str = "median", min_round_ms: float = 0.0) -> list[float]:
     """ONNX Runtime latency (ms, batch of `example`) of several models, timed side by side in
-    `rounds` interleaved rounds of `runs` calls: each model's median round, or its fastest with
-    `statistic="min"` (effai.profile.latency.interleaved)."""
+    `rounds` interleaved rounds of `runs` calls (more for a model faster than `min_round_ms` a
+    round): each model's median round, or its fastest with `statistic="min"`
+    (effai.profile.latency.interleaved)."""
     from effai.profile.latency import interleaved
 
     feed = example.numpy()
@@ -57,7 +58,7 @@ def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int 
         sessions = [ort_session(m, example, Path(tmp) / f"m{i}.onnx", threads) for i, m in enumerate(models)]
         calls = {str(i): (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed}))
                  for i, s in enumerate(sessions)}
-        ms = interleaved(calls, rounds=rounds, inner=runs, warmup=3, statistic=statistic)
+        ms = interleaved(calls, rounds=rounds, inner=runs, warmup=3, statistic=statistic, min_round_ms=min_round_ms)
     return [ms[str(i)] for i in range(len(models))]
 
 
