@@ -1,21 +1,23 @@
 """Accuracy after structured pruning and fine-tuning, at equal measured latency: effai
-(uniform and latency-aware allocation, L1 and Taylor importance) against Torch-Pruning's
+(uniform and latency-aware allocation; L1, group L1 and Taylor importance) against Torch-Pruning's
 MagnitudePruner (L1 and Taylor importance) on trained Fashion-MNIST models.
 
 Budget (fits a shared 2-core machine): MobileNetV2 (0.5 width) and ResNet-8, 28x28 inputs, a
 5,000-image training subset, batch 64, BatchNorm momentum 0.1 (ResNet-8's Keras 0.01 would leave
 the running statistics unconverged after so few steps), 1 torch thread. One base model per network
-is trained 3 epochs (seed 0); every method prunes that same base and fine-tunes it with the same
-budget (1 epoch on the first 3,000 images of the subset, AdamW 2e-3, cosine) for 3 seeds (the
-fine-tuning order and the Taylor batches change with the seed). Accuracy: 1,000 held-out test
-images.
+is trained 3 epochs (seed 0); every method prunes that same base, re-estimates its BatchNorm
+statistics (16 batches; effai.prune.recalibrate_batchnorm) and fine-tunes it with the same budget
+(1 epoch on the first 3,000 images of the subset, AdamW 2e-3, cosine) for 3 seeds (fine-tuning
+order, BN and Taylor batches change with the seed). Accuracy: 1,000 held-out test images.
 
 Equal latency: effai's latency-aware allocation prunes 50% of the channels (per-layer ONNX
-Runtime timings at 1 thread); its measured latency is the budget. For uniform allocations
-(effai uniform, Torch-Pruning) the channel ratio whose measured latency is closest to that budget
-is picked from a grid (0.3 to 0.7), all timed in the same interleaved rounds; the final models are
-timed again side by side. Latency: ONNX Runtime CPU, batch 1, 1 thread, the quietest of 15
-interleaved rounds (the shared machine is loaded; load only adds time).
+Runtime timings at 1 thread). For uniform allocations (effai uniform, Torch-Pruning) the channel
+ratio (grid 0.3-0.7, step 0.025) whose latency, over the latency-aware model's timed in the same
+interleaved rounds, is closest to 1 is picked (two stages: the grid, then the best three ratios
+again). The final fine-tuned models are exported and timed again side by side; the table shows
+each one's latency over the latency-aware model's from those rounds. Latency: ONNX Runtime CPU,
+batch 1, 1 thread, the quietest of 15 interleaved rounds (load only adds time); the timing needs
+a quiet machine, the accuracy does not.
 Run: .venv/bin/python benchmarks/prune_accuracy.py [--quick], or one process per network:
   prune_accuracy.py --part resnet8 & prune_accuracy.py --part mobilenet_v2; prune_accuracy.py --merge
 """
@@ -134,8 +136,10 @@ def methods(plan: dict) -> dict:
     r_e, r_t = plan["uniform_ratio"]["effai"], plan["uniform_ratio"]["tp"]
     return {
         "effai latency-aware L1": lambda m, d, s: latency_aware(m, plan["counts"], "l1", d, s),
+        "effai latency-aware group L1": lambda m, d, s: latency_aware(m, plan["counts"], "group_l1", d, s),
         "effai latency-aware Taylor": lambda m, d, s: latency_aware(m, plan["counts"], "taylor", d, s),
         f"effai uniform L1 (ratio {r_e})": lambda m, d, s: effai_uniform(m, r_e, "l1", d, s),
+        f"effai uniform group L1 (ratio {r_e})": lambda m, d, s: effai_uniform(m, r_e, "group_l1", d, s),
         f"effai uniform Taylor (ratio {r_e})": lambda m, d, s: effai_uniform(m, r_e, "taylor", d, s),
         f"Torch-Pruning L1 (ratio {r_t})": lambda m, d, s: torch_pruning(m, r_t, "l1", d, s),
         f"Torch-Pruning Taylor (ratio {r_t})": lambda m, d, s: torch_pruning(m, r_t, "taylor", d, s),
@@ -233,8 +237,9 @@ def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:
         "the channels; each uniform method takes the channel ratio (grid 0.3-0.7, step 0.025) whose latency, "
         "measured in the same interleaved rounds as the latency-aware model, is closest to it (two stages: the "
         "grid, then the best three ratios again). Taylor importance: |weight x gradient| summed over 4 batches of "
-        "64 (effai) / Torch-Pruning's `TaylorImportance` on the same batches; L1: filter L1 norms "
-        "(`MagnitudeImportance(p=1)`). Accuracy: mean and standard deviation over seeds, in %; *pruned*: right "
+        "64 (effai) / Torch-Pruning's `TaylorImportance` on the same batches; L1: filter L1 norms (effai `l1`); group "
+        "L1: the filter's L1 plus that of every weight the channel feeds downstream and its BatchNorm |gamma| (effai "
+        "`group_l1`, what Torch-Pruning's `MagnitudeImportance(p=1)` sums). Accuracy: mean and standard deviation over seeds, in %; *pruned*: right "
         "after pruning; *after BN*: after the BatchNorm re-estimation, before fine-tuning (means). Latency: the "
         f"final pruned models exported to ONNX and timed again side by side (ONNX Runtime CPU, batch 1, 1 thread, "
         f"{args.rounds} interleaved rounds of at least 20 runs and 5 ms, the quietest round: load only adds time), "

@@ -9,7 +9,11 @@ MobileNetV2 and ResNet-18 (effai zoo, torchvision layouts), pruned three ways in
   the most time saved (effai.prune.latency), candidates checked as whole models.
 All models are exported to ONNX and timed with ONNX Runtime (CPU, batch 1) in interleaved
 rounds (median of the per-round means, effai.profile.latency.interleaved); a second copy of the
-dense model is the noise control. Weights are random: this benchmark is about deployment cost,
+dense model is the noise control. At the default thread count (one per physical core) the
+sessions set that count explicitly and stop spinning after each run
+(effai.profile.latency.ort_session; docs/decisions.md, "Timing at ONNX Runtime's default thread
+count"): ONNX Runtime's own default pins its workers to cores and lets idle pools spin, which on a
+shared 2-core machine made identical models differ by up to 52%. Weights are random: this benchmark is about deployment cost,
 not accuracy. Goal: speedup >= 0.8 x MAC reduction on both models at both thread counts.
 Run: .venv/bin/python benchmarks/prune_peers.py [--resolution 224] [--rounds 7] [--threads 1,0]
 """
@@ -131,7 +135,8 @@ def main():
         "## Structured pruning: MACs against measured latency (`benchmarks/prune_peers.py`)\n\n"
         f"50% of channels removed from MobileNetV2 and ResNet-18 (1.0 width, {args.resolution}x{args.resolution}, "
         "random weights: deployment cost only, not accuracy). Latency: ONNX Runtime CPU, batch 1, at 1 thread and "
-        "at ONNX Runtime's default thread count (one per physical core), "
+        "at ONNX Runtime's default thread count (one per physical core, set explicitly: workers not pinned to cores, "
+        "spinning stopped after each run, see docs/decisions.md), "
         f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means; all variants of one model "
         "at one thread count are timed in the same rounds. *speedup / MAC reduction* is how much of the MAC saving "
         "turns into real time (goal >= 0.8). The *noise control* row is a second copy of the dense model: its "

@@ -255,6 +255,28 @@ def test_latency_allocation_prunes_a_real_network():
     assert m(x).shape == (1, 10) and sum(p.numel() for p in m.parameters()) < before
 
 
+def test_group_l1_ranks_a_channel_by_the_weights_it_feeds():
+    """Behind a BatchNorm a filter's norm says little: group_l1 drops the channel whose outgoing
+    weights (consumer columns) and gamma are zero even though its filter is the largest; l1 keeps it."""
+    from effai.prune.graph import analyse
+    from effai.prune.structured import channel_indices
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(0.1)
+        net[0].weight[2] = 0.15  # the largest filter ...
+        net[1].weight[2] = 0  # ... scaled to nothing by its BatchNorm
+        net[3].weight.fill_(0.1)
+        net[3].weight[:, 2] = 0  # ... and read by nobody downstream
+    dg = analyse(net, torch.zeros(1, 3, 8, 8))
+    (g,) = dg.groups
+    assert 2 in channel_indices(g, 3, "l1").tolist()
+    assert 2 not in channel_indices(g, 3, "group_l1", dg=dg).tolist()
+    prune_(net, ChannelConfig(0.25, importance="group_l1", input_shape=(1, 3, 8, 8), allocation="uniform"))
+    assert net[0].out_channels == net[3].in_channels == 3
+
+
 def test_removing_dead_channels_changes_nothing():
     """Channels whose conv filter, bias and BN shift are zero carry nothing: removing them
     through a residual add must leave the output unchanged."""
