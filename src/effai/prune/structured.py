@@ -312,20 +312,11 @@ def recalibrate_batchnorm(model: nn.Module, data, batches: int = 16) -> nn.Modul
     >>> float(recalibrate_batchnorm(net, data)[1].running_mean.abs().sum()) > 0
     True
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m, m.momentum) for m in norms]
+    from torch.optim.swa_utils import update_bn
+
     was = model.training
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches, not an exponential one
-    model.train()
-    try:
-        for x, _ in _batches(data, batches):
-            model(x)
-    finally:
-        for m, momentum in saved:
-            m.momentum = momentum
-        model.train(was)
+    update_bn(_batches(data, batches), model)  # cumulative average over the batches, momentum restored
+    model.train(was)
     return model
 
 
