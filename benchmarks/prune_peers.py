@@ -9,7 +9,9 @@ MobileNetV2 and ResNet-18 (effai zoo, torchvision layouts), pruned three ways in
   the most time saved (effai.prune.latency), candidates checked as whole models.
 All models are exported to ONNX and timed with ONNX Runtime (CPU, batch 1) in interleaved
 rounds (median of the per-round means, effai.profile.latency.interleaved); a second copy of the
-dense model is the noise control. At the default thread count (one per physical core) the
+dense model is the noise control. At 1 thread the clock is the calling thread's CPU time (ONNX
+Runtime computes on it; other processes' load does not enter, effai.prune.latency.clock_for);
+at the default thread count it is wall time, which needs a quiet machine. At the default thread count (one per physical core) the
 sessions set that count explicitly and stop spinning after each run
 (effai.profile.latency.ort_session; docs/decisions.md, "Timing at ONNX Runtime's default thread
 count"): ONNX Runtime's own default pins its workers to cores and lets idle pools spin, which on a
@@ -137,7 +139,8 @@ def main():
         "random weights: deployment cost only, not accuracy). Latency: ONNX Runtime CPU, batch 1, at 1 thread and "
         "at ONNX Runtime's default thread count (one per physical core, set explicitly: workers not pinned to cores, "
         "spinning stopped after each run, see docs/decisions.md), "
-        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means; all variants of one model "
+        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means (at 1 thread the calling thread's "
+        "CPU time, which other processes' load leaves out; at the default count wall time); all variants of one model "
         "at one thread count are timed in the same rounds. *speedup / MAC reduction* is how much of the MAC saving "
         "turns into real time (goal >= 0.8). The *noise control* row is a second copy of the dense model: its "
         "'speedup' shows the timing noise. Torch-Pruning: `MagnitudePruner` with L1 importance, "

@@ -208,6 +208,16 @@ def test_latency_allocation_probes_at_the_thread_count_asked_for(monkeypatch):
     dg = analyse(m, torch.zeros(shape))
     weigh_allocations(m, dg, ChannelConfig(0.5, input_shape=shape, allocation="latency", threads=0))
     assert seen == [("layers", 0), ("models", 0)]
+    monkeypatch.undo()  # the real timers again: which clock each thread count is timed with
+    from effai.profile import latency as P
+
+    clocks = []
+    real = P.interleaved
+    monkeypatch.setattr(P, "interleaved", lambda calls, **kw: clocks.append(kw["clock"]) or real(calls, **kw))
+    L.measure_models([nn.Linear(4, 2)], torch.zeros(1, 4), threads=1, rounds=1, runs=1)
+    L.measure_models([nn.Linear(4, 2)], torch.zeros(1, 4), threads=0, rounds=1, runs=1)
+    L.time_layers([FFNLayer(4, 8, 16)], threads=1, rounds=1)
+    assert clocks == ["thread_cpu", "wall", "thread_cpu"]  # 1 thread: the caller's CPU time; more: wall
     layer = FFNLayer(4, 8, 16)
     for asked, runs in ((0, physical_cores()), (1, 1), (2, 2)):
         sess = ort_session(layer.onnx(), asked)
