@@ -16,8 +16,9 @@ ratio (grid 0.3-0.7, step 0.025) whose latency, over the latency-aware model's t
 interleaved rounds, is closest to 1 is picked (two stages: the grid, then the best three ratios
 again). The final fine-tuned models are exported and timed again side by side; the table shows
 each one's latency over the latency-aware model's from those rounds. Latency: ONNX Runtime CPU,
-batch 1, 1 thread, the quietest of 15 interleaved rounds (load only adds time); the timing needs
-a quiet machine, the accuracy does not.
+batch 1, 1 thread, the median of 15 interleaved rounds of the calling thread's CPU time
+(effai.prune.latency.clock_for: other processes' load is left out, so this runs on a shared
+machine).
 Run: .venv/bin/python benchmarks/prune_accuracy.py [--quick], or one process per network:
   prune_accuracy.py --part resnet8 & prune_accuracy.py --part mobilenet_v2; prune_accuracy.py --merge
 """
@@ -122,7 +123,7 @@ def equal_latency(base, rounds: int) -> dict:
         if keys is None:  # stage 2: the three closest ratios of each tool, timed again
             keys = [k for tool in ("effai", "tp") for k in sorted(
                 (k for k in grid if k[0] == tool), key=lambda k: abs(stages[0][k] - 1))[:3]]
-        ms = measure_models([la, *(grid[k] for k in keys)], x, rounds=rounds, runs=20, statistic="min",
+        ms = measure_models([la, *(grid[k] for k in keys)], x, rounds=rounds, runs=20,
                             min_round_ms=5.0)
         stages.append({k: t / ms[0] for k, t in zip(keys, ms[1:], strict=True)})
     ratio = {k: statistics.mean(st[k] for st in stages if k in st) for k in stages[1]}
@@ -180,7 +181,7 @@ def run_net(name: str, args) -> dict:
     x = torch.zeros(SHAPE)
     load0 = load()[0]
     ms = measure_models([base, copy.deepcopy(base), *finals.values()], x, rounds=args.rounds, runs=20,
-                        statistic="min", min_round_ms=5.0)
+                        min_round_ms=5.0)
     la_ms = ms[2 + list(rows).index("effai latency-aware L1")]
     for r, t in zip(rows.values(), ms[2:], strict=True):  # the final files, side by side in the same rounds
         r["latency_ms"] = t
@@ -242,7 +243,8 @@ def markdown(results: dict, args, m: dict, commit: str, wall: float) -> str:
         "`group_l1`, what Torch-Pruning's `MagnitudeImportance(p=1)` sums). Accuracy: mean and standard deviation over seeds, in %; *pruned*: right "
         "after pruning; *after BN*: after the BatchNorm re-estimation, before fine-tuning (means). Latency: the "
         f"final pruned models exported to ONNX and timed again side by side (ONNX Runtime CPU, batch 1, 1 thread, "
-        f"{args.rounds} interleaved rounds of at least 20 runs and 5 ms, the quietest round: load only adds time), "
+        f"{args.rounds} interleaved rounds of at least 20 runs and 5 ms, the median round of the calling thread's CPU "
+        "time: the cost on a core of its own, other processes' load left out), "
         "with a second dense copy as noise control; *vs LA* is each model's latency over effai latency-aware L1's, "
         "from those same rounds.\n\n"
         + table(["network", "method", "accuracy %", "sd", "pruned %", "after BN %", "MACs", "latency ms", "vs LA"],
