@@ -3,9 +3,10 @@
 Hugging Face BERT built from a config (d 256, 4 layers, 4 heads, FFN 1024, seq 128, random
 weights: deployment cost only, not accuracy), inputs ids + attention mask. Pruned with
 `HeadFFNConfig(head_ratio=0.5, ffn_ratio=0.5)` (magnitude importance), uniform and
-latency-aware allocation. Every variant is exported
-to ONNX (both inputs) and timed with ONNX Runtime (CPU, batch 1, 1 thread) in interleaved rounds
-(median of the per-round means); a second copy of the dense model is the noise-control row.
+latency-aware allocation. Every variant is exported to ONNX (both inputs) and timed with ONNX
+Runtime (CPU, batch 1, 1 thread) in interleaved rounds (median of the per-round means of the
+calling thread's CPU time, effai.prune.latency.clock_for); a second copy of the dense model is
+the noise-control row.
 Goal: speedup >= 0.8 x MAC reduction.
 Run: .venv/bin/python benchmarks/prune_transformers.py [--rounds 9] [--quick]
 """
@@ -28,6 +29,7 @@ from common import machine, machine_line, table, write_results  # noqa: E402
 import effai  # noqa: E402
 from effai.profile.latency import export_fp32_onnx, interleaved, onnx_runner  # noqa: E402
 from effai.prune import HeadFFNConfig, prune_  # noqa: E402
+from effai.prune.latency import clock_for  # noqa: E402
 
 
 def bert(d=256, layers=4, heads=4, ff=1024, seq=128):
@@ -73,7 +75,7 @@ def main():
                 layer.attention.self.num_attention_heads for layer in m.bert.encoder.layer], "ffn": [
                 layer.intermediate.dense.out_features for layer in m.bert.encoder.layer]}
         load = [os.getloadavg()[0]]
-        ms = interleaved(calls, rounds=args.rounds, inner=10)
+        ms = interleaved(calls, rounds=args.rounds, inner=10, clock=clock_for(1))
         load.append(os.getloadavg()[0])
     rows = []
     for k, r in out.items():
@@ -98,7 +100,8 @@ def main():
             f"{k}: {r['heads']} / {r['ffn']}" for k, r in out.items() if "effai" in k) + ". "
         "MACs and params from `effai.profile` (embeddings are lookups, 0 "
         "MACs). Latency: ONNX Runtime CPU, batch 1, 1 thread, "
-        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means. The noise-control row is a "
+        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means of the calling thread's CPU time "
+        "(the cost on a core of its own: other processes' load left out). The noise-control row is a "
         "second copy of the dense model. Goal: speedup / MAC reduction >= 0.8.\n\n"
         + table(["variant", "params", "MACs", "latency ms", "MAC reduction", "speedup", "speedup / MAC reduction"],
                 rows)
