@@ -17,7 +17,7 @@ sessions set that count explicitly and stop spinning after each run
 count"): ONNX Runtime's own default pins its workers to cores and lets idle pools spin, which on a
 shared 2-core machine made identical models differ by up to 52%. Weights are random: this benchmark is about deployment cost,
 not accuracy. Goal: speedup >= 0.8 x MAC reduction on both models at both thread counts.
-Run: .venv/bin/python benchmarks/prune_peers.py [--resolution 224] [--rounds 7] [--threads 1,0]
+Run: .venv/bin/python benchmarks/prune_peers.py [--resolution 224] [--rounds 7] [--threads 1,0] [--quick]
 """
 
 from __future__ import annotations
@@ -108,7 +108,10 @@ def main():
     ap.add_argument("--threads", default="1,0", help="ONNX Runtime thread counts; 0 = its default")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the saved results")
     ap.add_argument("--keep", action="store_true", help="keep the saved rows of the thread counts / models not rerun")
+    ap.add_argument("--quick", action="store_true", help="96x96, 3 rounds, nothing written (proves the script runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.resolution, args.rounds, args.keep = 96, 3, False
     torch.set_num_threads(1)
     import torch_pruning as tp
 
@@ -119,6 +122,8 @@ def main():
         for name in args.models.split(","):
             results[f"{name}@{threads}"] = run(name, args.resolution, args.rounds, threads)
             print(json.dumps(results[f"{name}@{threads}"]), flush=True)
+    if args.quick:
+        return
     rows = []
     for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("@")[1] != "1", kv[0])):
         name, threads = key.split("@")
