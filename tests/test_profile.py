@@ -312,6 +312,13 @@ def test_interleaved_ranks_candidates_and_checks_arguments(monkeypatch):
         pauses = iter([10.0, 10.0, 1.0])
         ms = interleaved({"a": lambda it=pauses: spend(next(it))}, rounds=3, inner=1, warmup=0, statistic=stat)
         assert ms["a"] == expected, (stat, ms)
+    with pytest.raises(InputError, match="clock must be"):
+        interleaved({"a": lambda: None}, clock="cpu")
+    # clock="thread_cpu" reads the thread's CPU clock (time spent descheduled is not counted)
+    monkeypatch.setattr(latency_module, "time", types.SimpleNamespace(perf_counter_ns=lambda: 0,
+                                                                      thread_time_ns=lambda: clock["ns"]))
+    assert interleaved({"a": lambda: spend(3.0)}, rounds=3, inner=1, warmup=0, clock="thread_cpu") == {"a": 3.0}
+    monkeypatch.setattr(latency_module, "time", types.SimpleNamespace(perf_counter_ns=lambda: clock["ns"]))
     # min_round_ms: the fast callable is called more often per round, the slow one at least `inner` times
     counts = {"fast": 0, "slow": 0}
 
