@@ -87,7 +87,10 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-TRUST_HELP = "Let the model file run code (any pickled object, a TorchScript program); only for files you trust."
+TRUST_HELP = ("Let the model run code (a .py model file, any pickled object, a TorchScript program); "
+              "only for files you trust.")
+MODEL_ARGS_HELP = 'Keyword arguments of a .py model\'s class (or --arch file.py:ClassName), as JSON, e.g. \'{"width": 16}\'.'
+OWN_MODEL = "your own path/to/file.py:ClassName (with --trust-code)"
 _state = {"debug": False}
 
 
@@ -142,9 +145,11 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 # ---------------------------------------------------------------- train
 @app.command("train", cls=HelpCommand, rich_help_panel="Compress")
 def train_cmd(
-    model: str = typer.Argument(..., help="Zoo name, e.g. lenet5."),
+    model: str = typer.Argument(..., help=f"Zoo name, e.g. lenet5, or {OWN_MODEL}."),
     dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     out: Path = typer.Option(..., "--out", help="Checkpoint folder: model.pt + model.json (best epoch) and last.pt (every epoch)."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
     augment: bool = typer.Option(False, help="Random 2-pixel translations of training images."),
@@ -165,10 +170,14 @@ def train_cmd(
     Example: effai train lenet5 --dataset mnist5k --epochs 10 --out runs/lenet5
     """
     from effai import data as data_mod
-    from effai import train, zoo
+    from effai import train
+    from effai.zoo.loading import load_for_data
+    from effai.zoo.usercode import parse_model_args
 
+    args = parse_model_args(model_args)
     ds = data_mod.load(dataset, seed=seed)
-    net = zoo.create(model, **zoo.options_for(model, ds, **({} if width_mult is None else {"width_mult": width_mult})))
+    net = load_for_data(model, ds, trust_pickle=trust_code, model_args=args, onnx_refusal="cannot be trained",
+                        **({} if width_mult is None else {"width_mult": width_mult})).model
     cfg = train.TrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads,
         label_smoothing=label_smoothing,
@@ -191,7 +200,10 @@ def train_cmd(
 @app.command("study", cls=HelpCommand, rich_help_panel="Compare")
 def study_cmd(
     dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
-    model: str = typer.Option("lenet5", help="Base model: a zoo name (trained once here) or a checkpoint folder."),
+    model: str = typer.Option("lenet5", help=f"Base model: a zoo name or {OWN_MODEL} (trained once here), a checkpoint folder, or a state dict (with --arch)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict --model: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     quick: bool = typer.Option(False, "--quick", help="Fewer variants, epochs and repeats (a smoke test, < 40 s)."),
     max_size: str | None = typer.Option(None, "--max-size", help="Largest model size, e.g. 250KB or 1.5MB."),
     max_latency: str | None = typer.Option(None, "--max-latency", help="Largest p50 latency, e.g. 5ms or 800us."),
@@ -217,6 +229,7 @@ def study_cmd(
 
     from effai import study
     from effai.results import fmt_bytes, fmt_fraction, fmt_ms
+    from effai.zoo.usercode import parse_model_args
 
     if list_variants:
         from effai.study.variants import VARIANTS
@@ -225,7 +238,8 @@ def study_cmd(
             print(f"{name:<22} {spec.family:<13} {'quick ' if spec.quick else '      '}{spec.description}")
         return
     cfg = study.StudyConfig(
-        dataset=dataset, model=model, quick=quick, epochs=epochs, threads=threads,
+        dataset=dataset, model=model, quick=quick, epochs=epochs, threads=threads, arch=arch,
+        model_args=parse_model_args(model_args) or None, trust_code=trust_code,
         max_size=max_size, max_latency=max_latency,
         min_accuracy=min_accuracy, target=target, out=str(out) if out else None, seed=seed, force=force,
         slices=str(slices) if slices else None,
@@ -291,7 +305,7 @@ def compress_cmd(
 # ---------------------------------------------------------------- export (deployable ONNX)
 @app.command("export", cls=HelpCommand, rich_help_panel="Compress")
 def export_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch) or TorchScript file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript file or {OWN_MODEL}."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
     dtype: str = typer.Option("int8", help="int8 | int4 (Linear weights, MatMulNBits) | fp16 | fp32"),
     dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
@@ -302,7 +316,8 @@ def export_cmd(
     min_sqnr_db: float = typer.Option(20.0, help="Verification floor: the file's output SQNR (dB) against the model, on test images."),
     min_agreement: float = typer.Option(0.99, min=0.0, max=1.0, help="Verification floor: top-1 agreement with the model on test images."),
     threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
-    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     seed: int = typer.Option(0, help="Seed of the data split (calibration images come from its training part)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export facts (and tuning candidates) as JSON."),
@@ -319,12 +334,14 @@ def export_cmd(
     from effai.fileio import ensure_dir
     from effai.quantize import export_onnx
     from effai.zoo.loading import load_for_data
+    from effai.zoo.usercode import parse_model_args
 
     if out.suffix != ".onnx":
         raise InputError(f"--out {out}: expected a file name ending in .onnx")
     ensure_dir(out.parent, "--out ")
     ds = data_mod.load(dataset, seed=seed)
-    lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already")
+    lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already",
+                       model_args=parse_model_args(model_args))
     assert lm.model is not None  # load_for_data refuses ONNX files
     with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
@@ -410,7 +427,8 @@ def fit_cmd(
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
-    arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     arena: int | None = typer.Option(None, "--arena-bytes", min=0, help="Runtime arena bytes (default: the target's)."),
     catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
@@ -428,7 +446,7 @@ def fit_cmd(
     cat = hardware.load_catalogue(extra=list(catalogue))
     tgt = cat[target]  # unknown names fail here, before any model is loaded
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-    lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+    lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, model_args=model_args)
     on_host = tgt.name == "host"
     with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
         prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name)
@@ -507,7 +525,7 @@ def _firmware_numbers(lm, net, tgt, dtype: str, shape):
 # ---------------------------------------------------------------- deploy (microcontroller firmware)
 @app.command("deploy", cls=HelpCommand, rich_help_panel="Deploy")
 def deploy_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), or int8 QOperator .onnx file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), {OWN_MODEL}, or int8 QOperator .onnx file."),
     target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
     dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
     out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
@@ -517,8 +535,9 @@ def deploy_cmd(
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
-    arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of a bare state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the deploy result as JSON."),
 ):
     """Compile an int8 model to Cortex-M firmware, run it in QEMU, check it bit for bit.
@@ -544,12 +563,14 @@ def deploy_cmd(
             lm = load_model(model)
             net = lm.onnx_path
         else:
-            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle)
+            from effai.zoo.usercode import parse_model_args
+
+            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, model_args=parse_model_args(model_args))
             net, calib = lm.model, ds.calibration()
         test, labels, shape = ds.test.tensors[0][:inputs], ds.test.tensors[1][:inputs], None
     else:
         opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, model_args=model_args)
     with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
         r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
                        input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels, labels=labels)
@@ -599,6 +620,7 @@ def search_cmd(
     storage: str | None = typer.Option(None, help="Optuna storage URL (default sqlite:///OUT/search.db)."),
     workers: int | None = typer.Option(None, min=1, help="Trials run at once (processes or Ray CPUs)."),
     ray_address: str | None = typer.Option(None, help="Existing Ray cluster, e.g. 10.0.0.1:6379 (else a local one)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Let a space.family of your own path/to/file.py:ClassName run its code (model_args: in the YAML)."),
     as_json: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
 ):
     """Search compressed variants for the Pareto front of accuracy vs. cost; rerun to resume.
@@ -610,7 +632,7 @@ def search_cmd(
     from effai import search
 
     cfg = search.load_config(config, out=str(out), backend=backend, storage=storage, workers=workers,
-                             ray_address=ray_address)
+                             ray_address=ray_address, trust_code=trust_code or None)
     with Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err_console,
                   disable=as_json or not err_console.is_terminal) as bar:  # stderr keeps one error line
@@ -637,14 +659,17 @@ def search_cmd(
     console.print(f"wrote {out / 'pareto.json'} and {out / 'report.html'}; storage {result.storage}")
 
 # ---------------------------------------------------------------- profile
-def _model_and_shape(model: str, arch, options: dict, trust_pickle: bool, input_shape: str | None, batch: int = 1):
+def _model_and_shape(model: str, arch, options: dict, trust_pickle: bool, input_shape: str | None, batch: int = 1,
+                     model_args: str | None = None):
     """Load MODEL (see `effai.zoo.loading.load_model`) and settle its input shape, checked
     against the architecture: (LoadedModel, module or ONNX path, shape with batch)."""
     from effai import zoo
     from effai.zoo.loading import load_model
+    from effai.zoo.usercode import parse_model_args
 
     with err_console.status(f"loading {model} ..."):
-        lm = load_model(model, arch=arch, options=options, trust_pickle=trust_pickle)
+        lm = load_model(model, arch=arch, options=options, trust_pickle=trust_pickle,
+                        model_args=parse_model_args(model_args))
     if input_shape is not None:
         from effai.profile.inputs import parse_specs
 
@@ -668,12 +693,13 @@ def _describe(shape) -> str:
 
 @app.command("profile", cls=HelpCommand, rich_help_panel="Measure")
 def profile_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file, or {OWN_MODEL}."),
     input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x224x224, or named inputs name:shape:dtype,... e.g. input_ids:1x128:int64,attention_mask:1x128:int64 (default: the model's)."),
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
-    arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     runtime: str = typer.Option("torch", help="Latency runtime: torch | onnxruntime | openvino (an ONNX file: onnxruntime unless openvino)."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Counts and memory only (fast)."),
     batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
@@ -693,7 +719,7 @@ def profile_cmd(
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-    lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1)
+    lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1, model_args)
     with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
         prof = profile(target, input_shape=shape, batch_size=batch_size, latency=not no_latency,
                        runtime=runtime, threads=threads, name=lm.name)
