@@ -50,6 +50,7 @@ def context(result: StudyResult) -> dict:
         "version": __version__,
         "written": time.strftime("%Y-%m-%d %H:%M"),
         "selection": result.selection,
+        "uncertainty": uncertainty(result),
         "constraints_text": result.constraints.describe(),
         "notes": list(result.notes),
         "rows": _rows(result),
@@ -70,6 +71,37 @@ def context(result: StudyResult) -> dict:
         "config_json": json.dumps(result.config, indent=2, default=str),
         "environment_json": json.dumps(result.environment.to_dict(), indent=2, default=str),
     }
+
+
+def uncertainty(result: StudyResult) -> str:
+    """How sure the recommendation is, in one sentence: the chosen variant's accuracy interval
+    on the test set and the variants its accuracy is statistically tied with ("" when none is chosen).
+
+    >>> from effai.results import AccuracyInterval, BaseModelInfo, DatasetInfo, Selection
+    >>> a = VariantRecord("a", accuracy=0.9, accuracy_ci=AccuracyInterval(0.85, 0.94))
+    >>> r = StudyResult("s", BaseModelInfo("m"), DatasetInfo("d", n_test=200), (a,), selection=Selection("a", "why", ("a",)))
+    >>> uncertainty(r)
+    'Uncertainty: on 200 test examples its accuracy is known to ±4.5 pp (95% CI 85.00-94.00%, Wilson); no other variant meets the constraints.'
+    """
+    sel = result.selection
+    best = result.variant(sel.best) if sel.best else None
+    if best is None:
+        return ""
+    ci = best.accuracy_ci
+    how_sure = (f"on {result.dataset.n_test} test examples its accuracy is known to "
+                f"±{(ci.high - ci.low) * 50:.1f} pp ({ci.describe()}, Wilson)" if ci else
+                f"accuracy {fmt_fraction(best.accuracy)} (no interval recorded)")
+    tied = [v.name for v in sel.rejected if v.kind == "tie"]
+    others = [n for n in sel.feasible if n != best.name]
+    if tied:
+        ties = (f"statistically tied with {', '.join(tied)} (paired McNemar test, p >= 0.05): the pick among them is "
+                "made on cost, not accuracy")
+    elif others:
+        ties = (f"the other {len(others)} variant(s) meeting the constraints are less accurate beyond noise "
+                "(paired McNemar test, p < 0.05)")
+    else:
+        ties = "no other variant meets the constraints"
+    return f"Uncertainty: {how_sure}; {ties}."
 
 
 def _harm_power(ok: list[VariantRecord]) -> str:
