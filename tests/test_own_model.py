@@ -190,6 +190,7 @@ def test_own_cnn_through_profile_study_export_and_the_reproduce_command(mynet, t
              "--model-args", f'{{"width": {w}}}', "--variants", "fp32,int8_ptq", "--out", "run", "--json"]
     r = effai(*study, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert (tmp_path / json.loads(r.stdout)["report"]).is_file()  # study --json names its report
     first = json.loads((tmp_path / "run" / "result.json").read_text())
     accuracies = {v["name"]: v["accuracy"] for v in first["variants"]}
     assert set(accuracies) == {"fp32", "int8_ptq"} and all(a > 0.6 for a in accuracies.values()), accuracies

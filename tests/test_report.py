@@ -266,3 +266,12 @@ def test_first_screen_holds_the_recommendation_its_reason_and_its_uncertainty(tm
     best = res.variant(res.selection.best)
     assert best.accuracy_ci.describe() in probe["uncertainty"]["text"]
     assert all(name in probe["uncertainty"]["text"] for name in tied), probe["uncertainty"]
+
+
+def test_cost_table_prints_dollars_without_exponents(tmp_path):
+    res = synthetic_result()
+    tiny = res.variants[0].targets["nano33ble"].replace(cost_usd_per_million=9.24e-06)
+    res = res.replace(variants=(res.variants[0].replace(targets={"nano33ble": tiny}), *res.variants[1:]))
+    html = report.write_html(res, tmp_path / "report.html").read_text()
+    table = html[html.index('id="cost-table"'):].split("</table>")[0]
+    assert "$0.00000924 ·" in table and "$0.01 ·" in table and "e-0" not in table, table

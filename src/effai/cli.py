@@ -245,10 +245,14 @@ def study_cmd(
         slices=str(slices) if slices else None,
         variants=tuple(variants.split(",")) if variants else None,
     )
+    _say_alias(target, cfg.target)
     result = study.run(cfg, progress=not as_json, command=shlex.join(["effai", *sys.argv[1:]]))
     sel = result.selection
     if as_json:
+        out_dir = Path(result.out_dir)
         print_json({**sel.to_dict(), "base": result.base.to_dict(), "out_dir": result.out_dir,
+                    "report": str(out_dir / "report.html"), "report_md": str(out_dir / "report.md"),
+                    "result": str(out_dir / "result.json"),
                     "contended": [r.name for r in result.variants if r.cost.latency and r.cost.latency.contended],
                     "variants": [_variant_summary(r) for r in result.variants]})
         return
@@ -266,6 +270,12 @@ def study_cmd(
             console.print(f"[yellow]warning[/]: {r.name} latency {fmt_ms(lat.p50_ms)}: {'; '.join(lat.warnings())}",
                           highlight=False)
     console.print(f"report: {Path(result.out_dir) / 'report.html'} ({result.seconds:.0f} s)", highlight=False)
+
+def _say_alias(given: str | None, canonical: str | None) -> None:
+    """A target alias ("jetson") is never expanded in silence."""
+    if given is not None and canonical is not None and given != canonical:
+        err_console.print(f"note: target {given!r} is {canonical} (an alias)", highlight=False)
+
 
 def _variant_summary(r) -> dict:
     """One variant of `effai study --json`: its record without the per-example evaluation."""
@@ -403,17 +413,26 @@ def targets_cmd(
                 return f"{v / div:.3g} {p}{unit}"
         return f"{v:.3g} {unit}"
 
-    t = Table(title="effai hardware targets (titles and sources: effai targets --json, docs/hardware.md)")
-    for col in ("name", "kind", "dtypes", "peak (best dtype)", "bandwidth", "RAM", "storage", "power", "price"):
-        t.add_column(col, overflow="fold")
+    from rich import box
+
+    from effai.results.units import fmt_capacity
+
+    # Names are never wrapped (they are what --target takes); capacities in KiB/MiB/GiB as in `effai fit`.
+    t = Table(title="effai hardware targets (titles and sources: effai targets --json, docs/hardware.md)",
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=0, caption="* research estimate")
+    for col in ("name", "kind"):
+        t.add_column(col, no_wrap=True)
+    for col in ("dtypes", "peak (best dtype)", "mem BW", "RAM", "storage", "power"):
+        t.add_column(col, min_width=max(len(w) for w in col.split()))  # wrapped at spaces, never cut
+    t.add_column("price", no_wrap=True)
     for r in rows:
         best = max(r["peak_ops"].items(), key=lambda kv: kv[1], default=None)
         price = r["price"] or {}
         ptxt = (f"${price['per_hour']:g}/h" if price.get("per_hour") else
                 f"${price['per_unit']:g}" if price.get("per_unit") else "-")
-        kind = r["kind"] + (" (research estimate)" if r["status"] == "research_estimate" else "")
-        t.add_row(r["name"], kind, ",".join(r["dtypes"]), f"{si(best[1], 'OPS')} {best[0]}" if best else "-",
-                  si(r["memory_bandwidth"], "B/s"), si(r["ram"], "B"), si(r["storage"], "B"),
+        kind = r["kind"] + ("*" if r["status"] == "research_estimate" else "")
+        t.add_row(r["name"], kind, " ".join(r["dtypes"]), f"{si(best[1], 'OPS')} {best[0]}" if best else "-",
+                  si(r["memory_bandwidth"], "B/s"), fmt_capacity(r["ram"]), fmt_capacity(r["storage"]),
                   si(r["power_peak_w"], "W") if r["power_peak_w"] else "-", ptxt)
     console.print(t)
 
@@ -442,14 +461,17 @@ def fit_cmd(
     """
     from effai import hardware
     from effai.profile import profile
+    from effai.results.units import fmt_usd
 
     cat = hardware.load_catalogue(extra=list(catalogue))
     tgt = cat[target]  # unknown names fail here, before any model is loaded
+    _say_alias(target, tgt.name)
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
     lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, model_args=model_args)
     on_host = tgt.name == "host"
     with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
-        prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name)
+        prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name,
+                       threads=None)  # the host calibration (the estimate) uses torch's thread count
     report = hardware.fit(prof, tgt, dtype=dtype, runtime_arena_bytes=arena)
     est = None
     if report.dtype in tgt.spec.dtypes:
@@ -475,7 +497,7 @@ def fit_cmd(
         if est is not None:
             line = (f"estimate (roofline, {est.method}): {est.latency_ms:.3g} ms per inference"
                     + (f", {est.energy_j:.3g} J" if est.energy_j is not None else "")
-                    + (f", ${est.usd_per_million:.3g} and {est.kg_co2_per_million:.3g} kg CO2 per million"
+                    + (f", {fmt_usd(est.usd_per_million)} and {est.kg_co2_per_million:.3g} kg CO2 per million"
                        if est.usd_per_million is not None and est.kg_co2_per_million is not None else ""))
             if est.measured_ms is not None:
                 line += f"; measured {est.measured_ms:.3g} ms (error {est.error_pct:+.0f}%)"

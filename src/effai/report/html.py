@@ -21,6 +21,7 @@ from effai.results import (
     fmt_joules,
     fmt_ms,
 )
+from effai.results.units import fmt_usd
 
 
 def render_html(result: StudyResult) -> str:
@@ -271,7 +272,7 @@ def _fit_row(r: VariantRecord, targets: list[str]) -> dict:
                       "bg": "#dff0d8" if f.fits else "#f2dede", "title": f.reason})
         usd, co2 = f.cost_usd_per_million, f.co2_g_per_million
         cost.append({
-            "text": f"{'-' if usd is None else f'{usd:.3g}'} · {'-' if co2 is None else f'{co2:.3g}'}",
+            "text": f"{fmt_usd(usd)} · {'-' if co2 is None else f'{co2:.3g}'}",
             "title": f.cost_note or "estimate",
         })
     return {"name": r.name, "cells": cells, "cost": cost}

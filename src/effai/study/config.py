@@ -70,6 +70,10 @@ class StudyConfig:
         if self.model_args and not (usercode.is_code_spec(self.model) or usercode.is_code_spec(self.arch)):
             raise InputError(f"model_args: keyword arguments of a user's model (path/to/file.py:ClassName); "
                              f"{self.model} is not one")
+        if self.target is not None:  # an alias ("jetson") is recorded as the device it names
+            from effai.hardware import load_catalogue
+
+            object.__setattr__(self, "target", load_catalogue().canonical(self.target))
         self.constraints()  # parse sizes and latencies now, so bad values fail before any work
 
     def constraints(self) -> Constraints:
