@@ -325,7 +325,8 @@ def main():
         "accuracy reference):",
         "",
         table(["model", "runtime", "settings", "SQNR dB", "latency ms", "chosen"],
-              [[c["model"], c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}", f"{c['latency_ms']:.2f}",
+              [[c["model"], c["runtime"], c["settings"], f"{c['sqnr_db']:.1f}",
+                "not timed" if c["latency_ms"] is None else f"{c['latency_ms']:.2f}",
                 "yes" if c["chosen"] else ""] if not c["error"] else
                [c["model"], c["runtime"], c["settings"], "-", "-", f"failed: {c['error']}"] for c in cand_rows]),
         "",
