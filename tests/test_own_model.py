@@ -211,3 +211,18 @@ def test_own_cnn_through_profile_study_export_and_the_reproduce_command(mynet, t
     assert r.returncode == 0, r.stderr
     again = json.loads((tmp_path / "run" / "result.json").read_text())
     assert {v["name"]: v["accuracy"] for v in again["variants"]} == accuracies
+
+
+def test_a_trusted_whole_pickle_whose_module_is_missing_is_one_line(tmp_path, monkeypatch, capsys):
+    """A model pickled with torch.save(model) in another project: with --trust-pickle its class's
+    module must import here; when it does not, one line says what to do (not a 70-line traceback)."""
+    pkg = tmp_path / "elsewhere" / "models_pkg_21"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("import torch.nn as nn\n\n\nclass Net(nn.Linear):\n    pass\n")
+    script = ("import sys, torch; sys.path.insert(0, sys.argv[1]); import models_pkg_21; "
+              "torch.save(models_pkg_21.Net(4, 2), sys.argv[2])")
+    subprocess.run([sys.executable, "-c", script, str(pkg.parent), str(tmp_path / "whole.pt")], check=True, timeout=120)
+    code, err = cli(monkeypatch, capsys, "profile", str(tmp_path / "whole.pt"), "--trust-pickle", "--input", "1x4",
+                    "--no-latency")
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "No module named 'models_pkg_21'" in err and "--arch path/to/file.py:ClassName --trust-code" in err

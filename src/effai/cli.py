@@ -285,10 +285,11 @@ def _variant_summary(r) -> dict:
 # ---------------------------------------------------------------- compress (Deep Compression)
 @app.command("compress", cls=HelpCommand, rich_help_panel="Compress")
 def compress_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint dir, state dict (+ --arch) or TorchScript file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint dir, state dict (+ --arch), TorchScript file or {OWN_MODEL}."),
     recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.effdc and report.json."),
-    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
@@ -297,8 +298,10 @@ def compress_cmd(
     Example: effai compress lenet300_100 --recipe recipe.yaml --out runs/dc
     """
     from effai.compress.recipe import run
+    from effai.zoo.usercode import parse_model_args
 
-    result = run(model, recipe, out, arch=arch, trust_pickle=trust_pickle, progress=not as_json)
+    result = run(model, recipe, out, arch=arch, trust_pickle=trust_pickle, progress=not as_json,
+                 model_args=parse_model_args(model_args))
     if as_json:
         print_json(result)
         return
