@@ -168,6 +168,9 @@ def test_search_over_a_py_family(mynet, tmp_path):
     with pytest.raises(InputError, match="takes no width_mult"):
         run(SearchConfig(n_trials=1, out=str(tmp_path / "b"), trust_code=True, train=train,
                          space={**space, "width_mult": [0.5, 1.0]}))
+    with pytest.raises(InputError, match="per_layer_bits needs a zoo family"):
+        run(SearchConfig(n_trials=1, out=str(tmp_path / "d"), trust_code=True, train=train,
+                         space={**space, "per_layer_bits": True}))
     result = run(SearchConfig(n_trials=1, out=str(tmp_path / "c"), space=space, train=train, trust_code=True,
                               model_args={"width": 4}), write=False)
     assert len(result.trials) == 1 and result.trials[0].record.cost.params == 4 * 9 + 4 + 8 + 8 * 4 * 9 + 8 + 8 * 10 + 10

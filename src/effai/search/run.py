@@ -274,6 +274,9 @@ def _check_inputs(cfg: SearchConfig) -> None:
         if not usercode.is_code_spec(family):
             zoo.info(family)  # InputError with the closest names
             continue
+        if cfg.space.per_layer_bits:
+            raise InputError(f"space.family {family}: per_layer_bits needs a zoo family (its layer names are "
+                             "read without running code); use one bit-width for the whole model")
         model = build_family(family, cfg, ds, width_mult=1.0, resolution=ds.input_shape[-1])
         check_compatible(model, ds, family)
         if widths != {1.0} and "width_mult" not in model.effai_code["args"]:
