@@ -145,9 +145,10 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 # ---------------------------------------------------------------- train
 @app.command("train", cls=HelpCommand, rich_help_panel="Compress")
 def train_cmd(
-    model: str = typer.Argument(..., help=f"Zoo name, e.g. lenet5, or {OWN_MODEL}."),
+    model: str = typer.Argument(..., help=f"Zoo name, e.g. lenet5, or {OWN_MODEL}; a checkpoint folder or state dict (with --arch) is trained further."),
     dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
     model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     out: Path = typer.Option(..., "--out", help="Checkpoint folder: model.pt + model.json (best epoch) and last.pt (every epoch)."),
@@ -176,7 +177,7 @@ def train_cmd(
 
     args = parse_model_args(model_args)
     ds = data_mod.load(dataset, seed=seed)
-    net = load_for_data(model, ds, trust_pickle=trust_code, model_args=args, onnx_refusal="cannot be trained",
+    net = load_for_data(model, ds, arch=arch, trust_pickle=trust_code, model_args=args, onnx_refusal="cannot be trained",
                         **({} if width_mult is None else {"width_mult": width_mult})).model
     cfg = train.TrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads,
