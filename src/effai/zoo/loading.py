@@ -140,7 +140,13 @@ def load_for_data(spec: str, data, arch: str | None = None, trust_pickle: bool =
     bare state dict with `arch`, is built for the data set's classes, channels and resolution
     (`data_options`; `options` are added); an ONNX file is refused (`onnx_refusal` says why);
     the model must run on one sample and output the data set's classes (`check_compatible`)."""
-    lm = load_model(spec, arch=arch, options=data_options(arch or spec, data, **options), trust_pickle=trust_pickle,
+    from effai import zoo
+
+    if arch is not None and not usercode.is_code_spec(arch):  # a zoo arch of a state dict: classes and channels
+        opts = zoo.options_for(spec, data, **options)
+    else:
+        opts = data_options(arch or spec, data, **options)
+    lm = load_model(spec, arch=arch, options=opts, trust_pickle=trust_pickle,
                     model_args=model_args)
     if lm.model is None:
         raise InputError(f"{spec}: an ONNX file {onnx_refusal}; give a zoo name, checkpoint folder, state dict "
