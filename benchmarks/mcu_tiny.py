@@ -3,7 +3,8 @@ and run in qemu-system-arm (mps2-an386): flash, SRAM, arena against TFLite Micro
 instructions per inference (counted in QEMU), and the latency they imply at 120 MHz on the
 NUCLEO-L4R5ZI, the board of MLPerf Tiny's published Cortex-M4 results.
 
-What is measured here: bit-exactness, sizes from the ELF, instruction counts. What is estimated:
+What is measured here: bit-exactness, sizes from the ELF, instruction counts (per layer: the
+instructions per MAC of each layer type, DSP kernels and portable C). What is estimated:
 latency = instructions x the Cortex-M4 cycles-per-instruction model of effai.mcu.targets / 120 MHz.
 What is quoted: MLPerf Tiny v1.0 results on the NUCLEO-L4R5ZI (measured on the board by the
 submitters): TFLite Micro reference and the best submission. The models here are untrained
@@ -32,14 +33,18 @@ TARGET = "nucleo_l4r5zi"
 OTHER_CORES = {"stm32f746": "dsp", "corstone300": "mve"}  # Cortex-M7 (SMLAD), Cortex-M55 (Helium)
 
 
-def conv_ipm(r) -> float:
-    conv = [la for la in r.layers if la.op in ("conv", "pointwise_conv", "fully_connected")]
-    return sum(la.instructions for la in conv) / sum(la.macs for la in conv)
+LAYER_TYPES = ("conv", "depthwise_conv", "pointwise_conv", "fully_connected")
 
 
-def dw_ipm(r) -> float | None:
-    dw = [la for la in r.layers if la.op == "depthwise_conv"]
-    return sum(la.instructions for la in dw) / sum(la.macs for la in dw) if dw else None
+def per_type_ipm(r) -> dict[str, dict[str, float]]:
+    """Instructions per MAC of each layer type present: the worst layer and the MAC-weighted mean."""
+    out = {}
+    for op in LAYER_TYPES:
+        layers = [la for la in r.layers if la.op == op and la.macs]
+        if layers:
+            out[op] = {"worst": max(la.instructions / la.macs for la in layers),
+                       "weighted": sum(la.instructions for la in layers) / sum(la.macs for la in layers)}
+    return out
 
 
 def main() -> None:
@@ -51,8 +56,7 @@ def main() -> None:
             runs = {k: effai.mcu.deploy(net, TARGET, out=f"{d}/{name}-{k}", input_shape=shape, n_inputs=8, kernels=k)
                     for k in ("dsp", "portable")}
             again = effai.mcu.deploy(net, TARGET, out=f"{d}/{name}-again", input_shape=shape, n_inputs=8, seed=1)
-            results[name] = {k: {**r.to_dict(), "conv_instructions_per_mac": conv_ipm(r),
-                                 "depthwise_instructions_per_mac": dw_ipm(r)} for k, r in runs.items()}
+            results[name] = {k: {**r.to_dict(), "instructions_per_mac": per_type_ipm(r)} for k, r in runs.items()}
             results[name]["repeat_instructions"] = again.instructions
             results[name]["other_cores"] = {
                 t: effai.mcu.deploy(net, t, out=f"{d}/{name}-{t}", input_shape=shape, n_inputs=8, kernels=k).to_dict()
@@ -66,24 +70,28 @@ def main() -> None:
                   markdown(results, m, load0, load1, time.time() - t0))
 
 
+def _ipm(res: dict, op: str) -> str:
+    dsp, port = res["dsp"]["instructions_per_mac"].get(op), res["portable"]["instructions_per_mac"].get(op)
+    if dsp is None:
+        return "-"
+    return f"{dsp['worst']:.2f} / {dsp['weighted']:.2f} ({port['weighted']:.0f})"
+
+
 def markdown(results: dict, m: dict, load0, load1, seconds: float) -> str:
-    rows = []
+    rows, ipm, latency, cores = [], [], [], []
     for name, res in results.items():
         dsp, port = res["dsp"], res["portable"]
         ref, best = MLPERF[name]
-        dw = dsp["depthwise_instructions_per_mac"]
         rows.append([f"{name} ({TASK[name]})", "yes" if dsp["bit_exact"] and port["bit_exact"] else "**no**",
                      f"{dsp['flash_bytes']:,}", f"{dsp['sram_bytes']:,}",
                      f"{dsp['arena_bytes']:,} / {dsp['tflm_greedy_arena_bytes']:,} "
                      f"({dsp['tflm_greedy_arena_bytes'] / dsp['arena_bytes']:.2f}x)",
-                     f"{dsp['instructions'] / 1e6:.2f}M", f"{dsp['conv_instructions_per_mac']:.2f}"
-                     + (f" / {dw:.2f}" if dw else ""), f"{port['instructions'] / dsp['instructions']:.2f}x",
-                     f"{dsp['estimated_latency_ms']:.1f}", f"{ref:g} / {best:g}",
+                     f"{dsp['instructions'] / 1e6:.2f}M", f"{port['instructions'] / dsp['instructions']:.1f}x",
                      f"{100 * (res['repeat_instructions'] / dsp['instructions'] - 1):+.3f}%"])
-    cores = []
-    for name, res in results.items():
-        m4 = res["dsp"]
-        row = [name, f"{m4['instructions'] / 1e6:.2f}M, {m4['estimated_latency_ms']:.1f} ms"]
+        ipm.append([name, *(_ipm(res, op) for op in LAYER_TYPES)])
+        latency.append([name, f"**{dsp['estimated_latency_ms']:.1f}**", f"{port['estimated_latency_ms']:.0f}",
+                        f"{ref:g}", f"{best:g}", f"{dsp['estimated_latency_ms'] / best:.2f}x"])
+        row = [name, f"{dsp['instructions'] / 1e6:.2f}M, {dsp['estimated_latency_ms']:.1f} ms"]
         for t in OTHER_CORES:
             o = res["other_cores"][t]
             row.append(f"{o['instructions'] / 1e6:.2f}M, {o['estimated_latency_ms']:.1f} ms"
@@ -95,17 +103,29 @@ Each model compiled by `effai.mcu.deploy` for `{TARGET}` (Cortex-M4F, 120 MHz), 
 arm-none-eabi-gcc 12 (-O2) and run in qemu-system-arm 7.2 (`mps2-an386`) on 8 inputs. **Measured**
 here: bit-exactness against effai's integer reference (DSP and portable kernels), flash and SRAM
 from the ELF, arena of effai's plan against TFLite Micro's greedy plan of the same graph,
-instructions per inference counted by a QEMU plugin. **Estimated**: latency = instructions x
-1.25 cycles/instruction (Cortex-M4 timing model, `effai.mcu.targets`) / 120 MHz; QEMU models no
-cycles, flash wait states or bus stalls. **Quoted**: MLPerf Tiny v1.0 latency on the
-NUCLEO-L4R5ZI at 120 MHz, **measured** on the board by the submitters: TFLite Micro reference /
+instructions per inference and per layer counted by a QEMU plugin. **Estimated**: latency =
+instructions x 1.25 cycles/instruction (Cortex-M4 timing model, `effai.mcu.targets`) / 120 MHz;
+QEMU models no cycles, flash wait states or bus stalls. **Quoted**: MLPerf Tiny v1.0 latency on the
+NUCLEO-L4R5ZI at 120 MHz, **measured** on the board by the submitters: TFLite Micro reference and
 best submission. The zoo models are untrained; instruction counts depend on shapes, not weights.
 Noise control: a second deployment on other inputs (last column: its instruction count against the
 first; branches in the clamps depend on the data, nothing else does).
 
-{table(["model", "bit-exact", "flash B", "SRAM B", "arena: effai / TFLM greedy", "instructions",
-        "instr/MAC conv+dense / depthwise (DSP)", "portable C / DSP", "effai ms (estimate)",
-        "MLPerf Tiny ms, TFLM ref / best (measured)", "other inputs"], rows)}
+{table(["model", "bit-exact", "flash B", "SRAM B", "arena: effai / TFLM greedy", "instructions (DSP)",
+        "portable C / DSP instructions", "other inputs"], rows)}
+
+Instructions per MAC by layer type on the Cortex-M4, **measured** (QEMU counts per layer): DSP
+kernels, worst layer / MAC-weighted mean, and in brackets the portable C kernels' MAC-weighted mean.
+
+{table(["model", "conv", "depthwise_conv", "pointwise_conv", "fully_connected"], ipm)}
+
+Latency at 120 MHz: effai's firmware **estimated** from its instruction count, beside MLPerf Tiny's
+Cortex-M4 results **measured** on the NUCLEO-L4R5ZI (different firmware, a real board: the estimate
+has no wait states or stalls, so it is a lower bound more than a prediction).
+
+{table(["model", "effai DSP kernels, ms (estimate)", "effai portable C, ms (estimate)",
+        "MLPerf Tiny TFLM reference, ms (measured)", "MLPerf Tiny best, ms (measured)",
+        "effai estimate / best measured"], latency)}
 
 The same models on other cores (instructions counted in QEMU, bit-exact; latency an **estimate**
 at each target's clock and cycles-per-instruction model: Cortex-M7 dual-issue 0.7 at 216 MHz;

@@ -47,7 +47,7 @@ def test_study_log_shows_steps_while_it_runs(tmp_path):
     assert seen_while_running, "nothing reached the log before the study ended:\n" + log.read_text()
     steps = [m.groups() for ln in log.read_text().splitlines() if (m := LINE.match(ln))]
     fp32 = [what for i, total, name, what in steps if name == "fp32"]
-    assert fp32[:4] == ["building", "measuring", "evaluating", "fit on targets"] and fp32[4].startswith("done")
+    assert fp32[:5] == ["building", "writing its file", "measuring", "evaluating", "fit on targets"] and fp32[5].startswith("done")
     assert {name for *_, name, _ in steps} == {"fp32", "fp16", "int8_ptq"}
     estimate = [ln for ln in seen_while_running if "estimate: 2 more variants" in ln]
     assert estimate, seen_while_running

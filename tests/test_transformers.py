@@ -280,7 +280,7 @@ def test_quantized_transformer_encoder_runs_and_agrees_with_fp32():
         ref = model(x)
     quantize_(model, Int8DynamicConfig())
     assert isinstance(model.layers[0].self_attn.out_proj, QuantLayer)  # MHA reads out_proj.weight and .bias
-    for training in (False, True):  # the fused fast path (eval) and the Python path (train)
+    for training in (False, True):  # eval: the QuantLayers' hooks keep torch off the fused fast path (which skips rounding)
         model.train(training)
         with torch.no_grad():
             out = model(x)

@@ -254,6 +254,7 @@ def study_cmd(
         print_json({**sel.to_dict(), "base": result.base.to_dict(), "out_dir": result.out_dir,
                     "report": str(out_dir / "report.html"), "report_md": str(out_dir / "report.md"),
                     "result": str(out_dir / "result.json"),
+                    "best_dir": result.best_dir, "reproduce": result.reproduce,
                     "contended": [r.name for r in result.variants if r.cost.latency and r.cost.latency.contended],
                     "variants": [_variant_summary(r) for r in result.variants]})
         return
@@ -261,6 +262,10 @@ def study_cmd(
     if best:
         console.print(f"[bold green]best: {best.name}[/] {fmt_fraction(best.accuracy)}, {fmt_bytes(best.size_bytes)}, "
                       f"{fmt_ms(best.latency_ms)}: {sel.reason}", highlight=False)
+        if result.best_dir and best.artifact is not None:
+            console.print(f"ship: {Path(result.best_dir) / Path(best.artifact.file).name} ({best.artifact.runtime}; "
+                          f"manifest {Path(result.best_dir) / 'manifest.json'}); rebuild it with: {result.reproduce}",
+                          markup=False, highlight=False)
     else:
         console.print(f"[bold red]no variant meets the constraints[/]: {sel.reason}", highlight=False)
     for v in sel.rejected:
@@ -319,9 +324,9 @@ def compress_cmd(
 # ---------------------------------------------------------------- export (deployable ONNX)
 @app.command("export", cls=HelpCommand, rich_help_panel="Compress")
 def export_cmd(
-    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript file or {OWN_MODEL}."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript file, {OWN_MODEL}, or a study variant folder (DIR/best, DIR/variants/NAME)."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
-    dtype: str = typer.Option("int8", help="int8 | int4 (Linear weights, MatMulNBits) | fp16 | fp32"),
+    dtype: str | None = typer.Option(None, help="int8 (the default for a model) | int8-dynamic (no calibration; transformers) | int4 (Linear weights, MatMulNBits) | fp16 | fp32; a study variant exports as it was measured."),
     dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
@@ -342,17 +347,29 @@ def export_cmd(
     The file is run on up to 500 test images against the model; below --min-sqnr-db (or 99% top-1
     agreement) nothing is written and the command exits 2 naming the layers that lose most.
 
+    A study's variant folder (DIR/best, DIR/variants/NAME) exports the file the study measured.
+
     Example: effai export runs/lenet5 --dataset mnist5k --dtype int8 --runtime auto --out lenet5_int8.onnx
     """
     from effai import data as data_mod
     from effai.fileio import ensure_dir
     from effai.quantize import export_onnx
+    from effai.study import artifacts
     from effai.zoo.loading import load_for_data
     from effai.zoo.usercode import parse_model_args
 
     if out.suffix != ".onnx":
         raise InputError(f"--out {out}: expected a file name ending in .onnx")
     ensure_dir(out.parent, "--out ")
+    if artifacts.is_variant_folder(model):
+        info = artifacts.export_variant(Path(model), out, dtype)
+        if as_json:
+            print_json(info)
+        else:
+            console.print(f"wrote {out}: study variant {info['variant']} ({info['dtype']}), {info['bytes']:,} bytes, "
+                          f"test accuracy {info['accuracy']:.2%} as measured; {info['source']}", highlight=False)
+        return
+    dtype = dtype or "int8"
     ds = data_mod.load(dataset, seed=seed)
     lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already",
                        model_args=parse_model_args(model_args))

@@ -143,6 +143,24 @@ def _umask() -> int:
     return mask
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in 1 MiB chunks).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f"
+    >>> _ = p.write_bytes(b"abc")
+    >>> sha256_file(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write `obj` as indented JSON."""
     return write_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")

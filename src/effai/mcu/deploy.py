@@ -111,8 +111,7 @@ def deploy(model: nn.Module | str | Path, target, out, inputs=None, calibration=
     work = out / "build"
     shutil.rmtree(work, ignore_errors=True)
     graph = onnx_graph if onnx_graph is not None else lower.lower(cast(nn.Module, model), calib)
-    pad = codegen.PAD[kernels]
-    plan, baseline = planner.plan(graph, pad), planner.tflm_greedy(graph, pad)
+    plan, baseline = planner.plan(graph, kernels), planner.tflm_greedy(graph, kernels)
     src = codegen.generate(graph, plan, work, kernels)
     b = mcu_build.build(src, tgt, kernels)
     macs = sum(op.macs for op in graph.ops)

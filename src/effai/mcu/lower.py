@@ -191,7 +191,11 @@ def fuse(ops: list[FOp], keep: set[str]) -> list[FOp]:
             out.append(op)
             continue
         gone.add(id(op))
-        _rename(ops, op.output, prev.output)
+        if op.output in keep:  # the fused op takes the kept name (the graph's output keeps its name)
+            _rename(ops, prev.output, op.output)
+            prev.output = op.output
+        else:
+            _rename(ops, op.output, prev.output)
     return out
 
 

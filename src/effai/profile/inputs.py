@@ -141,6 +141,7 @@ class KeywordCall(torch.nn.Module):
         super().__init__()
         self.model = model
         self.names = list(names)
+        self.train(model.training)  # export restores the wrapper's mode: it must be the model's
 
     def forward(self, *xs):
         return first_tensor(self.model(**dict(zip(self.names, xs, strict=True))))

@@ -15,6 +15,7 @@ from effai.quantize.calibrate import fold_bn_
 from effai.quantize.config import (
     BFloat16Config,
     BinaryConfig,
+    EmbeddingConfig,
     Float16Config,
     FP4Config,
     FP8Config,
@@ -45,6 +46,7 @@ __all__ = [
     "ActQuant",
     "BFloat16Config",
     "BinaryConfig",
+    "EmbeddingConfig",
     "ExportRefused",
     "FP4Config",
     "FP8Config",

@@ -12,6 +12,8 @@ Ranges per layer input, from a sample of the values seen on the calibration batc
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sized
 
 import numpy as np
@@ -27,7 +29,11 @@ _SAMPLE_MAX = 1_048_576
 
 
 def batches(calibration, max_batches: int | None = None):
-    """Input tensors from a DataLoader, a tensor, a DataSplits, or a list of tensors / (x, y) pairs."""
+    """Input tensors from a DataLoader, a tensor, a DataSplits, or a list of tensors / (x, y) pairs;
+    a dict of named tensors (token ids + attention mask) gives dicts of 64-row chunks, which the
+    model is called with as keyword arguments."""
+    if isinstance(calibration, dict):
+        return _named_batches(calibration, max_batches)
     if hasattr(calibration, "loaders") and hasattr(calibration, "train"):  # effai.data.DataSplits
         calibration = calibration.loaders(64)[0] if callable(calibration.loaders) else calibration.train
     if isinstance(calibration, torch.Tensor):
@@ -52,6 +58,16 @@ def batches(calibration, max_batches: int | None = None):
     if not out:
         raise InputError("calibration: the calibration set is empty (0 batches); give at least one batch")
     return out
+
+
+def _named_batches(calibration: dict, max_batches: int | None) -> list[dict]:
+    if not calibration or not all(isinstance(v, torch.Tensor) for v in calibration.values()):
+        raise InputError("calibration: a dict of inputs maps names to tensors")
+    n = len(next(iter(calibration.values())))
+    if n == 0:
+        raise InputError("calibration: the tensors are empty (0 samples); give at least one batch")
+    chunks = [{k: v[i:i + 64] for k, v in calibration.items()} for i in range(0, n, 64)]
+    return chunks[:max_batches] if max_batches is not None else chunks
 
 
 class _Stats:
@@ -89,7 +105,7 @@ def collect(model: nn.Module, layers: list[tuple[str, nn.Module]], calibration, 
     try:
         with torch.no_grad():
             for x in batches(calibration, max_batches):
-                model(x)
+                model(**x) if isinstance(x, dict) else model(x)
     finally:
         for h in hooks:
             h.remove()
@@ -196,8 +212,8 @@ def rounded_outputs(model: nn.Module, names: list[str], example: torch.Tensor) -
         from torch.fx.passes.shape_prop import ShapeProp
 
         gm = torch.fx.symbolic_trace(model)
-        with torch.no_grad():
-            ShapeProp(gm).propagate(example)
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # ShapeProp prints the traceback
+            ShapeProp(gm).propagate(*example.values()) if isinstance(example, dict) else ShapeProp(gm).propagate(example)
     except Exception:  # noqa: BLE001 - untraceable models keep the layer-input-only scheme
         return {}
     mods, wanted, out = dict(gm.named_modules()), set(names), {}

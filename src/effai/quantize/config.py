@@ -130,6 +130,34 @@ class WeightOnlyConfig:
 
 
 @dataclass(frozen=True)
+class EmbeddingConfig:
+    """Weight-only integer embedding tables (nn.Embedding; the lookup returns float): `bits` 8
+    with a scale per token row, or 4 with a scale per group of `group_size` values of a row
+    (32 when left out; per row with `group_size=0`). Only embeddings are quantized: apply another
+    config for the Linear layers. In ONNX: Gather of int8 codes times the row's scale, or
+    GatherBlockQuantized (com.microsoft) for 4 bits.
+
+    >>> EmbeddingConfig(bits=4).block, EmbeddingConfig().block
+    (32, None)
+    """
+
+    bits: int = 8
+    group_size: int | None = None
+
+    def __post_init__(self):
+        _check(self.bits in (8, 4), f"EmbeddingConfig.bits must be 8 or 4, got {self.bits!r}")
+        _check(self.group_size is None or (isinstance(self.group_size, int) and self.group_size >= 0),
+               f"EmbeddingConfig.group_size must be None or a non-negative integer, got {self.group_size!r}")
+
+    @property
+    def block(self) -> int | None:
+        """The group size used: per row (None) for 8 bits and for group_size=0, else 32 by default."""
+        if self.group_size == 0 or (self.group_size is None and self.bits == 8):
+            return None
+        return self.group_size or 32
+
+
+@dataclass(frozen=True)
 class TernaryConfig:
     """Ternary weights {-α, 0, +α} (TWN, Li & Liu 2016): threshold 0.7·mean|w|, α the mean of
     the kept |w|. `per_channel=False` is the paper's per-layer α.

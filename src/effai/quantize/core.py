@@ -68,6 +68,9 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     chosen = select(model, filter_fn or default_filter)
     check_finite(chosen)
     targets = []
+    if _embeddings_only(config):  # the other layers are not its business: no warning for them
+        targets = [(fqn, mod) for fqn, mod in chosen if isinstance(mod, nn.Embedding)]
+        chosen = []
     for fqn, mod in chosen:
         if _is_hf_conv1d(mod):  # GPT-2's Conv1D is a Linear with its weight stored transposed
             mod = _conv1d_as_linear(mod)
@@ -80,6 +83,12 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     if not targets:
         raise NothingToQuantize(f"quantize_ with {type(config).__name__}: {_why_nothing(model, chosen, filter_fn)}")
     return handler(model, config, targets)
+
+
+def _embeddings_only(config) -> bool:
+    from effai.quantize.config import EmbeddingConfig
+
+    return isinstance(config, EmbeddingConfig)
 
 
 class NothingToQuantize(InputError):
@@ -239,7 +248,7 @@ class QuantLayer(nn.Module):
     as `layer` without its weight (for stride, padding, groups and bias).
     """
 
-    def __init__(self, layer: nn.Linear | _ConvNd, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
+    def __init__(self, layer: nn.Linear | _ConvNd | nn.Embedding, fmt: str, *, granularity: str = "channel", group_size: int | None = None,
                  symmetric: bool = True, scaled: bool = True, act: ActQuant | None = None, qat: bool = False,
                  store_bias_as: str | None = None, out_act: ActQuant | None = None):
         super().__init__()
@@ -253,9 +262,11 @@ class QuantLayer(nn.Module):
         self.weight_shape = tuple(w.shape)
         self.act = act
         self.out_act = out_act  # rounds the output where an INT8 kernel would write it in int8
+        if act is not None:  # see _keep_python_path
+            self.register_forward_pre_hook(_keep_python_path)
         if qat:
             self.register_parameter("weight", nn.Parameter(w))
-        bias = layer.bias
+        bias = getattr(layer, "bias", None)  # nn.Embedding has none
         del layer._parameters["weight"]
         layer.weight = None  # type: ignore[assignment]  # the weight lives in w_codes from now on
         if bias is not None and store_bias_as in _TORCH_FLOAT:
@@ -357,6 +368,9 @@ class QuantLayer(nn.Module):
             w = fake_quant_weight(self.weight, self.fmt, self.granularity != "tensor", self.group_size)
         else:
             w = self._w
+        if isinstance(self.layer, nn.Embedding):  # a lookup in the dequantized table (weight-only)
+            e = self.layer
+            return F.embedding(x, w, e.padding_idx, e.max_norm, e.norm_type, e.scale_grad_by_freq, e.sparse)
         bias = self.layer.bias
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)
@@ -380,7 +394,14 @@ class QuantLayer(nn.Module):
 
     @property
     def bias(self):
-        return self.layer.bias
+        return getattr(self.layer, "bias", None)
+
+
+def _keep_python_path(module, args):
+    """A no-op pre-hook on every QuantLayer that rounds its input. nn.TransformerEncoderLayer's
+    fused fast path reads `linear1.weight` etc. and never calls the layers, so the activation
+    rounding would silently not happen; torch skips that path when a submodule has hooks."""
+    return None
 
 
 def convert_(model: nn.Module) -> nn.Module:

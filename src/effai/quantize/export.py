@@ -332,7 +332,8 @@ DTYPES = ("int8", "int4", "fp16", "fp32")
 def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None, calibration=None,
                 method: str = "minmax", settings: Int8Settings | None = None, runtime: str = "onnxruntime",
                 tune: bool = False, max_sqnr_loss_db: float = 1.0, threads: int = 1, verify_inputs=None,
-                min_sqnr_db: float | None = None, min_agreement: float | None = None) -> ExportInfo:
+                min_sqnr_db: float | None = None, min_agreement: float | None = None,
+                mode: str | None = None) -> ExportInfo:
     """Write a deployable ONNX model, verified against its source, and return facts about it.
 
     - A model from `quantize_` (any method: static INT8 with any calibration, QAT, mixed
@@ -349,6 +350,12 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None
       fastest whose SQNR against the float model is at least `min_sqnr_db` and within
       `max_sqnr_loss_db` of the CPU-chosen default's (of the best candidate's where the default
       is below `min_sqnr_db`).
+    - `mode="dynamic"` (or dtype "int8-dynamic"): dynamic INT8, int8 weights per channel and
+      activations quantized per call (no calibration), the graph ONNX Runtime runs as
+      DynamicQuantizeMatMul; from a float model (every Linear quantized by effai) or one
+      quantized with Int8DynamicConfig. Models with several inputs (token ids + attention mask,
+      a dict of inputs) keep every input, with batch and sequence dynamic
+      (`effai.quantize.transformer_export`).
     - The gate: the written file is loaded in its runtime and run on `verify_inputs` (default
       `example_inputs`, one row at a time) against the torch model it came from; below
       `min_sqnr_db` (20 dB) or `min_agreement` (99% top-1) it raises ExportRefused (an
@@ -379,6 +386,11 @@ def export_onnx(model: nn.Module, path, example_inputs, dtype: str | None = None
         from effai.profile.latency import openvino_core
 
         openvino_core()  # fail early, with the install hint, if OpenVINO is missing
+    from effai.quantize import transformer_export
+
+    if transformer_export.handles(model, example_inputs, dtype, mode):  # dynamic INT8, several inputs
+        return transformer_export.export(model, Path(path), example_inputs, dtype, mode, runtime, threads,
+                                         verify_inputs, gate, calibration, method)  # type: ignore[return-value]
     ex = example_inputs if isinstance(example_inputs, torch.Tensor) else example_inputs[0]
     check = verify_inputs if verify_inputs is not None else ex
     if is_quantized(model) or dtype == "int4":

@@ -8,6 +8,7 @@ from effai.quantize import calibrate
 from effai.quantize.config import (
     BFloat16Config,
     BinaryConfig,
+    EmbeddingConfig,
     Float16Config,
     FP8Config,
     Int8DynamicConfig,
@@ -49,6 +50,17 @@ def _fp8(model, cfg: FP8Config, targets):
 def _weight_only(model, cfg: WeightOnlyConfig, targets):
     fmt = {8: "int8", 4: "int4", 2: "int2"}[cfg.bits]
     return _replace(model, targets, lambda f, m: QuantLayer(m, fmt, group_size=cfg.group_size, symmetric=cfg.symmetric))
+
+
+@register(EmbeddingConfig)
+def _embedding(model, cfg: EmbeddingConfig, targets):
+    fmt = {8: "int8", 4: "int4"}[cfg.bits]
+    return _replace(model, targets, lambda f, m: QuantLayer(m, fmt, group_size=_fitting_group(cfg.block, m)))
+
+
+def _fitting_group(block: int | None, emb) -> int | None:
+    """The group size, or per row where it does not divide the embedding width."""
+    return block if block is not None and emb.embedding_dim % block == 0 else None
 
 
 @register(Int8DynamicConfig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from effai.report import plots
 from effai.results import (
@@ -69,6 +70,7 @@ def context(result: StudyResult) -> dict:
         "fit_note": result.fit_note,
         "mcu_rows": [_mcu_row(r, t, f) for r in ok for t, f in sorted(r.targets.items()) if f.flash_bytes is not None],
         "command": result.command,
+        "ship": _ship(result),
         "config_json": json.dumps(result.config, indent=2, default=str),
         "environment_json": json.dumps(result.environment.to_dict(), indent=2, default=str),
     }
@@ -103,6 +105,29 @@ def uncertainty(result: StudyResult) -> str:
     else:
         ties = "no other variant meets the constraints"
     return f"Uncertainty: {how_sure}; {ties}."
+
+
+def _lat_flags(r: VariantRecord) -> list[str]:
+    """The latency's warnings (contended, slower than fp32) and its file's caveat (timed as fp32)."""
+    flags = [] if r.cost.latency is None else r.cost.latency.warnings()
+    caveat = "" if r.artifact is None else r.artifact.latency_caveat()
+    return flags + ([caveat] if caveat else [])
+
+
+def _measured_on(art) -> str:
+    return (f"measured in {art.runtime}" if art.measured_on == "file"
+            else f"measured on the torch model ({art.note})")
+
+
+def _ship(result: StudyResult) -> dict | None:
+    """The winner's file in OUT/best/, linked relative to the report (which sits in OUT/)."""
+    best = result.best
+    if not result.best_dir or best is None or best.artifact is None:
+        return None
+    art = best.artifact
+    return {"href": f"best/{Path(art.file).name}", "manifest": "best/manifest.json", "bytes": fmt_bytes(art.bytes),
+            "runtime": art.runtime, "sha256": art.sha256, "measured_on": _measured_on(art),
+            "reproduce": result.reproduce}
 
 
 def _harm_power(ok: list[VariantRecord]) -> str:
@@ -158,9 +183,12 @@ def _row(r: VariantRecord, base_acc: float | None, selection: Selection) -> dict
         "size": fmt_bytes(c.size_bytes), "size_v": _v(c.size_bytes), "size_format": c.size_format,
         "params": fmt_count(c.params), "params_v": _v(c.params),
         "macs": fmt_count(c.macs), "macs_v": _v(c.macs),
-        "lat": fmt_ms(r.latency_ms), "lat_flags": [] if c.latency is None else c.latency.warnings(), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
+        "lat": fmt_ms(r.latency_ms), "lat_flags": _lat_flags(r), "lat_v": _v(r.latency_ms), "runtime": c.latency.how if c.latency else "",
         "energy": fmt_joules(r.energy_j), "energy_v": _v(r.energy_j), "energy_method": energy,
         "flagged": r.flagged, "kind": kind, "verdict": verdict,
+        "file": "" if r.artifact is None else r.artifact.file,
+        "manifest": "" if r.artifact is None else str(Path(r.artifact.file).parent / "manifest.json"),
+        "file_note": "" if r.artifact is None else _measured_on(r.artifact),
     }
 
 

@@ -20,7 +20,30 @@ def _ci(r) -> str:
 
 def _lat_flags(r) -> str:
     lat = r.cost.latency
-    return "" if lat is None or not lat.warnings() else " ⚠ " + "; ".join(lat.warnings())
+    flags = ([] if lat is None else lat.warnings()) + ([r.artifact.latency_caveat()] if r.artifact is not None
+                                                        and r.artifact.latency_caveat() else [])
+    return " ⚠ " + "; ".join(flags) if flags else ""
+
+
+def _file(r) -> str:
+    """The variant's file, linked, and what its numbers were measured on."""
+    a = r.artifact
+    if a is None:
+        return _md(r.cost.size_format)
+    on = "" if a.measured_on == "file" else " (numbers from the torch model)"
+    return f"[{_md(a.file)}]({a.file}) {_md(a.format)}{on}"
+
+
+def _ship(result: StudyResult) -> list[str]:
+    """The winner's file in best/ and the command that rebuilds it."""
+    best = result.best
+    if not result.best_dir or best is None or best.artifact is None:
+        return []
+    a = best.artifact
+    name = a.file.rsplit("/", 1)[-1]
+    return [f"**Ship:** [best/{_md(name)}](best/{name}) ({fmt_bytes(a.bytes)}, {_md(a.runtime)}; "
+            f"[manifest](best/manifest.json), sha256 `{a.sha256[:16]}…`). Rebuild it with:", "",
+            "```", result.reproduce, "```", ""]
 
 
 def render_markdown(result: StudyResult) -> str:
@@ -39,7 +62,8 @@ def render_markdown(result: StudyResult) -> str:
         f"**Selected: {_md(sel.best)}** — {_md(sel.reason)}" if sel.best
         else f"**No variant meets the constraints.** {_md(sel.reason)}",
         "",
-        "| variant | accuracy (95% CI) | size | format | MACs | latency p50 | energy | harmed classes | verdict |",
+        *_ship(result),
+        "| variant | accuracy (95% CI) | size | file | MACs | latency p50 | energy | harmed classes | verdict |",
         "|---|---:|---:|---|---:|---:|---:|---|---|",
     ]
     for r in result.variants:
@@ -49,7 +73,7 @@ def render_markdown(result: StudyResult) -> str:
         v = sel.verdict(r.name)
         verdict = "selected" if r.name == sel.best else (f"{v.kind}: {v.reason}" if v else "")
         lines.append(
-            f"| {_md(r.name)} | {fmt_fraction(r.accuracy)}{_ci(r)} | {fmt_bytes(r.size_bytes)} | {_md(r.cost.size_format)} "
+            f"| {_md(r.name)} | {fmt_fraction(r.accuracy)}{_ci(r)} | {fmt_bytes(r.size_bytes)} | {_file(r)} "
             f"| {fmt_count(r.macs)} | {fmt_ms(r.latency_ms)}{_md(_lat_flags(r))} | {fmt_joules(r.energy_j)} "
             f"| {_md(', '.join(r.flagged))} | {_md(verdict)} |"
         )

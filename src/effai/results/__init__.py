@@ -31,7 +31,7 @@ from effai.results.pareto import (
     select,
     violations,
 )
-from effai.results.records import Cost, Energy, Latency, TargetFit, VariantRecord
+from effai.results.records import Artifact, Cost, Energy, Latency, Manifest, TargetFit, VariantRecord
 from effai.results.serial import SCHEMA_VERSION, Record
 from effai.results.summary import BaseModelInfo, DatasetInfo, Environment, StudyResult
 from effai.results.units import (
@@ -46,7 +46,7 @@ from effai.results.units import (
 )
 
 __all__ = [
-    "AXES", "SCHEMA_VERSION", "AccuracyInterval", "Axis", "BaseModelInfo", "Constraints", "Cost", "DatasetInfo", "Energy",
+    "AXES", "SCHEMA_VERSION", "AccuracyInterval", "Artifact", "Manifest", "Axis", "BaseModelInfo", "Constraints", "Cost", "DatasetInfo", "Energy",
     "Environment", "Evaluation", "GroupHarm", "Harm", "Latency", "Paired", "Record", "Selection", "StudyResult", "TargetFit",
     "VariantRecord", "Verdict", "dominates", "fmt_bytes", "fmt_count", "fmt_fraction", "fmt_joules", "fmt_ms",
     "feasible", "leader", "margins", "pareto_front", "parse_bytes", "parse_ms", "parse_quantity", "select", "violations",

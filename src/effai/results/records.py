@@ -116,6 +116,56 @@ class TargetFit(Record):
 
 
 @dataclass(frozen=True)
+class Artifact(Record):
+    """The file a variant deploys as (`OUT/variants/NAME/`) and how its numbers were taken.
+
+    `measured_on` says where the record's accuracy, per-class harm and robustness come from:
+    "file" (the file's own predictions in `runtime`) or "torch" (the torch model: the file could
+    not be written or run, `note` says why). `timing` is what its latency means, in the words of
+    `effai.quantize.kernels` ("real kernel", "partly real kernel", "timed as fp32, labelled",
+    "no kernel: not timed") with the op counts the runtime ran. `torch_accuracy` is the torch
+    model's test accuracy, shown next to the file's.
+    """
+
+    file: str  # relative to the run folder: "variants/int8_ptq/model.onnx"
+    sha256: str = ""
+    bytes: int = 0
+    runtime: str = ""  # "onnxruntime", or "effai.compress (torch)" for the .effdc file
+    format: str = ""  # "ONNX int8 (the quantize_ simulation: its scales and codes)"
+    settings: dict[str, Any] = field(default_factory=dict)
+    command: str = ""  # runs the file in its runtime, from its folder
+    measured_on: Literal["file", "torch"] = "file"
+    timing: str = ""
+    verification: str = ""  # the export gate's verdict on the file
+    torch_accuracy: float | None = None
+    note: str = ""
+
+    def latency_caveat(self) -> str:
+        """What to know about the file's latency ("" for a real kernel of its format).
+
+        >>> Artifact("m.onnx", timing="timed as fp32, labelled (0 int8 / 5 float ops)").latency_caveat()
+        'timed as fp32, labelled'
+        """
+        kind = self.timing.split(" (")[0]
+        return "" if kind in ("", "real kernel") else kind
+
+
+@dataclass(frozen=True)
+class Manifest(Record):
+    """`manifest.json` next to a variant's file (and in `OUT/best/`): the file, its hash, its
+    runtime and settings, what it scored there, and the commands to run and to reproduce it."""
+
+    variant: str
+    artifact: Artifact
+    accuracy: float | None = None
+    accuracy_ci: AccuracyInterval | None = None
+    dataset: str = ""
+    n_test: int = 0
+    input_shape: tuple[int, ...] = ()
+    reproduce: str = ""  # the one command that builds this variant again
+
+
+@dataclass(frozen=True)
 class VariantRecord(Record):
     """One variant, built and measured, or failed with the error."""
 
@@ -139,6 +189,7 @@ class VariantRecord(Record):
     accuracy_ci: AccuracyInterval | None = None  # 95% interval of `accuracy`
     vs_base: Paired | None = None  # paired test against the base (fp32) on the test examples
     vs_leader: Paired | None = None  # ... against the most accurate feasible variant (set at selection)
+    artifact: Artifact | None = None  # the file it deploys as, which its numbers were measured on
 
     @classmethod
     def failed(cls, name: str, error: BaseException | str, **fields) -> VariantRecord:

@@ -92,6 +92,8 @@ class StudyResult(Record):
     energy_note: str = "measured or estimated as each cell's tooltip says"
     fit_note: str = "Memory fit against each target's flash and RAM; hover a cell for details."
     seconds: float = 0.0
+    best_dir: str = ""  # the winner's file and manifest, copied ("" when nothing was chosen)
+    reproduce: str = ""  # the one command that builds the winner again
 
     @property
     def best(self) -> VariantRecord | None:

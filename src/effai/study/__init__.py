@@ -2,8 +2,10 @@
 evaluate each the same way, and pick the best one under the user's constraints.
 
 Follow it from the CLI down: `effai study` -> `run(StudyConfig)` (runner.py) -> the variant
-registry (variants.py) -> measure.py (profile, latency, hardware fit) and effai.evaluate ->
-effai.results (the records, Pareto fronts, selection with reasons) -> effai.report.
+registry (variants.py) -> artifacts.py (the file each variant deploys as, OUT/variants/NAME/,
+which everything after is measured on) -> measure.py (profile, latency, hardware fit) and
+effai.evaluate -> effai.results (the records, Pareto fronts, selection with reasons) ->
+artifacts.ship (the winner in OUT/best/) -> effai.report.
 
 >>> cfg = StudyConfig(dataset="mnist5k", max_size="250KB", target="nano33ble")
 >>> cfg.constraints().max_size_bytes, "int8_ptq" in variant_names()

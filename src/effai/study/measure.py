@@ -1,10 +1,9 @@
-"""Profile one built variant: counts from its float structure, latency measured in ONNX Runtime
-(torch eager as a fallback, and in --quick), energy measured where counters exist and estimated
-otherwise, and fit / estimate on the hardware targets of the catalogue."""
+"""Profile one built variant: counts from its float structure, latency measured on its own file
+in its runtime (study.artifacts), energy measured where counters exist and estimated otherwise,
+and fit / estimate on the hardware targets of the catalogue."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,36 +17,25 @@ _FALLBACK = {"ternary": ["int4", "int8"], "binary": ["int4", "int8"], "int4": ["
              "fp32": ["fp32"]}
 
 
-def latency(built, example: torch.Tensor, calibration: torch.Tensor, threads: int,
-            quick: bool) -> tuple[Latency, Energy | None]:
-    """p50 latency of one image with its spread and conditions, and the energy measured over
-    the timed calls where the machine has counters (None otherwise)."""
+def latency(deployed, example: torch.Tensor, threads: int, quick: bool) -> tuple[Latency, Energy | None]:
+    """p50 latency of one input on the variant's own file in its runtime (`deployed`, from
+    `study.artifacts.save`), with its spread and conditions, and the energy measured over the
+    timed calls where the machine has counters (None otherwise)."""
     from effai.profile import measure_latency
     from effai.profile.energy import Meter
 
-    model = built.structure if built.structure is not None else built.model
     protocol: dict[str, Any] = ({"warmup": 3, "repeats": 10, "min_seconds": 0.05} if quick else
                                 {"warmup": 10, "repeats": 50, "min_seconds": 0.1})
     meter = Meter("cpu")
-    lat, graph, note = None, "", ""
-    if built.onnx_dtype and not quick:
-        from effai.quantize import export_onnx
-
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "m.onnx"
-                export_onnx(model.eval(), path, example, dtype=built.onnx_dtype, calibration=calibration[:64])
-                with meter:
-                    lat = measure_latency(str(path), example, runtime="onnxruntime", threads=threads, **protocol)
-            graph = f"{built.onnx_dtype} graph"
-        except Exception as e:  # noqa: BLE001 - export can fail for exotic layers: measure in torch instead
-            note = f"ONNX export failed ({type(e).__name__}), so "
-    if lat is None:
-        with meter:
-            lat = measure_latency(model.eval(), example, runtime="torch", threads=threads, **protocol)
-        graph = "eager fp32"
-    record = Latency.measured(lat, graph, how=f"{note}{lat.runtime}, {graph}, {lat.threads} thread(s), "
-                                              f"p50 of {lat.repeats} runs")
+    art = deployed.artifact
+    with meter:
+        if deployed.runtime == "onnxruntime":
+            lat = measure_latency(str(deployed.timed), example, runtime="onnxruntime", threads=threads, **protocol)
+        else:
+            lat = measure_latency(deployed.timed.eval(), example, runtime="torch", threads=threads, **protocol)
+    graph = f"{Path(art.file).name}, {art.timing.split(' (')[0]}"
+    record = Latency.measured(lat, graph, how=f"{lat.runtime}, the variant's file {art.file}: {art.timing}; "
+                                              f"{lat.threads} thread(s), p50 of {lat.repeats} runs")
     calls = lat.repeats + lat.warmup
     energy = None if meter.joules is None else Energy(meter.joules / calls, "measured",
                                                       f"{meter.source} over {calls} calls (whole package)")

@@ -17,6 +17,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ from effai.results import (
     pareto_front,
     select,
 )
-from effai.study import measure, variants
+from effai.study import artifacts, measure, variants
 from effai.study import progress as study_progress
 from effai.study.config import StudyConfig
 from effai.study.context import Context, load_base
@@ -79,7 +80,8 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
         ctx = Context(cfg, data, out, base, base_info)
         done = rd.finished()
         records: dict[str, VariantRecord] = {}
-        todo = [n for n in names if n not in done or _targets_missing(done[n], fit_targets)]
+        todo = [n for n in names if n not in done or _targets_missing(done[n], fit_targets)
+                or not artifacts.intact(done[n], out)]
         with study_progress.reporter(names, progress) as shown:
             for n in names:
                 rec = done.get(n)
@@ -96,6 +98,8 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
                     shown.note(study_progress.estimate(n, rec.seconds or 0.0, len(todo) - 1))
         recs = [records[n] for n in names]
         result = _result(cfg, name, out, recs, data, base_info, command, start)
+        artifacts.write_manifests(result)
+        result = artifacts.ship(result, reproduce=_reproduce(cfg, result))
         _write(result, out)
         return result
 
@@ -126,24 +130,33 @@ def _measure_variant(n: str, spec, ctx: Context, base_rec: VariantRecord | None,
     torch.manual_seed(ctx.cfg.seed)
     step("building")
     built = spec.build(ctx)
+    step("writing its file")
+    deployed = artifacts.save(built, ctx, n)
+    art = deployed.artifact
     step("measuring")
-    latency, energy = measure.latency(built, ctx.data.test.tensors[0][:1], ctx.calibration, ctx.cfg.threads,
-                                      ctx.cfg.quick)
+    latency, energy = measure.latency(deployed, ctx.data.test.tensors[0][:1], ctx.cfg.threads, ctx.cfg.quick)
     prof = measure.counts(built, ctx.input_shape)
     energy = energy or Energy(prof.energy.joules, "estimated", prof.energy.detail)
     step("evaluating")
     sev = (1, 5) if ctx.cfg.quick else (1, 3, 5)
-    evaluation = ev.evaluate(built.model, ctx.data, slices=slices, severities=sev, seed=ctx.cfg.seed)
+    # on the file, in its runtime; the torch model's clean accuracy is kept beside it
+    evaluation = ev.evaluate(deployed.predict, ctx.data, slices=slices, severities=sev, seed=ctx.cfg.seed)
+    art = art.replace(torch_accuracy=ev.evaluate(built.model, ctx.data, corruptions=()).accuracy)
     harm = None
     if base_rec is not None and base_rec.ok and base_rec.evaluation is not None:
         harm = ev.compare(base_rec.evaluation, evaluation, slices=slices)
     step("fit on targets")
-    cost = Cost(size_bytes=int(built.size_bytes), size_format=built.size_format, params=prof.total.params,
+    cost = Cost(size_bytes=art.bytes, size_format=art.format, params=prof.total.params,
                 macs=prof.total.macs, peak_activation_bytes=prof.total.peak_activation_bytes, latency=latency,
                 energy=energy)
+    notes = list(built.notes) + ([art.note] if art.note else [])
+    if built.size_bytes < art.bytes * 0.9:  # the builder's packed format is not what ships
+        notes.append(f"{built.size_format} would take {fmt_bytes(built.size_bytes)}; the file it deploys as "
+                     f"takes {fmt_bytes(art.bytes)}")
     return VariantRecord(n, accuracy=evaluation.accuracy, dtype=built.dtype, bits=built.bits, cost=cost,
                          evaluation=evaluation, harm=harm, targets=measure.targets(prof, built.dtype, fit_targets, built, ctx, n),
-                         notes=tuple(built.notes), details=dict(built.extra))
+                         notes=tuple(notes), details={**built.extra, "storage_bytes": int(built.size_bytes),
+                                                      "storage_format": built.size_format}, artifact=art)
 
 
 def _targets_missing(rec: VariantRecord, fit_targets: list[str]) -> bool:
@@ -230,7 +243,7 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
         notes.append(f"failed variants (reported, not selected): {', '.join(failed)}")
     notes.append(base.describe())
     if cfg.quick:
-        notes.append("quick mode: small training subset, 1-epoch fine-tunes, torch eager latency, severities 1 and 5")
+        notes.append("quick mode: small training subset, 1-epoch fine-tunes, 10 timed runs, severities 1 and 5")
     return StudyResult(
         name=name, base=base, reference="fp32",
         dataset=DatasetInfo(data.name, tuple(data.class_names), len(data.test), tuple(data.input_shape),
@@ -240,9 +253,9 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
         command=command or _command(cfg),
         environment=_environment(),
         out_dir=str(out), notes=tuple(notes),
-        latency_note=("torch eager, 1 thread" if cfg.quick else
-                      "ONNX Runtime, one image, at each variant's deploy precision (int8 graphs for INT8 variants; "
-                      "formats without CPU kernels run their fp32 graph)"),
+        latency_note=(f"each variant's own file in its runtime (ONNX Runtime; the .effdc decoded in torch), one "
+                      f"input, {cfg.threads} thread(s); formats without a CPU kernel are timed as fp32 and "
+                      "labelled (see each cell's tooltip)"),
         energy_note="measured (RAPL) where the machine exposes counters, else estimated with the Horowitz 45 nm model",
         fit_note="effai.hardware.fit (RAM and flash with runtime overheads) and roofline estimates; "
                  "sub-8-bit variants run on int8 kernels where a target lacks int4. Hover a cell for details.",
@@ -344,6 +357,15 @@ def _cli_name(name: str | None) -> str | None:
     if name is None or name not in zoo.names():
         return name
     return usercode.source_spec(_BUILDERS[name]) or name
+
+
+def _reproduce(cfg: StudyConfig, result: StudyResult) -> str:
+    """The one command that builds the winner again: this study with only that variant (and
+    fp32, its reference), into a folder of its own."""
+    best = result.selection.best
+    if best is None:
+        return ""
+    return _command(replace(cfg, variants=(best,), out=f"{result.out_dir.rstrip('/')}-{best}"))
 
 
 def _write(result: StudyResult, out: Path) -> None:

@@ -1,6 +1,7 @@
 """The run folder: `study.json` (the study's identity), `results.jsonl` (one line per
 finished variant: `{"schema", "study_key", "record"}` with an `effai.results.VariantRecord`,
-appended and fsynced), `base/` (the trained base model), and a lock.
+appended and fsynced), `base/` (the trained base model), `variants/NAME/` (each variant's file and
+manifest, study.artifacts), `best/` (the winner's), and a lock.
 
 Rerunning the same command reuses finished variants, so an interrupted study resumes where it
 stopped. A folder holding a different study is refused unless `force`; two processes cannot
@@ -75,7 +76,8 @@ class RunDir:
 
     def _wipe(self) -> None:
         self.results.unlink(missing_ok=True)
-        shutil.rmtree(self.base_dir, ignore_errors=True)
+        for folder in (self.base_dir, self.path / "variants", self.path / "best"):
+            shutil.rmtree(folder, ignore_errors=True)
         for name in ("study.json", "result.json", "report.html", "report.md"):
             (self.path / name).unlink(missing_ok=True)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch.nn as nn
 
@@ -31,11 +32,14 @@ class Built:
     # run it at this dtype, or at the nearest one a target supports (study.measure).
     dtype: str = "fp32"
     bits: float = 32  # weight bits, for the energy estimate
-    # The dtype of the ONNX file whose ONNX Runtime latency is reported ("fp32", "fp16" or "int8");
-    # None = time the model in torch eager.
-    onnx_dtype: str | None = "fp32"
-    # The float model with the variant's architecture: profiled for params / MACs / memory and
-    # exported to ONNX Runtime for latency (a fake-quantized model keeps its codes in buffers).
+    # How the variant is written as the file it deploys as (study.artifacts), which every number
+    # of its record is measured on: "onnx" (the model itself: a quantize_-d one as the graph it
+    # simulates, with its own scales and codes; a float one as fp32), "onnx-fp16" (`structure`
+    # converted to an fp16 graph) or "file" (`file`, written by the builder, e.g. the .effdc).
+    deploy: str = "onnx"
+    file: Path | None = None
+    # The float model with the variant's architecture: profiled for params / MACs / memory (a
+    # fake-quantized model keeps its codes in buffers).
     structure: nn.Module | None = None
     notes: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
@@ -104,10 +108,6 @@ def _qat(ctx, fmt: str, **options) -> nn.Module:
                                                          **options)))
 
 
-def _no_kernels(fmt: str) -> list[str]:
-    return [f"no {fmt} CPU kernels: latency measured on the dequantized fp32 graph"]
-
-
 def _fp32(model: nn.Module) -> Built:
     return Built(model, _qbytes(model), "fp32 state dict (torch.save)")
 
@@ -126,7 +126,7 @@ def fp16(ctx):
     from effai.quantize import Float16Config, quantize_
 
     m = quantize_(ctx.base_copy(), Float16Config())
-    return Built(m, _qbytes(m), "fp16 weights", dtype="fp16", bits=16, onnx_dtype="fp16", structure=ctx.base)
+    return Built(m, _qbytes(m), "fp16 weights", dtype="fp16", bits=16, deploy="onnx-fp16", structure=ctx.base)
 
 
 @variant("bf16", family="precision")
@@ -135,8 +135,7 @@ def bf16(ctx):
     from effai.quantize import BFloat16Config, quantize_
 
     m = quantize_(ctx.base_copy(), BFloat16Config())
-    return Built(m, _qbytes(m), "bf16 weights", dtype="bf16", bits=16, onnx_dtype="fp32", structure=ctx.base,
-                 notes=["ONNX Runtime has no bf16 CPU kernels: latency measured on the fp32 graph"])
+    return Built(m, _qbytes(m), "bf16 weights", dtype="bf16", bits=16, structure=ctx.base)
 
 
 # ------------------------------------------------------------------ integer quantization
@@ -146,40 +145,43 @@ def int8_ptq(ctx):
     from effai.quantize import Int8StaticConfig, quantize_
 
     m = quantize_(ctx.base_copy(), Int8StaticConfig(calibration=ctx.calibration))
-    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx_dtype="int8", structure=ctx.base)
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, structure=ctx.base)
 
 
 @variant("int8_qat", family="quantization")
 def int8_qat(ctx):
     """Quantization-aware training to INT8 (weights and activations), a short fine-tune."""
     m = _qat(ctx, "int8", act_bits=8)
-    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, onnx_dtype="int8", structure=ctx.base)
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, structure=ctx.base)
 
 
 @variant("int4", family="quantization", quick=True)
 def int4(ctx):
-    """Weight-only INT4 post-training quantization, one scale per group of 32 weights."""
-    from effai.quantize import WeightOnlyConfig, quantize_
+    """Weight-only INT4 of the Linear layers (ONNX Runtime's MatMulNBits), per group of 32 where
+    it divides the width, else per channel; convolutions stay fp32 (no int4 convolution kernel)."""
+    from effai.errors import InputError
+    from effai.quantize.export import _int4_linear  # the recipe of `effai export --dtype int4`
 
-    m = quantize_(ctx.base_copy(), WeightOnlyConfig(bits=4, group_size=32))
-    return Built(m, _qbytes(m), "packed int4 weights + fp32 group scales", dtype="int4", bits=4, structure=ctx.base,
-                 notes=_no_kernels("int4"))
+    try:
+        m = _int4_linear(ctx.base_copy())
+    except InputError as e:  # a model without Linear layers: this variant fails, the study goes on
+        raise ValueError(str(e)) from None
+    return Built(m, _qbytes(m), "packed int4 Linear weights + fp32 scales, fp32 convolutions", dtype="int4", bits=4,
+                 structure=ctx.base)
 
 
 @variant("ternary", family="quantization")
 def ternary(ctx):
     """Ternary weights {-a, 0, +a} (TWN), trained with QAT for a short fine-tune."""
     m = _qat(ctx, "ternary")
-    return Built(m, _qbytes(m), "2-bit packed ternary codes + fp32 scales", dtype="ternary", bits=2, structure=ctx.base,
-                 notes=_no_kernels("ternary"))
+    return Built(m, _qbytes(m), "2-bit packed ternary codes + fp32 scales", dtype="ternary", bits=2, structure=ctx.base)
 
 
 @variant("binary", family="quantization")
 def binary(ctx):
     """Binary weights a*sign(w) (XNOR-Net style, first and last layers float), QAT fine-tune."""
     m = _qat(ctx, "binary")
-    return Built(m, _qbytes(m), "1-bit packed weights (+ fp32 first/last layers)", dtype="binary", bits=1, structure=ctx.base,
-                 notes=_no_kernels("binary"))
+    return Built(m, _qbytes(m), "1-bit packed weights (+ fp32 first/last layers)", dtype="binary", bits=1, structure=ctx.base)
 
 
 # ------------------------------------------------------------------ pruning
@@ -240,15 +242,20 @@ def kd_student(ctx):
 @variant("deep_compression", family="pipeline")
 def deep_compression(ctx):
     """Deep Compression (Han et al. 2016): prune 90%, share weights (k-means), Huffman-code."""
+    from effai import zoo
     from effai.compress import DeepCompressionConfig
     from effai.compress import deep_compression as dc
 
-    path = ctx.out / "variants" / "deep_compression.effdc"
+    path = ctx.out / "variants" / "deep_compression" / "model.effdc"
     cfg = DeepCompressionConfig(sparsity=0.9, prune_epochs=2, finetune_epochs=1,
                                 kmeans_iters=10, seed=ctx.cfg.seed)
-    m, rep = dc(ctx.base_copy(), ctx.data, cfg, out_path=path)
+    arch = ctx.base_info.arch  # recorded in the file, so that it loads on its own
+    options = zoo.options_for(arch, ctx.data) if arch in zoo.names() else None
+    m, rep = dc(ctx.base_copy(), ctx.data, cfg, out_path=path, arch=arch if options is not None else None,
+                options=options)
     return Built(m, path.stat().st_size, "Deep Compression file (sparse indices, shared-weight codes, Huffman)",
-                 dtype="int8", bits=5, notes=["runs decoded to dense fp32 weights"], extra={"stages": rep.stages})
+                 dtype="int8", bits=5, deploy="file", file=path, notes=["runs decoded to dense fp32 weights"],
+                 extra={"stages": rep.stages})
 
 
 # ------------------------------------------------------------------ efficient architectures

@@ -7,20 +7,6 @@
 #if EFFAI_DSP
 #include <arm_acle.h>
 
-static inline int32_t load32(const void *src)
-{
-    int32_t v;
-    memcpy(&v, src, 4);
-    return v;
-}
-
-static inline int32_t sxtb16_ror8(int32_t x)
-{
-    int32_t r;
-    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
 static inline int32_t sxtab16_ror8(int32_t acc, int32_t x)
 {
     int32_t r;
@@ -30,9 +16,9 @@ static inline int32_t sxtab16_ror8(int32_t acc, int32_t x)
 
 #define TAP(xp, kp)                                                                   \
     do {                                                                              \
-        const int32_t xv = load32(xp), kv = load32(kp);                               \
+        const int32_t xv = effai_ld32(xp), kv = effai_ld32(kp);                       \
         const int32_t x02 = __sxtab16(off, xv), x13 = sxtab16_ror8(off, xv);          \
-        const int32_t k02 = __sxtb16(kv), k13 = sxtb16_ror8(kv);                      \
+        const int32_t k02 = __sxtb16(kv), k13 = effai_sxtb16_ror8(kv);                \
         a0 = __smlabb(k02, x02, a0);                                                  \
         a2 = __smlatt(k02, x02, a2);                                                  \
         a1 = __smlabb(k13, x13, a1);                                                  \
