@@ -44,7 +44,7 @@ def screenshot(html: Path, png: Path, width: int = 1400, height: int = 900) -> P
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "runs" / "screenshot"), help="study run folder")
+    ap.add_argument("--out", default="runs/screenshot", help="study run folder (relative: the report prints it)")
     ap.add_argument("--png", default=str(ROOT / "docs" / "img" / "report.png"))
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--model", default="lenet300_100")
