@@ -146,7 +146,7 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 @app.command("train", cls=HelpCommand, rich_help_panel="Compress")
 def train_cmd(
     model: str = typer.Argument(..., help=f"Zoo name, e.g. lenet5, or {OWN_MODEL}; a checkpoint folder or state dict (with --arch) is trained further."),
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | keywords (text) | a path (IDX dir, .npz of images or token ids, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
     model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
@@ -200,7 +200,7 @@ def train_cmd(
 # ---------------------------------------------------------------- study
 @app.command("study", cls=HelpCommand, rich_help_panel="Compare")
 def study_cmd(
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | keywords (text) | a path (IDX dir, .npz of images or token ids, image folder); options as kws:n_per_class=50."),
     model: str = typer.Option("lenet5", help=f"Base model: a zoo name or {OWN_MODEL} (trained once here), a checkpoint folder, or a state dict (with --arch)."),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict --model: a zoo name or path/to/file.py:ClassName."),
     model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
@@ -225,6 +225,8 @@ def study_cmd(
     Writes DIR/results.jsonl (resumable), DIR/result.json, DIR/report.md and DIR/report.html.
 
     Example: effai study --dataset mnist5k --max-size 250KB --max-latency 5ms --target nano33ble --out runs/demo
+
+    Text: effai study --dataset keywords --model text_transformer --quick --out runs/text
     """
     import shlex
 
@@ -236,7 +238,10 @@ def study_cmd(
         from effai.study.variants import VARIANTS
 
         for name, spec in VARIANTS.items():
-            print(f"{name:<22} {spec.family:<13} {'quick ' if spec.quick else '      '}{spec.description}")
+            mark = "quick " if spec.quick is True else "      "
+            note = f"(quick on {' and '.join(spec.quick)}) " if isinstance(spec.quick, tuple) else ""
+            note += "" if len(spec.inputs) > 1 else f"({spec.inputs[0]} only) "
+            print(f"{name:<22} {spec.family:<13} {mark}{note}{spec.description}")
         return
     cfg = study.StudyConfig(
         dataset=dataset, model=model, quick=quick, epochs=epochs, threads=threads, arch=arch,
@@ -327,7 +332,7 @@ def export_cmd(
     model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript file, {OWN_MODEL}, or a study variant folder (DIR/best, DIR/variants/NAME)."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
     dtype: str | None = typer.Option(None, help="int8 (the default for a model) | int8-dynamic (no calibration; transformers) | int4 (Linear weights, MatMulNBits) | fp16 | fp32; a study variant exports as it was measured."),
-    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
+    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | keywords (text) | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
     tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),

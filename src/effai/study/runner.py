@@ -60,7 +60,7 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
     >>> r = run(cfg)  # doctest: +SKIP
     """
     start = time.perf_counter()
-    names = variants.resolve(cfg.variants, cfg.quick)
+    variants.resolve(cfg.variants, cfg.quick)  # unknown names fail before the data is loaded
     out = Path(cfg.out or Path("runs") / (cfg.name or f"{cfg.model}-{cfg.dataset}".replace("/", "_")))
     name = cfg.name or out.name
     extra_targets = [cfg.target] if cfg.target else []
@@ -73,6 +73,7 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
 
             raise suggest(cfg.target, hardware.load_catalogue().names(), "target")
     data = _load_data(cfg)
+    names = variants.resolve(cfg.variants, cfg.quick, variants.input_kind(data))
     _check_model_fits(cfg, data)  # before the folder is claimed: a misfit leaves nothing behind
     with RunDir(out, cfg.identity(), cfg.key(), cfg.force) as rd:
         slices = _slices(cfg, data)
@@ -184,6 +185,8 @@ def _check_model_fits(cfg: StudyConfig, data) -> None:
     shape = tuple(data.input_shape)
 
     def fits(name: str) -> bool:
+        if (zoo.info(name).input_dtype == "int64") != data.is_tokens:  # token models take token data only
+            return False
         opts = zoo.options_for(name, data)
         try:
             _resolve(name, opts["num_classes"], opts["in_channels"], None, opts.get("resolution"))
@@ -211,8 +214,8 @@ def _load_data(cfg: StudyConfig):
 
 def _slices(cfg: StudyConfig, ds) -> list[str]:
     """Subgroup labels for the test set: the user's file, else the data set's own (e.g. the SNR of
-    a kws clip), else ink-density terciles (how much of the image is stroke), a property of the
-    input that per-class accuracy does not show."""
+    a kws clip), else terciles of a property of the input that per-class accuracy does not show:
+    ink density (how much of the image is stroke) or sequence length (`_terciles`)."""
     n = len(ds.test)
     if cfg.slices:
         path = Path(cfg.slices)
@@ -224,9 +227,22 @@ def _slices(cfg: StudyConfig, ds) -> list[str]:
         return labels
     if ds.meta.get("slices"):
         return list(ds.meta["slices"])
-    ink = ds.test.tensors[0].flatten(1).mean(1)
-    lo, hi = torch.quantile(ink, torch.tensor([1 / 3, 2 / 3])).tolist()
-    return ["thin strokes" if v < lo else ("bold strokes" if v > hi else "medium strokes") for v in ink.tolist()]
+    return _terciles(ds)[1]
+
+
+def _terciles(ds) -> tuple[str, list[str]]:
+    """(what, one label per test example): terciles of the sequence length (real tokens: the
+    mask, else the non-zero ids) for token data, of the ink density for images."""
+    x = ds.test.tensors[0]
+    if ds.is_tokens:
+        mask = ds.masks["test"] if ds.masks else (x != 0)
+        value, what = mask.sum(1).float(), "sequence-length terciles"
+        words = ("short sequences", "medium sequences", "long sequences")
+    else:
+        value, what = x.flatten(1).mean(1), "ink-density terciles"
+        words = ("thin strokes", "medium strokes", "bold strokes")
+    lo, hi = torch.quantile(value, torch.tensor([1 / 3, 2 / 3])).tolist()
+    return what, [words[0] if v < lo else (words[2] if v > hi else words[1]) for v in value.tolist()]
 
 
 def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], data, base: BaseModelInfo,
@@ -247,7 +263,7 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
     return StudyResult(
         name=name, base=base, reference="fp32",
         dataset=DatasetInfo(data.name, tuple(data.class_names), len(data.test), tuple(data.input_shape),
-                            "user file" if cfg.slices else data.meta.get("slices_name", "ink-density terciles")),
+                            "user file" if cfg.slices else data.meta.get("slices_name") or _terciles(data)[0]),
         variants=tuple(recs), pareto={axis: tuple(r.name for r in pareto_front(recs, [axis])) for axis in AXES},
         constraints=c, selection=select(recs, c), config=cfg.to_dict(),
         command=command or _command(cfg),
