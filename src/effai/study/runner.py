@@ -11,6 +11,7 @@ Finished variants are read back from results.jsonl instead of being rebuilt.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -170,12 +171,17 @@ def _summary(rec: VariantRecord) -> str:
 
 
 def _check_model_fits(cfg: StudyConfig, data) -> None:
-    """A zoo model that cannot take the data set's inputs is refused up front, naming those that can."""
+    """A zoo model that cannot take the data set's inputs is refused up front, naming those that can;
+    any other model (the user's class, a checkpoint, a state dict) is loaded and run on one sample."""
     from effai import zoo
     from effai.zoo.registry import _resolve  # create's own option checks, without building the model
 
     if cfg.model not in zoo.names():
-        return  # a checkpoint is checked against the data set when it is loaded
+        from effai.zoo.loading import load_for_data
+
+        load_for_data(cfg.model, data, arch=cfg.arch, trust_pickle=cfg.trust_code, model_args=cfg.model_args,
+                      onnx_refusal="cannot be compressed by the study")
+        return
     shape = tuple(data.input_shape)
 
     def fits(name: str) -> bool:
@@ -331,12 +337,23 @@ def _environment() -> Environment:
 
 
 def _command(cfg: StudyConfig) -> str:
-    parts = ["effai", "study", "--dataset", cfg.dataset, "--model", cfg.model]
+    """The CLI command that reruns `cfg` (a study started from Python): a model registered in
+    Python is named by its file (`file.py:builder` with --trust-code), which a fresh process can load."""
+    from effai.zoo import usercode
+
+    model, arch, trust = cfg.model, cfg.arch, cfg.trust_code
+    model, arch = _cli_name(model), _cli_name(arch)
+    trust = trust or usercode.is_code_spec(model) or usercode.is_code_spec(arch)
+    parts = ["effai", "study", "--dataset", cfg.dataset, "--model", model]
     if cfg.quick:
         parts.append("--quick")
-    for flag, v in (("--max-size", cfg.max_size), ("--max-latency", cfg.max_latency),
+    if trust:
+        parts.append("--trust-code")
+    for flag, v in (("--arch", arch), ("--model-args", json.dumps(cfg.model_args) if cfg.model_args else None),
+                    ("--max-size", cfg.max_size), ("--max-latency", cfg.max_latency),
                     ("--min-accuracy", cfg.min_accuracy), ("--target", cfg.target), ("--out", cfg.out),
-                    ("--slices", cfg.slices)):
+                    ("--slices", cfg.slices), ("--epochs", cfg.epochs),
+                    ("--threads", cfg.threads if cfg.threads != 1 else None)):
         if v is not None:
             parts += [flag, str(v)]
     if cfg.variants:
@@ -344,6 +361,18 @@ def _command(cfg: StudyConfig) -> str:
     if cfg.seed:
         parts += ["--seed", str(cfg.seed)]
     return shlex.join(parts)
+
+
+def _cli_name(name: str | None) -> str | None:
+    """A zoo name registered outside effai becomes `/abs/file.py:builder` (the CLI process does
+    not run the user's registration); every other name is kept."""
+    from effai import zoo
+    from effai.zoo import usercode
+    from effai.zoo.registry import _BUILDERS
+
+    if name is None or name not in zoo.names():
+        return name
+    return usercode.source_spec(_BUILDERS[name]) or name
 
 
 def _reproduce(cfg: StudyConfig, result: StudyResult) -> str:
