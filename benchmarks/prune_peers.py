@@ -9,9 +9,15 @@ MobileNetV2 and ResNet-18 (effai zoo, torchvision layouts), pruned three ways in
   the most time saved (effai.prune.latency), candidates checked as whole models.
 All models are exported to ONNX and timed with ONNX Runtime (CPU, batch 1) in interleaved
 rounds (median of the per-round means, effai.profile.latency.interleaved); a second copy of the
-dense model is the noise control. Weights are random: this benchmark is about deployment cost,
+dense model is the noise control. At 1 thread the clock is the calling thread's CPU time (ONNX
+Runtime computes on it; other processes' load does not enter, effai.prune.latency.clock_for);
+at the default thread count it is wall time, which needs a quiet machine. At the default thread count (one per physical core) the
+sessions set that count explicitly and stop spinning after each run
+(effai.profile.latency.ort_session; docs/decisions.md, "Timing at ONNX Runtime's default thread
+count"): ONNX Runtime's own default pins its workers to cores and lets idle pools spin, which on a
+shared 2-core machine made identical models differ by up to 52%. Weights are random: this benchmark is about deployment cost,
 not accuracy. Goal: speedup >= 0.8 x MAC reduction on both models at both thread counts.
-Run: .venv/bin/python benchmarks/prune_peers.py [--resolution 224] [--rounds 7] [--threads 1,0]
+Run: .venv/bin/python benchmarks/prune_peers.py [--resolution 224] [--rounds 7] [--threads 1,0] [--quick]
 """
 
 from __future__ import annotations
@@ -102,7 +108,10 @@ def main():
     ap.add_argument("--threads", default="1,0", help="ONNX Runtime thread counts; 0 = its default")
     ap.add_argument("--report-only", action="store_true", help="rewrite the table from the saved results")
     ap.add_argument("--keep", action="store_true", help="keep the saved rows of the thread counts / models not rerun")
+    ap.add_argument("--quick", action="store_true", help="96x96, 3 rounds, nothing written (proves the script runs)")
     args = ap.parse_args()
+    if args.quick:
+        args.resolution, args.rounds, args.keep = 96, 3, False
     torch.set_num_threads(1)
     import torch_pruning as tp
 
@@ -113,6 +122,8 @@ def main():
         for name in args.models.split(","):
             results[f"{name}@{threads}"] = run(name, args.resolution, args.rounds, threads)
             print(json.dumps(results[f"{name}@{threads}"]), flush=True)
+    if args.quick:
+        return
     rows = []
     for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("@")[1] != "1", kv[0])):
         name, threads = key.split("@")
@@ -131,8 +142,10 @@ def main():
         "## Structured pruning: MACs against measured latency (`benchmarks/prune_peers.py`)\n\n"
         f"50% of channels removed from MobileNetV2 and ResNet-18 (1.0 width, {args.resolution}x{args.resolution}, "
         "random weights: deployment cost only, not accuracy). Latency: ONNX Runtime CPU, batch 1, at 1 thread and "
-        "at ONNX Runtime's default thread count (one per physical core), "
-        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means; all variants of one model "
+        "at ONNX Runtime's default thread count (one per physical core, set explicitly: workers not pinned to cores, "
+        "spinning stopped after each run, see docs/decisions.md), "
+        f"{args.rounds} interleaved rounds x 10 runs, median of the per-round means (at 1 thread the calling thread's "
+        "CPU time, which other processes' load leaves out; at the default count wall time); all variants of one model "
         "at one thread count are timed in the same rounds. *speedup / MAC reduction* is how much of the MAC saving "
         "turns into real time (goal >= 0.8). The *noise control* row is a second copy of the dense model: its "
         "'speedup' shows the timing noise. Torch-Pruning: `MagnitudePruner` with L1 importance, "

@@ -1,5 +1,6 @@
 """Regenerate docs/img/report.png: run a quick study, open its report.html in headless
-Chromium and save a screenshot (the picture at the top of the README).
+Chromium and save a screenshot of its first screen, 1400x900 (the picture at the top of the
+README: the recommendation, its reason and its uncertainty, then the variants table).
 
     .venv/bin/python scripts/screenshot_report.py [--out runs/screenshot] [--png docs/img/report.png]
 
@@ -27,7 +28,7 @@ def chromium() -> str:
     sys.exit("chromium not found: apt-get install chromium (see scripts/ensure-chromium.sh)")
 
 
-def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1600) -> Path:
+def screenshot(html: Path, png: Path, width: int = 1400, height: int = 900) -> Path:
     """Save a `width` x `height` screenshot of `html` to `png` with headless Chromium."""
     png.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as profile:
@@ -43,7 +44,7 @@ def screenshot(html: Path, png: Path, width: int = 1280, height: int = 1600) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "runs" / "screenshot"), help="study run folder")
+    ap.add_argument("--out", default="runs/screenshot", help="study run folder (relative: the report prints it)")
     ap.add_argument("--png", default=str(ROOT / "docs" / "img" / "report.png"))
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--model", default="lenet300_100")

@@ -312,6 +312,13 @@ def test_interleaved_ranks_candidates_and_checks_arguments(monkeypatch):
         pauses = iter([10.0, 10.0, 1.0])
         ms = interleaved({"a": lambda it=pauses: spend(next(it))}, rounds=3, inner=1, warmup=0, statistic=stat)
         assert ms["a"] == expected, (stat, ms)
+    with pytest.raises(InputError, match="clock must be"):
+        interleaved({"a": lambda: None}, clock="cpu")
+    # clock="thread_cpu" reads the thread's CPU clock (time spent descheduled is not counted)
+    monkeypatch.setattr(latency_module, "time", types.SimpleNamespace(perf_counter_ns=lambda: 0,
+                                                                      thread_time_ns=lambda: clock["ns"]))
+    assert interleaved({"a": lambda: spend(3.0)}, rounds=3, inner=1, warmup=0, clock="thread_cpu") == {"a": 3.0}
+    monkeypatch.setattr(latency_module, "time", types.SimpleNamespace(perf_counter_ns=lambda: clock["ns"]))
     # min_round_ms: the fast callable is called more often per round, the slow one at least `inner` times
     counts = {"fast": 0, "slow": 0}
 
@@ -410,3 +417,38 @@ def test_weight_bytes_counts_quantized_codes_and_scales():
     ratio = weight_bytes(q) / weight_bytes(fp32)
     assert 0.24 < ratio < 0.30, ratio
     assert profile(q, input_shape=(1, 1, 28, 28), latency=False).total.weight_bytes == weight_bytes(q)
+
+
+def test_profile_table_fits_80_columns_whole_names_and_no_empty_latency_column():
+    """Issue 21's small items: layer names are never cut at 80 columns, --no-latency shows no
+    latency column of dashes, and the energy line says "estimated" once."""
+    from rich.console import Console
+
+    from effai import zoo
+
+    p = profile(zoo.create("mobilenet_v2"), input_shape=(1, 3, 224, 224), latency=False)
+    con = Console(width=80, record=True)
+    con.print(p.table(top=15))
+    text = con.export_text()
+    top = sorted(p.layers, key=lambda lp: (lp.macs, lp.elementwise_flops), reverse=True)[:15]
+    assert all(lp.name in text for lp in top) and "…" not in text, text
+    assert "time" not in text and "latency" not in text.split("params 3,504,872")[0], text
+    assert "estimated with Horowitz" in text and "estimated: estimated" not in text
+    assert max(map(len, text.splitlines())) <= 80
+
+
+def test_profile_times_one_thread_by_default_as_the_cli():
+    m = nn.Sequential(nn.Linear(8, 8))
+    nested = nn.Sequential()
+    nested.add_module("a_rather_long_block_name", nn.Sequential(nn.Linear(8, 8), nn.ReLU()))
+    p = profile(nested, input_shape=(1, 8), repeats=3, min_seconds=0, warmup=1)
+    assert p.latency.threads == 1
+    from rich.console import Console
+
+    con = Console(width=80, record=True)
+    con.print(p.table())
+    text = con.export_text()
+    assert "time" in text and "a_rather_long_block_name.0" in text and "1 thread," in text, text
+    assert max(map(len, text.splitlines())) <= 80
+    assert profile(m, input_shape=(1, 8), repeats=3, min_seconds=0, warmup=1, threads=None).latency.threads == \
+        torch.get_num_threads()

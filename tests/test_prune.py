@@ -188,6 +188,43 @@ def test_latency_allocation_buys_time_where_channels_cost_most(monkeypatch):
         assert chosen == (min(good, key=lambda a: a.latency_ms) if good else max(weighed, key=lambda a: a.efficiency))
 
 
+def test_latency_allocation_probes_at_the_thread_count_asked_for(monkeypatch):
+    """threads=0 (ONNX Runtime's default) reaches every timing of the allocation, and the
+    sessions it opens run one thread per physical core, set explicitly (unpinned workers)."""
+    import numpy as np
+
+    from effai.profile.latency import ort_session, physical_cores
+    from effai.prune.graph import analyse
+    from effai.prune.latency import FFNLayer
+    from effai.prune.structured import weigh_allocations
+
+    L = _inject_costs(monkeypatch)
+    seen = []
+    fake_layers, fake_models = L.time_layers, L.measure_models
+    monkeypatch.setattr(L, "time_layers", lambda lays, threads=1: seen.append(("layers", threads)) or fake_layers(lays))
+    monkeypatch.setattr(L, "measure_models", lambda models, x, threads=1, **kw: seen.append(("models", threads))
+                        or fake_models(models, x))
+    m, shape = _inverted_residual_net(), (1, 3, 16, 16)
+    dg = analyse(m, torch.zeros(shape))
+    weigh_allocations(m, dg, ChannelConfig(0.5, input_shape=shape, allocation="latency", threads=0))
+    assert seen == [("layers", 0), ("models", 0)]
+    monkeypatch.undo()  # the real timers again: which clock each thread count is timed with
+    from effai.profile import latency as P
+
+    clocks = []
+    real = P.interleaved
+    monkeypatch.setattr(P, "interleaved", lambda calls, **kw: clocks.append(kw["clock"]) or real(calls, **kw))
+    L.measure_models([nn.Linear(4, 2)], torch.zeros(1, 4), threads=1, rounds=1, runs=1)
+    L.measure_models([nn.Linear(4, 2)], torch.zeros(1, 4), threads=0, rounds=1, runs=1)
+    L.time_layers([FFNLayer(4, 8, 16)], threads=1, rounds=1)
+    assert clocks == ["thread_cpu", "wall", "thread_cpu"]  # 1 thread: the caller's CPU time; more: wall
+    layer = FFNLayer(4, 8, 16)
+    for asked, runs in ((0, physical_cores()), (1, 1), (2, 2)):
+        sess = ort_session(layer.onnx(), asked)
+        assert sess.get_session_options().intra_op_num_threads == runs
+        assert sess.run(None, {"x": np.ones(layer.in_shape, np.float32)})[0].shape == (1, 4, 8)
+
+
 def test_auto_allocation_measures_big_models_only(monkeypatch):
     from effai.prune import structured as S
 
@@ -226,6 +263,28 @@ def test_latency_allocation_prunes_a_real_network():
     before = sum(p.numel() for p in m.parameters())
     prune_(m, ChannelConfig(0.5, input_shape=shape, allocation="latency", round_to=4))
     assert m(x).shape == (1, 10) and sum(p.numel() for p in m.parameters()) < before
+
+
+def test_group_l1_ranks_a_channel_by_the_weights_it_feeds():
+    """Behind a BatchNorm a filter's norm says little: group_l1 drops the channel whose outgoing
+    weights (consumer columns) and gamma are zero even though its filter is the largest; l1 keeps it."""
+    from effai.prune.graph import analyse
+    from effai.prune.structured import channel_indices
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(0.1)
+        net[0].weight[2] = 0.15  # the largest filter ...
+        net[1].weight[2] = 0  # ... scaled to nothing by its BatchNorm
+        net[3].weight.fill_(0.1)
+        net[3].weight[:, 2] = 0  # ... and read by nobody downstream
+    dg = analyse(net, torch.zeros(1, 3, 8, 8))
+    (g,) = dg.groups
+    assert 2 in channel_indices(g, 3, "l1").tolist()
+    assert 2 not in channel_indices(g, 3, "group_l1", dg=dg).tolist()
+    prune_(net, ChannelConfig(0.25, importance="group_l1", input_shape=(1, 3, 8, 8), allocation="uniform"))
+    assert net[0].out_channels == net[3].in_channels == 3
 
 
 def test_removing_dead_channels_changes_nothing():

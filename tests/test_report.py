@@ -162,12 +162,12 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-def _probe(html_path: Path, tmp_path: Path) -> dict:
+def _probe(html_path: Path, tmp_path: Path, script: str = _PROBE) -> dict:
     exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     if exe is None:
         pytest.fail("chromium is missing: run `bash scripts/ensure-chromium.sh` (as root) to install Debian's chromium")
     page = tmp_path / "probe.html"
-    page.write_text(html_path.read_text().replace("</body>", _PROBE + "</body>"))
+    page.write_text(html_path.read_text().replace("</body>", script + "</body>"))
     dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                           "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
                           "--window-size=1400,900", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
@@ -226,3 +226,52 @@ def test_confusion_matrices(html_path):
     first = first[:first.index("</table>")]
     counts = [int(c) for c in re.findall(r'class="heat"[^>]*>(\d+)</td>', first)]
     assert len(counts) == 9 and sum(counts) == 60 and counts[0] + counts[4] + counts[8] == 59
+
+
+# The boxes (in CSS pixels of a 1400x900 window) of the recommendation, its reason and its uncertainty.
+_FIRST_SCREEN = """<script>
+window.addEventListener('load', function () {
+  var out = {height: window.innerHeight, width: window.innerWidth};
+  ['use', 'reason', 'uncertainty'].forEach(function (id) {
+    var e = document.getElementById(id), r = e.getBoundingClientRect();
+    out[id] = {text: e.textContent.trim(), top: r.top, bottom: r.bottom, right: r.right};
+  });
+  var pre = document.createElement('pre'); pre.id = 'probe'; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_first_screen_holds_the_recommendation_its_reason_and_its_uncertainty(tmp_path):
+    """At 1400x900 in headless Chromium, without scrolling: "Use X", why, and how sure (the
+    accuracy interval and the variants it is statistically tied with)."""
+    from effai.study.runner import with_statistics
+
+    res = synthetic_result()
+    recs = with_statistics(list(res.variants), res.constraints)
+    res = res.replace(variants=tuple(recs), selection=select(recs, res.constraints),
+                      notes=res.notes + tuple(f"a long note number {i} " * 8 for i in range(6)))
+    tied = [v.name for v in res.selection.rejected if v.kind == "tie"]
+    assert res.selection.best and tied  # the synthetic study has a statistical tie to state
+    page = report.write_html(res, tmp_path / "report.html")
+    probe = _probe(page, tmp_path, _FIRST_SCREEN)
+    # The window is 1400x900; headless Chromium's viewport inside it is shorter (~757 px): the stricter bound.
+    screen = min(900, probe["height"])
+    assert probe["width"] == 1400 and screen > 600, probe
+    for part in ("use", "reason", "uncertainty"):
+        box = probe[part]
+        assert box["text"] and 0 <= box["top"] < box["bottom"] <= screen and box["right"] <= 1400, (part, box)
+    assert probe["use"]["text"] == f"Use {res.selection.best}"
+    assert probe["reason"]["text"] == res.selection.reason
+    best = res.variant(res.selection.best)
+    assert best.accuracy_ci.describe() in probe["uncertainty"]["text"]
+    assert all(name in probe["uncertainty"]["text"] for name in tied), probe["uncertainty"]
+
+
+def test_cost_table_prints_dollars_without_exponents(tmp_path):
+    res = synthetic_result()
+    tiny = res.variants[0].targets["nano33ble"].replace(cost_usd_per_million=9.24e-06)
+    res = res.replace(variants=(res.variants[0].replace(targets={"nano33ble": tiny}), *res.variants[1:]))
+    html = report.write_html(res, tmp_path / "report.html").read_text()
+    table = html[html.index('id="cost-table"'):].split("</table>")[0]
+    assert "$0.00000924 ·" in table and "$0.01 ·" in table and "e-0" not in table, table

@@ -36,7 +36,7 @@ def test_one_image_difference_is_a_tie_broken_by_size():
     assert recs[1].vs_base is not None and (recs[1].vs_base.lost, recs[1].vs_base.gained) == (1, 0)
     s = select(recs)
     assert s.leader == "fp32" and s.best == "int8"
-    assert s.reason.startswith("ties fp32 on accuracy (p=0.50") and "smaller (65.0 KB vs 250.0 KB)" in s.reason
+    assert s.reason.startswith("ties fp32 on accuracy (p=0.50") and "smaller than fp32 (65.0 KB vs 250.0 KB)" in s.reason
     assert s.verdict("fp32").kind == "tie" and s.verdict("int4").kind == "pareto"
     assert "p=0.00" in s.verdict("int4").reason
     # Without the paired test (plain records) the one image decides, as exact accuracies do.
@@ -54,6 +54,22 @@ def test_slower_than_fp32_is_never_recommended_for_latency():
     # Unmarked, its 12 µs would win the same tie: the mark is what keeps it out.
     unmarked = [r.replace(cost=r.cost.replace(latency=Latency(r.latency_ms, iqr_ms=0.001))) for r in recs]
     assert select(with_statistics(unmarked, Constraints())).best == "int8_a"
+
+
+def test_the_reason_states_the_trade_off_against_the_leader_and_names_the_tie_partner():
+    # The demo's case: the smallest tied variant is slower than fp32; two tied variants share its size.
+    recs = [_record("fp32", BASE_WRONG, 250_000, 0.016),
+            _record("int8", BASE_WRONG | {7}, 75_000, 0.036),
+            _record("ternary", BASE_WRONG | {9}, 27_000, 0.098, slower_than_fp32=True),
+            _record("binary", BASE_WRONG | {11}, 27_000, 0.098, slower_than_fp32=True)]
+    recs = with_statistics(recs, Constraints())
+    recs = [r.replace(evaluation=r.evaluation.replace(robustness={"noise": [0.90 if r.name == "ternary" else 0.85]}))
+            for r in recs]
+    s = select(recs)
+    assert s.best == "ternary"
+    assert "smaller than fp32 (27.0 KB vs 250.0 KB)" in s.reason
+    assert "but slower (98 µs vs 16 µs; slower than fp32 on its runtime)" in s.reason
+    assert "as small as binary and no slower, more robust" in s.reason
 
 
 def test_robustness_constraint_and_tie_break():

@@ -223,3 +223,18 @@ def test_float_bert_with_two_inputs_exports_static_int8_fp16_and_refuses_without
     assert len(onnx.load(half["path"]).graph.input) == 2
     with pytest.raises(InputError, match="needs calibration data"):
         export_onnx(model, tmp_path / "n.onnx", x)
+
+
+def test_float_token_model_with_shared_qkv_input_exports_at_int4(tmp_path):
+    # Q, K and V of the zoo text transformer read one tensor: the marker-based simulation export
+    # cannot place them ("traced 13 quantized layer calls but found 9"), transformer_export can.
+    from effai import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create("text_transformer").eval()
+    ids = torch.randint(1, 64, (4, 32))
+    info = export_onnx(model, tmp_path / "int4.onnx", ids[:1], dtype="int4", verify_inputs=ids, min_sqnr_db=10.0,
+                       **LOOSE)
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert info["kernels"]["ops"].get("MatMulNBits", 0) == n_linear, info["kernels"]
+    assert info["verification"]["sqnr_db"] >= 10.0

@@ -250,6 +250,59 @@ def test_taylor_importance_keeps_the_heads_the_loss_needs():
         effai.prune.prune_(nn.Sequential(nn.Linear(4, 4)), effai.prune.HeadFFNConfig())
 
 
+def _wide_last_ffn():
+    """The zoo text transformer with 3 blocks, the last FFN twice as wide (256 neurons)."""
+    model = effai.zoo.create("text_transformer", layers=3).eval()
+    last = model.blocks[2]
+    last.ff1, last.ff2 = nn.Linear(64, 256), nn.Linear(256, 64)
+    return model
+
+
+def test_latency_aware_head_and_ffn_allocation_spends_the_budget_where_time_is(monkeypatch):
+    """Injected costs: an FFN neuron costs more the wider its layer (k^2), a head the same
+    everywhere. The neuron budget (half of 128 + 128 + 256) goes first to the wide FFN (down to
+    max_ratio), then evenly to the two of the same shape; heads are removed evenly."""
+    from effai.prune import latency as L
+    from effai.prune import transformer as T
+
+    probed = []
+
+    def fake(layers, threads=1):
+        probed.append((threads, set(type(x).__name__ for x in layers)))
+        return {x: (x.neurons ** 2 if isinstance(x, L.FFNLayer) else x.heads) * 1e-3 for x in layers}
+
+    monkeypatch.setattr(L, "time_layers", fake)
+    model = _wide_last_ffn()
+    x = torch.zeros(2, 32, dtype=torch.long)
+    effai.prune.prune_(model, T.HeadFFNConfig(0.5, 0.5, allocation="latency", threads=0, seq_len=32))
+    assert [b.ff1.out_features for b in model.blocks] == [96, 96, 64]
+    assert [b.ff2.in_features for b in model.blocks] == [96, 96, 64]
+    assert [b.attn.heads for b in model.blocks] == [2, 2, 2] and model(x).shape == (2, 4)
+    assert probed == [(0, {"AttentionLayer"}), (0, {"FFNLayer"})]  # at the thread count asked for
+    uniform = effai.prune.prune_(_wide_last_ffn(), T.HeadFFNConfig(0.5, 0.5, allocation="uniform"))
+    assert [b.ff1.out_features for b in uniform.blocks] == [64, 64, 128]
+    auto = effai.prune.prune_(_wide_last_ffn(), T.HeadFFNConfig(0.5, 0.5, seq_len=32))  # small: auto is uniform
+    assert [b.ff1.out_features for b in auto.blocks] == [64, 64, 128] and len(probed) == 2
+    with pytest.raises(InputError, match="allocation"):
+        T.HeadFFNConfig(allocation="fast")
+    with pytest.raises(InputError, match="threads"):
+        T.HeadFFNConfig(threads=-1)
+
+
+def test_attention_and_ffn_probe_graphs_run_in_onnx_runtime():
+    """The graphs the allocation times compute what the layers compute (shapes) and count the
+    MACs of the hand formula."""
+    import numpy as np
+
+    from effai.profile.latency import ort_session
+    from effai.prune.latency import AttentionLayer, FFNLayer
+
+    for layer, macs in ((AttentionLayer(SEQ, D, 2, D // HEADS), 4 * SEQ * D * 32 + 2 * SEQ * SEQ * 32),
+                        (FFNLayer(SEQ, D, FF), 2 * SEQ * D * FF)):
+        out = ort_session(layer.onnx(), 1).run(None, {"x": np.ones(layer.in_shape, np.float32)})[0]
+        assert out.shape == (1, SEQ, D) and np.isfinite(out).all() and layer.macs() == macs
+
+
 def test_gpt2_conv1d_layers_are_quantized_and_the_state_dict_shrinks():
     from effai.quantize import Int8DynamicConfig, quantize_
     from effai.quantize.core import QuantLayer, state_dict_bytes

@@ -87,7 +87,10 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
-TRUST_HELP = "Let the model file run code (any pickled object, a TorchScript program); only for files you trust."
+TRUST_HELP = ("Let the model run code (a .py model file, any pickled object, a TorchScript program); "
+              "only for files you trust.")
+MODEL_ARGS_HELP = 'Keyword arguments of a .py model\'s class (or --arch file.py:ClassName), as JSON, e.g. \'{"width": 16}\'.'
+OWN_MODEL = "your own path/to/file.py:ClassName (with --trust-code)"
 _state = {"debug": False}
 
 
@@ -142,9 +145,12 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 # ---------------------------------------------------------------- train
 @app.command("train", cls=HelpCommand, rich_help_panel="Compress")
 def train_cmd(
-    model: str = typer.Argument(..., help="Zoo name, e.g. lenet5."),
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
+    model: str = typer.Argument(..., help=f"Zoo name, e.g. lenet5, or {OWN_MODEL}; a checkpoint folder or state dict (with --arch) is trained further."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | keywords (text) | a path (IDX dir, .npz of images or token ids, image folder); options as kws:n_per_class=50."),
     epochs: int = typer.Option(10, min=1, help="Maximum epochs (early stopping may end sooner)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     out: Path = typer.Option(..., "--out", help="Checkpoint folder: model.pt + model.json (best epoch) and last.pt (every epoch)."),
     lr: float = typer.Option(3e-3, help="Peak learning rate."),
     augment: bool = typer.Option(False, help="Random 2-pixel translations of training images."),
@@ -165,10 +171,14 @@ def train_cmd(
     Example: effai train lenet5 --dataset mnist5k --epochs 10 --out runs/lenet5
     """
     from effai import data as data_mod
-    from effai import train, zoo
+    from effai import train
+    from effai.zoo.loading import load_for_data
+    from effai.zoo.usercode import parse_model_args
 
+    args = parse_model_args(model_args)
     ds = data_mod.load(dataset, seed=seed)
-    net = zoo.create(model, **zoo.options_for(model, ds, **({} if width_mult is None else {"width_mult": width_mult})))
+    net = load_for_data(model, ds, arch=arch, trust_pickle=trust_code, model_args=args, onnx_refusal="cannot be trained",
+                        **({} if width_mult is None else {"width_mult": width_mult})).model
     cfg = train.TrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads,
         label_smoothing=label_smoothing,
@@ -190,8 +200,11 @@ def train_cmd(
 # ---------------------------------------------------------------- study
 @app.command("study", cls=HelpCommand, rich_help_panel="Compare")
 def study_cmd(
-    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | a path (IDX dir, .npz, image folder); options as kws:n_per_class=50."),
-    model: str = typer.Option("lenet5", help="Base model: a zoo name (trained once here) or a checkpoint folder."),
+    dataset: str = typer.Option("mnist5k", help="digits | mnist5k | fashion_mnist | synthetic | kws | keywords (text) | a path (IDX dir, .npz of images or token ids, image folder); options as kws:n_per_class=50."),
+    model: str = typer.Option("lenet5", help=f"Base model: a zoo name or {OWN_MODEL} (trained once here), a checkpoint folder, or a state dict (with --arch)."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict --model: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     quick: bool = typer.Option(False, "--quick", help="Fewer variants, epochs and repeats (a smoke test, < 40 s)."),
     max_size: str | None = typer.Option(None, "--max-size", help="Largest model size, e.g. 250KB or 1.5MB."),
     max_latency: str | None = typer.Option(None, "--max-latency", help="Largest p50 latency, e.g. 5ms or 800us."),
@@ -212,29 +225,40 @@ def study_cmd(
     Writes DIR/results.jsonl (resumable), DIR/result.json, DIR/report.md and DIR/report.html.
 
     Example: effai study --dataset mnist5k --max-size 250KB --max-latency 5ms --target nano33ble --out runs/demo
+
+    Text: effai study --dataset keywords --model text_transformer --quick --out runs/text
     """
     import shlex
 
     from effai import study
     from effai.results import fmt_bytes, fmt_fraction, fmt_ms
+    from effai.zoo.usercode import parse_model_args
 
     if list_variants:
         from effai.study.variants import VARIANTS
 
         for name, spec in VARIANTS.items():
-            print(f"{name:<22} {spec.family:<13} {'quick ' if spec.quick else '      '}{spec.description}")
+            mark = "quick " if spec.quick is True else "      "
+            note = f"(quick on {' and '.join(spec.quick)}) " if isinstance(spec.quick, tuple) else ""
+            note += "" if len(spec.inputs) > 1 else f"({spec.inputs[0]} only) "
+            print(f"{name:<22} {spec.family:<13} {mark}{note}{spec.description}")
         return
     cfg = study.StudyConfig(
-        dataset=dataset, model=model, quick=quick, epochs=epochs, threads=threads,
+        dataset=dataset, model=model, quick=quick, epochs=epochs, threads=threads, arch=arch,
+        model_args=parse_model_args(model_args) or None, trust_code=trust_code,
         max_size=max_size, max_latency=max_latency,
         min_accuracy=min_accuracy, target=target, out=str(out) if out else None, seed=seed, force=force,
         slices=str(slices) if slices else None,
         variants=tuple(variants.split(",")) if variants else None,
     )
+    _say_alias(target, cfg.target)
     result = study.run(cfg, progress=not as_json, command=shlex.join(["effai", *sys.argv[1:]]))
     sel = result.selection
     if as_json:
+        out_dir = Path(result.out_dir)
         print_json({**sel.to_dict(), "base": result.base.to_dict(), "out_dir": result.out_dir,
+                    "report": str(out_dir / "report.html"), "report_md": str(out_dir / "report.md"),
+                    "result": str(out_dir / "result.json"),
                     "best_dir": result.best_dir, "reproduce": result.reproduce,
                     "contended": [r.name for r in result.variants if r.cost.latency and r.cost.latency.contended],
                     "variants": [_variant_summary(r) for r in result.variants]})
@@ -258,6 +282,12 @@ def study_cmd(
                           highlight=False)
     console.print(f"report: {Path(result.out_dir) / 'report.html'} ({result.seconds:.0f} s)", highlight=False)
 
+def _say_alias(given: str | None, canonical: str | None) -> None:
+    """A target alias ("jetson") is never expanded in silence."""
+    if given is not None and canonical is not None and given != canonical:
+        err_console.print(f"note: target {given!r} is {canonical} (an alias)", highlight=False)
+
+
 def _variant_summary(r) -> dict:
     """One variant of `effai study --json`: its record without the per-example evaluation."""
     return {**r.replace(evaluation=None, harm=None).to_dict(), "harmed_classes": r.flagged}
@@ -266,10 +296,11 @@ def _variant_summary(r) -> dict:
 # ---------------------------------------------------------------- compress (Deep Compression)
 @app.command("compress", cls=HelpCommand, rich_help_panel="Compress")
 def compress_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint dir, state dict (+ --arch) or TorchScript file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint dir, state dict (+ --arch), TorchScript file or {OWN_MODEL}."),
     recipe: Path = typer.Option(..., "--recipe", help="Recipe YAML (see effai.compress.recipe)."),
     out: Path = typer.Option(..., "--out", help="Output directory for model.effdc and report.json."),
-    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
@@ -278,8 +309,10 @@ def compress_cmd(
     Example: effai compress lenet300_100 --recipe recipe.yaml --out runs/dc
     """
     from effai.compress.recipe import run
+    from effai.zoo.usercode import parse_model_args
 
-    result = run(model, recipe, out, arch=arch, trust_pickle=trust_pickle, progress=not as_json)
+    result = run(model, recipe, out, arch=arch, trust_pickle=trust_pickle, progress=not as_json,
+                 model_args=parse_model_args(model_args))
     if as_json:
         print_json(result)
         return
@@ -296,10 +329,10 @@ def compress_cmd(
 # ---------------------------------------------------------------- export (deployable ONNX)
 @app.command("export", cls=HelpCommand, rich_help_panel="Compress")
 def export_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript file, or a study variant folder (DIR/best, DIR/variants/NAME)."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript file, {OWN_MODEL}, or a study variant folder (DIR/best, DIR/variants/NAME)."),
     out: Path = typer.Option(..., "--out", help="The ONNX file to write."),
     dtype: str | None = typer.Option(None, help="int8 (the default for a model) | int8-dynamic (no calibration; transformers) | int4 (Linear weights, MatMulNBits) | fp16 | fp32; a study variant exports as it was measured."),
-    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | a path."),
+    dataset: str = typer.Option("mnist5k", help="The model's data (INT8 calibration, input shape): digits | mnist5k | fashion_mnist | synthetic | kws | keywords (text) | a path."),
     method: str = typer.Option("minmax", help="INT8 calibration: minmax | entropy | percentile."),
     runtime: str = typer.Option("onnxruntime", help="onnxruntime | openvino | auto (every installed runtime's INT8 candidates timed)."),
     tune: bool = typer.Option(False, "--tune", help="Time --runtime's INT8 candidates and keep the fastest accurate one."),
@@ -307,7 +340,8 @@ def export_cmd(
     min_sqnr_db: float = typer.Option(20.0, help="Verification floor: the file's output SQNR (dB) against the model, on test images."),
     min_agreement: float = typer.Option(0.99, min=0.0, max=1.0, help="Verification floor: top-1 agreement with the model on test images."),
     threads: int = typer.Option(1, min=1, help="Tuning: threads the candidates are timed on."),
-    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     seed: int = typer.Option(0, help="Seed of the data split (calibration images come from its training part)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export facts (and tuning candidates) as JSON."),
@@ -327,6 +361,7 @@ def export_cmd(
     from effai.quantize import export_onnx
     from effai.study import artifacts
     from effai.zoo.loading import load_for_data
+    from effai.zoo.usercode import parse_model_args
 
     if out.suffix != ".onnx":
         raise InputError(f"--out {out}: expected a file name ending in .onnx")
@@ -341,7 +376,8 @@ def export_cmd(
         return
     dtype = dtype or "int8"
     ds = data_mod.load(dataset, seed=seed)
-    lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already")
+    lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="is exported already",
+                       model_args=parse_model_args(model_args))
     assert lm.model is not None  # load_for_data refuses ONNX files
     with err_console.status(f"exporting {lm.name} as {dtype} for {runtime} ..."):
         info = export_onnx(lm.model.eval(), out, ds.train.tensors[0][:1], dtype,
@@ -403,17 +439,26 @@ def targets_cmd(
                 return f"{v / div:.3g} {p}{unit}"
         return f"{v:.3g} {unit}"
 
-    t = Table(title="effai hardware targets (titles and sources: effai targets --json, docs/hardware.md)")
-    for col in ("name", "kind", "dtypes", "peak (best dtype)", "bandwidth", "RAM", "storage", "power", "price"):
-        t.add_column(col, overflow="fold")
+    from rich import box
+
+    from effai.results.units import fmt_capacity
+
+    # Names are never wrapped (they are what --target takes); capacities in KiB/MiB/GiB as in `effai fit`.
+    t = Table(title="effai hardware targets (titles and sources: effai targets --json, docs/hardware.md)",
+              box=box.SIMPLE_HEAD, pad_edge=False, padding=0, caption="* research estimate")
+    for col in ("name", "kind"):
+        t.add_column(col, no_wrap=True)
+    for col in ("dtypes", "peak (best dtype)", "mem BW", "RAM", "storage", "power"):
+        t.add_column(col, min_width=max(len(w) for w in col.split()))  # wrapped at spaces, never cut
+    t.add_column("price", no_wrap=True)
     for r in rows:
         best = max(r["peak_ops"].items(), key=lambda kv: kv[1], default=None)
         price = r["price"] or {}
         ptxt = (f"${price['per_hour']:g}/h" if price.get("per_hour") else
                 f"${price['per_unit']:g}" if price.get("per_unit") else "-")
-        kind = r["kind"] + (" (research estimate)" if r["status"] == "research_estimate" else "")
-        t.add_row(r["name"], kind, ",".join(r["dtypes"]), f"{si(best[1], 'OPS')} {best[0]}" if best else "-",
-                  si(r["memory_bandwidth"], "B/s"), si(r["ram"], "B"), si(r["storage"], "B"),
+        kind = r["kind"] + ("*" if r["status"] == "research_estimate" else "")
+        t.add_row(r["name"], kind, " ".join(r["dtypes"]), f"{si(best[1], 'OPS')} {best[0]}" if best else "-",
+                  si(r["memory_bandwidth"], "B/s"), fmt_capacity(r["ram"]), fmt_capacity(r["storage"]),
                   si(r["power_peak_w"], "W") if r["power_peak_w"] else "-", ptxt)
     console.print(t)
 
@@ -427,7 +472,8 @@ def fit_cmd(
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
-    arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     arena: int | None = typer.Option(None, "--arena-bytes", min=0, help="Runtime arena bytes (default: the target's)."),
     catalogue: list[Path] = typer.Option([], "--catalogue", help="Your own catalogue YAML (repeatable)."),
     trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
@@ -441,14 +487,17 @@ def fit_cmd(
     """
     from effai import hardware
     from effai.profile import profile
+    from effai.results.units import fmt_usd
 
     cat = hardware.load_catalogue(extra=list(catalogue))
     tgt = cat[target]  # unknown names fail here, before any model is loaded
+    _say_alias(target, tgt.name)
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-    lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+    lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, model_args=model_args)
     on_host = tgt.name == "host"
     with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
-        prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name)
+        prof = profile(net, input_shape=shape, latency=on_host, energy=False, name=lm.name,
+                       threads=None)  # the host calibration (the estimate) uses torch's thread count
     report = hardware.fit(prof, tgt, dtype=dtype, runtime_arena_bytes=arena)
     est = None
     if report.dtype in tgt.spec.dtypes:
@@ -474,7 +523,7 @@ def fit_cmd(
         if est is not None:
             line = (f"estimate (roofline, {est.method}): {est.latency_ms:.3g} ms per inference"
                     + (f", {est.energy_j:.3g} J" if est.energy_j is not None else "")
-                    + (f", ${est.usd_per_million:.3g} and {est.kg_co2_per_million:.3g} kg CO2 per million"
+                    + (f", {fmt_usd(est.usd_per_million)} and {est.kg_co2_per_million:.3g} kg CO2 per million"
                        if est.usd_per_million is not None and est.kg_co2_per_million is not None else ""))
             if est.measured_ms is not None:
                 line += f"; measured {est.measured_ms:.3g} ms (error {est.error_pct:+.0f}%)"
@@ -524,7 +573,7 @@ def _firmware_numbers(lm, net, tgt, dtype: str, shape):
 # ---------------------------------------------------------------- deploy (microcontroller firmware)
 @app.command("deploy", cls=HelpCommand, rich_help_panel="Deploy")
 def deploy_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), or int8 QOperator .onnx file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), {OWN_MODEL}, or int8 QOperator .onnx file."),
     target: str = typer.Option(..., "--target", help="Microcontroller target: nano33ble, stm32f746, nucleo_l4r5zi, corstone300."),
     dataset: str | None = typer.Option(None, "--dataset", help="Calibrate on and test with this data set (default: random inputs)."),
     out: Path = typer.Option(Path("runs/deploy"), "--out", help="Folder for deploy.json, firmware.elf and the C sources."),
@@ -534,8 +583,9 @@ def deploy_cmd(
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
-    arch: str | None = typer.Option(None, "--arch", help="Zoo architecture of a bare state dict."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow files that need arbitrary unpickling."),
+    arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
+    trust_pickle: bool = typer.Option(False, "--trust-code", "--trust-pickle", help=TRUST_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the deploy result as JSON."),
 ):
     """Compile an int8 model to Cortex-M firmware, run it in QEMU, check it bit for bit.
@@ -561,12 +611,14 @@ def deploy_cmd(
             lm = load_model(model)
             net = lm.onnx_path
         else:
-            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle)
+            from effai.zoo.usercode import parse_model_args
+
+            lm = load_for_data(model, ds, arch=arch, trust_pickle=trust_pickle, model_args=parse_model_args(model_args))
             net, calib = lm.model, ds.calibration()
         test, labels, shape = ds.test.tensors[0][:inputs], ds.test.tensors[1][:inputs], None
     else:
         opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape)
+        lm, net, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, model_args=model_args)
     with err_console.status(f"compiling {lm.name} for {tgt.name} ({tgt.core.name}), building, running in QEMU ..."):
         r = mcu.deploy(net, tgt.name, out=out, inputs=test, calibration=calib,
                        input_shape=None if shape is None else shape[1:], n_inputs=inputs, kernels=kernels, labels=labels)
@@ -616,6 +668,7 @@ def search_cmd(
     storage: str | None = typer.Option(None, help="Optuna storage URL (default sqlite:///OUT/search.db)."),
     workers: int | None = typer.Option(None, min=1, help="Trials run at once (processes or Ray CPUs)."),
     ray_address: str | None = typer.Option(None, help="Existing Ray cluster, e.g. 10.0.0.1:6379 (else a local one)."),
+    trust_code: bool = typer.Option(False, "--trust-code", help="Let a space.family of your own path/to/file.py:ClassName run its code (model_args: in the YAML)."),
     as_json: bool = typer.Option(False, "--json", help="Print the Pareto front as JSON."),
 ):
     """Search compressed variants for the Pareto front of accuracy vs. cost; rerun to resume.
@@ -627,7 +680,7 @@ def search_cmd(
     from effai import search
 
     cfg = search.load_config(config, out=str(out), backend=backend, storage=storage, workers=workers,
-                             ray_address=ray_address)
+                             ray_address=ray_address, trust_code=trust_code or None)
     with Progress(TextColumn("search"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=err_console,
                   disable=as_json or not err_console.is_terminal) as bar:  # stderr keeps one error line
@@ -654,14 +707,17 @@ def search_cmd(
     console.print(f"wrote {out / 'pareto.json'} and {out / 'report.html'}; storage {result.storage}")
 
 # ---------------------------------------------------------------- profile
-def _model_and_shape(model: str, arch, options: dict, trust_pickle: bool, input_shape: str | None, batch: int = 1):
+def _model_and_shape(model: str, arch, options: dict, trust_pickle: bool, input_shape: str | None, batch: int = 1,
+                     model_args: str | None = None):
     """Load MODEL (see `effai.zoo.loading.load_model`) and settle its input shape, checked
     against the architecture: (LoadedModel, module or ONNX path, shape with batch)."""
     from effai import zoo
     from effai.zoo.loading import load_model
+    from effai.zoo.usercode import parse_model_args
 
     with err_console.status(f"loading {model} ..."):
-        lm = load_model(model, arch=arch, options=options, trust_pickle=trust_pickle)
+        lm = load_model(model, arch=arch, options=options, trust_pickle=trust_pickle,
+                        model_args=parse_model_args(model_args))
     if input_shape is not None:
         from effai.profile.inputs import parse_specs
 
@@ -685,12 +741,13 @@ def _describe(shape) -> str:
 
 @app.command("profile", cls=HelpCommand, rich_help_panel="Measure")
 def profile_cmd(
-    model: str = typer.Argument(..., help="Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file."),
+    model: str = typer.Argument(..., help=f"Zoo name, checkpoint folder, state dict (with --arch), TorchScript or .onnx file, or {OWN_MODEL}."),
     input_shape: str | None = typer.Option(None, "--input", help="Input shape with batch, e.g. 1x3x224x224, or named inputs name:shape:dtype,... e.g. input_ids:1x128:int64,attention_mask:1x128:int64 (default: the model's)."),
     width_mult: float | None = typer.Option(None, help="Width multiplier (zoo models)."),
     resolution: int | None = typer.Option(None, help="Input resolution (zoo models)."),
     num_classes: int | None = typer.Option(None, help="Number of classes (zoo models)."),
-    arch: str | None = typer.Option(None, help="Zoo architecture of a bare state dict."),
+    arch: str | None = typer.Option(None, help="Architecture of a bare state dict: a zoo name or path/to/file.py:ClassName."),
+    model_args: str | None = typer.Option(None, "--model-args", help=MODEL_ARGS_HELP),
     runtime: str = typer.Option("torch", help="Latency runtime: torch | onnxruntime | openvino (an ONNX file: onnxruntime unless openvino)."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Counts and memory only (fast)."),
     batch_size: int | None = typer.Option(None, min=1, help="Batch size (overrides the batch in --input)."),
@@ -710,7 +767,7 @@ def profile_cmd(
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
     opts = {"width_mult": width_mult, "resolution": resolution, "num_classes": num_classes}
-    lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1)
+    lm, target, shape = _model_and_shape(model, arch, opts, trust_pickle, input_shape, batch_size or 1, model_args)
     with err_console.status(f"profiling {lm.name} ({_describe(shape)}) ..."):
         prof = profile(target, input_shape=shape, batch_size=batch_size, latency=not no_latency,
                        runtime=runtime, threads=threads, name=lm.name)

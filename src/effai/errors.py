@@ -24,6 +24,6 @@ def suggest(name: str, choices, what: str = "name") -> InputError:
     >>> str(suggest("resnet19", ["resnet18", "resnet34", "lenet5"], "model"))
     "unknown model 'resnet19'; did you mean: resnet18, resnet34?"
     """
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
     hint = f"; did you mean: {', '.join(close)}?" if close else f"; known: {', '.join(sorted(choices))}"
     return InputError(f"unknown {what} {name!r}{hint}")

@@ -242,26 +242,41 @@ def load_torch_file(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if trust_pickle:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return _load_trusted_pickle(path)
         raise InputError(f"{path}: refused to unpickle: {_unpickle_refusal(str(e))}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, MemoryError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"{path}: not a readable PyTorch file (truncated or corrupt: {msg[:160]})") from None
 
 
+def _load_trusted_pickle(path: Path) -> Any:
+    """A full unpickle (the user trusts the file); what it cannot rebuild is one line, not a traceback."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as e:  # the class's module (or the class) is not importable here
+        raise InputError(f"{path}: the pickled object needs code that is not importable here ({e}); run effai "
+                         "where that module imports (e.g. PYTHONPATH=the folder of your code), or save "
+                         "model.state_dict() and load it with --arch path/to/file.py:ClassName --trust-code") from None
+    except Exception as e:  # noqa: BLE001 - the user's pickle ran and failed: say so in one line
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise InputError(f"{path}: unpickling failed ({type(e).__name__}: {msg})") from None
+
+
 def _unpickle_refusal(torch_message: str) -> str:
     """What to do about a pickle that weights_only refused (not torch's add_safe_globals hint).
 
     >>> _unpickle_refusal("... Unsupported global: GLOBAL effai.zoo.lenet.LeNet5 was not an allowed global ...")
-    'the file needs code to load (it names effai.zoo.lenet.LeNet5): if it is a whole model saved with torch.save(model), save model.state_dict() instead and load it with --arch NAME; or pass --trust-pickle only if you trust its origin'
+    'the file needs code to load (it names effai.zoo.lenet.LeNet5): if it is a whole model saved with torch.save(model), save model.state_dict() instead and load it with --arch NAME (a zoo name, or path/to/file.py:ClassName with --trust-code); or pass --trust-pickle only if you trust its origin'
     """
     import re
 
     m = re.search(r"GLOBAL ([\w.]+)", torch_message)
     named = f" (it names {m.group(1)})" if m else ""
     return (f"the file needs code to load{named}: if it is a whole model saved with torch.save(model), save "
-            "model.state_dict() instead and load it with --arch NAME; or pass --trust-pickle only if you trust "
-            "its origin")
+            "model.state_dict() instead and load it with --arch NAME (a zoo name, or path/to/file.py:ClassName with "
+            "--trust-code); or pass --trust-pickle only if you trust its origin")
 
 
 def check_zip_inflation(path: Path) -> None:

@@ -61,7 +61,7 @@ def load_recipe(path) -> Recipe:
 
 
 def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pickle: bool = False,
-        progress: bool = False) -> dict:
+        progress: bool = False, model_args: dict | None = None) -> dict:
     """Load MODEL, (optionally) train it, compress it; write DIR/model.effdc and DIR/report.json."""
     import torch
 
@@ -76,7 +76,8 @@ def run(model_spec: str, recipe_path, out_dir, arch: str | None = None, trust_pi
 
     ensure_dir(out_dir, "--out ")  # an unusable folder fails now, not after compressing
     ds = data_mod.load(recipe.dataset, seed=recipe.seed)
-    lm = load_for_data(model_spec, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="cannot be retrained")
+    lm = load_for_data(model_spec, ds, arch=arch, trust_pickle=trust_pickle, onnx_refusal="cannot be retrained",
+                       model_args=model_args)
     from effai import zoo
 
     options = zoo.options_for(model_spec, ds)  # recorded in the compressed file when the model has none

@@ -37,12 +37,19 @@ class DataSplits:
         return not self.train.tensors[0].is_floating_point() and self.train.tensors[0].dim() == 2
 
     @property
+    def vocab_size(self) -> int | None:
+        """Token data: the largest id in any split + 1, the rows an embedding table needs (None for images)."""
+        if not self.is_tokens:
+            return None
+        return 1 + max(int(s.tensors[0].max()) for s in (self.train, self.val, self.test))
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample, (C, H, W)."""
+        """Shape of one sample, (C, H, W), or (L,) for token sequences."""
         return tuple(self.train.tensors[0].shape[1:])
 
     def loaders(self, batch_size: int = 128, shuffle_train: bool = True):

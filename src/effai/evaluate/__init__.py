@@ -9,7 +9,7 @@ compressed model does compared with its base.
 """
 
 from effai.evaluate.core import Evaluation, evaluate, logits_of
-from effai.evaluate.corruptions import CORRUPTIONS, corrupt
+from effai.evaluate.corruptions import CORRUPTIONS, TOKEN_CORRUPTIONS, corrupt
 from effai.evaluate.harm import Harm, compare, interval, paired
 from effai.evaluate.metrics import (
     accuracy,
@@ -21,7 +21,7 @@ from effai.evaluate.metrics import (
 )
 
 __all__ = [
-    "CORRUPTIONS", "Evaluation", "Harm", "accuracy", "compare", "confusion_matrix", "corrupt", "evaluate",
+    "CORRUPTIONS", "TOKEN_CORRUPTIONS", "Evaluation", "Harm", "accuracy", "compare", "confusion_matrix", "corrupt", "evaluate",
     "expected_calibration_error", "interval", "logits_of", "paired", "per_class_accuracy", "slice_accuracy",
     "topk_accuracy",
 ]

@@ -9,7 +9,7 @@ import torch
 
 from effai.errors import InputError
 from effai.evaluate import metrics
-from effai.evaluate.corruptions import CORRUPTIONS, corrupt
+from effai.evaluate.corruptions import corrupt, for_inputs
 from effai.results.evaluation import Evaluation
 
 
@@ -40,7 +40,7 @@ def evaluate(
     *,
     class_names: Sequence[str] | None = None,
     slices: Sequence | None = None,
-    corruptions: Sequence[str] = tuple(CORRUPTIONS),
+    corruptions: Sequence[str] | None = None,
     severities: Sequence[int] = (1, 2, 3, 4, 5),
     topk: int = 5,
     seed: int = 0,
@@ -50,7 +50,8 @@ def evaluate(
 
     `slices` gives one subgroup label per test example (e.g. "left-handed", "scanner B");
     accuracy is then reported per subgroup. Corruptions are seeded, so every model sees
-    the same corrupted images.
+    the same corrupted images; by default every corruption that suits the inputs (image ones for
+    images, `TOKEN_CORRUPTIONS` for token ids).
 
     >>> import torch.nn as nn
     >>> x, y = torch.rand(40, 1, 8, 8), torch.arange(40) % 4
@@ -83,7 +84,7 @@ def evaluate(
         slices=metrics.slice_accuracy(preds, y, slices) if slices is not None else {},
         severities=list(severities),
     )
-    for name in corruptions:
+    for name in for_inputs(x) if corruptions is None else corruptions:
         ev.robustness[name] = [
             metrics.accuracy(logits_of(model, corrupt(x, name, s, seed=seed + s), batch_size), y) for s in severities
         ]

@@ -1,5 +1,6 @@
 """Image corruptions for robustness curves, after Hendrycks & Dietterich 2019 (ImageNet-C),
-scaled for small grey images with pixel values in [0, 1].
+scaled for small grey images with pixel values in [0, 1]; and token corruptions (random
+substitution, dropout to padding) for token sequences.
 
 Each corruption takes a batch (N, C, H, W), a severity 1..5 and a seed, and returns a new
 batch clipped to [0, 1]. The same seed gives the same noise, so every variant of a study is
@@ -64,17 +65,61 @@ CORRUPTIONS = {
 }
 
 
+# Token sequences (N, L) of integer ids, id 0 the padding (BERT's [PAD], effai's data sets):
+# the share of real tokens replaced, per severity.
+_TOKEN_SHARE = (0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def _token_positions(x: torch.Tensor, severity: int, g: torch.Generator) -> torch.Tensor:
+    """A seeded choice of real (non-padding) positions, `_TOKEN_SHARE[severity - 1]` of them."""
+    return (torch.rand(x.shape, generator=g) < _TOKEN_SHARE[severity - 1]) & (x != 0)
+
+
+def token_substitution(x: torch.Tensor, severity: int, seed: int = 0) -> torch.Tensor:
+    """Typos and unknown words: chosen tokens become random ids from 1 to the batch's largest id."""
+    g = torch.Generator().manual_seed(seed)
+    hit = _token_positions(x, severity, g)
+    random_ids = torch.randint(1, max(2, int(x.max()) + 1), x.shape, generator=g, dtype=x.dtype)
+    return torch.where(hit, random_ids, x)
+
+
+def token_dropout(x: torch.Tensor, severity: int, seed: int = 0) -> torch.Tensor:
+    """Missing words: chosen tokens become padding (id 0)."""
+    g = torch.Generator().manual_seed(seed)
+    return x.masked_fill(_token_positions(x, severity, g), 0)
+
+
+TOKEN_CORRUPTIONS = {"token_substitution": token_substitution, "token_dropout": token_dropout}
+
+
+def for_inputs(x: torch.Tensor) -> tuple[str, ...]:
+    """The corruptions that suit `x`: token ones for integer ids, image ones otherwise."""
+    return tuple(CORRUPTIONS if x.is_floating_point() else TOKEN_CORRUPTIONS)
+
+
 def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
-    """Apply corruption `name` at `severity` (1..5), seeded.
+    """Apply corruption `name` at `severity` (1..5), seeded: image corruptions to float images,
+    token corruptions (`TOKEN_CORRUPTIONS`) to integer token ids, which keep their dtype.
 
     >>> x = torch.full((2, 1, 8, 8), 0.5)
     >>> corrupt(x, "brightness", 5).max().item()
     1.0
     >>> torch.equal(corrupt(x, "gaussian_noise", 3, seed=1), corrupt(x, "gaussian_noise", 3, seed=1))
     True
+    >>> ids = torch.arange(1, 101).view(4, 25)
+    >>> d = corrupt(ids, "token_dropout", 5)
+    >>> d.dtype, 0 < int((d == 0).sum()) < 100
+    (torch.int64, True)
     """
-    if name not in CORRUPTIONS:
-        raise suggest(name, CORRUPTIONS, "corruption")
     if severity not in (1, 2, 3, 4, 5):
         raise InputError(f"severity={severity}: expected an integer 1..5")
-    return CORRUPTIONS[name](x.float(), severity, seed)
+    if x.is_floating_point() or name in CORRUPTIONS:
+        if name not in CORRUPTIONS:
+            raise suggest(name, CORRUPTIONS, "image corruption")
+        if not x.is_floating_point():
+            raise InputError(f"corruption {name!r} changes pixels; integer token ids take "
+                             f"{', '.join(TOKEN_CORRUPTIONS)}")
+        return CORRUPTIONS[name](x.float(), severity, seed)
+    if name not in TOKEN_CORRUPTIONS:
+        raise suggest(name, TOKEN_CORRUPTIONS, "token corruption")
+    return TOKEN_CORRUPTIONS[name](x, severity, seed)

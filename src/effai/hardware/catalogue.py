@@ -260,6 +260,16 @@ class Catalogue:
         """The target called `name` (or one of its aliases); unknown names suggest close ones."""
         return self[name]
 
+    def canonical(self, name: str) -> str:
+        """The catalogue name of `name` (an alias such as "jetson" -> "jetson_orin_nano"), so
+        that what a command prints and records names the device it used.
+
+        >>> load_catalogue().canonical("jetson"), load_catalogue().canonical("nano33ble")
+        ('jetson_orin_nano', 'nano33ble')
+        """
+        return self._key(name)
+
+
 
 def _clean_loc(loc: tuple) -> tuple:
     # pydantic adds union-branch and validator names ("Dollars", "function-after[...]") to locs

@@ -181,7 +181,7 @@ def _count_pass(model, args, time_ops=False, exact=True, kwargs=None):
 
 
 def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | None = None,  # noqa: C901 - the public boundary: validates every argument once, then counts and times
-            latency: bool = True, runtime: str = "torch", threads: int | None = None, warmup: int = 10,
+            latency: bool = True, runtime: str = "torch", threads: int | None = 1, warmup: int = 10,
             repeats: int = 30, min_seconds: float = 1.0, max_seconds: float = 20.0,
             bits: float | None = None, energy: bool = True,
             exact: bool = False, name: str | None = None) -> Profile:
@@ -191,8 +191,9 @@ def profile(model, input_shape=None, example_inputs=None, *, batch_size: int | N
       `batch_size` overrides the batch dimension.
     - `latency=False` skips timing (counts and memory only, fast). `runtime` is `"torch"`
       (eager), `"onnxruntime"` or `"openvino"` (the model exported to ONNX; an ONNX file runs
-      on ONNX Runtime unless `runtime="openvino"`); `threads`, `warmup`, `repeats`, `min_seconds` as in
-      `measure_latency` (timing stops after `max_seconds` even with fewer repeats).
+      on ONNX Runtime unless `runtime="openvino"`); `threads` is 1 by default, as in the CLI
+      (reproducible on a shared machine; None: torch's current thread count); `warmup`, `repeats`,
+      `min_seconds` as in `measure_latency` (timing stops after `max_seconds` even with fewer repeats).
     - `exact=False` runs each op on the meta device during counting (shapes only, outputs
       left uninitialised), so counting costs no arithmetic; if that pass fails it is rerun with
       real arithmetic. Pass `exact=True` for a model whose control flow depends on values.

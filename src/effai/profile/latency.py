@@ -105,15 +105,44 @@ def export_fp32_onnx(model: torch.nn.Module, path: str | os.PathLike, example_in
     return path
 
 
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (ONNX Runtime's default intra-op thread count):
+    distinct core ids in sysfs topology, else the logical CPU count.
+
+    >>> physical_cores() >= 1
+    True
+    """
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for c in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{c}/topology/core_cpus_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
+
+
 def ort_session(model: str | os.PathLike | bytes, threads: int):
     """A CPU ONNX Runtime session on an ONNX file (or serialized model bytes): `threads`
-    intra-op threads, one inter-op thread (the graph runs in order), warnings silenced."""
+    intra-op threads (0: ONNX Runtime's default count, one per physical core), one inter-op
+    thread (the graph runs in order), warnings silenced.
+
+    With more than one thread, two settings make timings reproducible on a shared machine (see
+    docs/decisions.md, "Timing at ONNX Runtime's default thread count"): the thread count is set
+    explicitly, because ONNX Runtime pins the workers of its *default* pool to fixed cores, and a
+    pinned worker on a core another process is using stalls every parallel op; and the workers
+    stop spinning when a run ends (`session.force_spinning_stop`), so the idle pools of the
+    other sessions being compared do not spin against the one being timed (they still spin
+    between the ops of a run, as in deployment)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
+    opts.intra_op_num_threads = threads or physical_cores()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if opts.intra_op_num_threads > 1:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                 providers=["CPUExecutionProvider"])
 
@@ -160,8 +189,11 @@ def onnx_runner(path: str | os.PathLike, runtime: str = "onnxruntime", threads: 
 Key = TypeVar("Key", bound=Hashable)
 
 
+CLOCKS = {"wall": "perf_counter_ns", "thread_cpu": "thread_time_ns"}  # clock -> its function in `time`
+
+
 def interleaved(calls: Mapping[Key, Callable[[], object]], rounds: int = 7, inner: int = 10, warmup: int = 3,
-                min_round_ms: float = 0.0, statistic: str = "median") -> dict[Key, float]:
+                min_round_ms: float = 0.0, statistic: str = "median", clock: str = "wall") -> dict[Key, float]:
     """Milliseconds per call of each callable, timed side by side.
 
     Each round calls every callable `inner` times in turn and records its mean; the result is
@@ -171,7 +203,10 @@ def interleaved(calls: Mapping[Key, Callable[[], object]], rounds: int = 7, inne
     the quietest round of each candidate is the fairer comparison. `min_round_ms` raises a fast
     callable's `inner` (from one timed call after warm-up) so that each of its rounds lasts at
     least that long: a sub-millisecond model timed 10 calls at a time measures the clock and
-    the scheduler.
+    the scheduler. `clock="thread_cpu"` counts the CPU time of the calling thread instead of
+    wall time: for a runtime that computes on the caller's thread (ONNX Runtime at 1 thread) it
+    is the work done, which other processes' load barely changes (they take the core away, and
+    the time away is not counted); it misses the work of any other thread.
 
     >>> ms = interleaved({"a": lambda: sum(range(100)), "b": lambda: sum(range(10_000))}, rounds=3, inner=2)
     >>> sorted(ms), ms["a"] < ms["b"]
@@ -179,6 +214,9 @@ def interleaved(calls: Mapping[Key, Callable[[], object]], rounds: int = 7, inne
     """
     if statistic not in ("median", "min"):
         raise InputError(f"interleaved: statistic must be 'median' or 'min', got {statistic!r}")
+    if clock not in CLOCKS:
+        raise InputError(f"interleaved: clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    now = getattr(time, CLOCKS[clock])
     if rounds < 1 or inner < 1 or warmup < 0 or min_round_ms < 0:
         raise InputError(f"interleaved: expected rounds >= 1, inner >= 1, warmup >= 0, min_round_ms >= 0, "
                          f"got {rounds}, {inner}, {warmup}, {min_round_ms}")
@@ -195,10 +233,10 @@ def interleaved(calls: Mapping[Key, Callable[[], object]], rounds: int = 7, inne
     per_round: dict[Key, list[float]] = {k: [] for k in calls}
     for _ in range(rounds):
         for k, call in calls.items():
-            t0 = time.perf_counter_ns()
+            t0 = now()
             for _ in range(n_calls[k]):
                 call()
-            per_round[k].append((time.perf_counter_ns() - t0) / 1e6 / n_calls[k])
+            per_round[k].append((now() - t0) / 1e6 / n_calls[k])
     reduce = statistics.median if statistic == "median" else min
     return {k: reduce(v) for k, v in per_round.items()}
 

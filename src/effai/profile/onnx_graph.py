@@ -235,7 +235,7 @@ def _named_shapes(input_shape, batch_size):
     return {s.name: (batch_size or s.shape[0], *s.shape[1:]) for s in input_shape}
 
 
-def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=None,  # noqa: C901 - the public boundary: validates every argument once, then counts and times
+def profile_onnx(path: str | os.PathLike, input_shape=None, batch_size=None, latency=True, threads=1,  # noqa: C901 - the public boundary: validates every argument once, then counts and times
                  warmup=10, repeats=30, min_seconds=1.0, max_seconds=20.0, bits=None, energy=True, name=None,
                  runtime="onnxruntime") -> Profile:
     """Profile an ONNX file: counts from the graph, latency with ONNX Runtime (or `runtime="openvino"`).

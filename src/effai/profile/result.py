@@ -109,23 +109,30 @@ class Profile:
 
     def table(self, top: int = 15):
         """A Rich renderable: top layers by MACs with their memory and latency shares, and totals."""
+        from rich import box
         from rich.console import Group
         from rich.table import Table
         from rich.text import Text
 
         t = self.total
         tab = Table(title=f"{self.model}  input {'x'.join(map(str, self.input_shape))}  ({self.dtype})",
-                    show_lines=False)
-        for col, just in [("layer", "left"), ("type", "left"), ("output", "left"), ("params", "right"),
-                          ("MACs", "right"), ("% MACs", "right"), ("out bytes", "right"), ("% latency", "right")]:
-            tab.add_column(col, justify=just)  # type: ignore[arg-type]  # "left" | "right"
+                    show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False, padding=0)  # 80 columns fit
         lat_total = sum(lp.latency_ms or 0 for lp in self.layers)
         rows = sorted(self.layers, key=lambda lp: (lp.macs, lp.elementwise_flops), reverse=True)[:top]
+        # Layer names are what a user greps for: never cut (folded past 40 columns); without
+        # per-layer timings there is no latency column at all.
+        longest = max((len(lp.name) for lp in rows), default=5)
+        tab.add_column("layer", min_width=min(longest, 40), overflow="fold")
+        tab.add_column("type", overflow="fold")
+        tab.add_column("output", overflow="fold")
+        # Two-line headers keep the numeric columns narrow; "% time" is each layer's latency share.
+        for col in ("params", "MACs", "%\nMACs", "out\nbytes") + (("%\ntime",) if lat_total else ()):
+            tab.add_column(col, justify="right")
         for lp in rows:
             share_lat = f"{100 * lp.latency_ms / lat_total:.1f}" if lat_total and lp.latency_ms is not None else "-"
             tab.add_row(lp.name, lp.type, "x".join(map(str, lp.output_shape or [])), f"{lp.params:,}",
                         fmt_count(lp.macs), f"{100 * lp.macs / t.macs:.1f}" if t.macs else "-",
-                        fmt_bytes(lp.activation_bytes), share_lat)
+                        fmt_bytes(lp.activation_bytes), *((share_lat,) if lat_total else ()))
         lines = [
             f"params {t.params:,}   MACs {fmt_count(t.macs)}   FLOPs {fmt_count(t.flops)} (+ {fmt_count(t.elementwise_flops)} "
             f"elementwise, counted separately)",
@@ -135,16 +142,43 @@ class Profile:
         ]
         if self.latency:
             la = self.latency
-            lines.append(f"latency ({la.runtime}, {la.threads} threads, batch {la.batch_size}, {la.repeats} repeats): "
+            lines.append(f"latency ({la.runtime}, {la.threads} thread{'s' if la.threads != 1 else ''}, batch {la.batch_size}, {la.repeats} repeats): "
                          f"p50 {la.p50_ms:.3f} ms  p90 {la.p90_ms:.3f}  p99 {la.p99_ms:.3f}  IQR {la.iqr_ms:.3f}  "
                          f"-> {la.throughput:,.1f} samples/s")
             if la.contended:
-                lines.append(f"warning: contended ({la.contention or f'load average {la.load_avg}'}): wall times "
-                             f"include waiting for a core (CPU time p50 {la.cpu_p50_ms:.3f} ms); try --threads 1")
+                lines.append(contended_line(la))
         if self.energy:
-            lines.append(f"energy {self.energy.joules:.3g} J per inference ({self.energy.method}: "
-                         f"{self.energy.detail.split(';')[0]})")
+            lines.append(f"energy {self.energy.joules:.3g} J per inference ({energy_how(self.energy)})")
         if self.uncounted:
             lines.append("uncounted ops (not zero, unknown): "
                          + ", ".join(f"{u['op']} in {u['layer']}" for u in self.uncounted[:10]))
         return Group(tab, *(Text(x) for x in lines))
+
+
+def energy_how(energy) -> str:
+    """How an energy number was taken, said once: the detail's first clause, prefixed by the
+    method unless the detail already starts with it.
+
+    >>> from types import SimpleNamespace as E
+    >>> energy_how(E(method="estimated", detail="estimated with Horowitz 45 nm energies; weights once"))
+    'estimated with Horowitz 45 nm energies'
+    >>> energy_how(E(method="measured", detail="RAPL package counter, 30 runs"))
+    'measured: RAPL package counter, 30 runs'
+    """
+    how = (energy.detail or "").split(";")[0].strip()
+    if not how:
+        return energy.method
+    return how if how.lower().startswith(energy.method.lower()) else f"{energy.method}: {how}"
+
+
+def contended_line(la) -> str:
+    """The warning under a contended latency, with advice that works from Python and the CLI.
+
+    >>> from types import SimpleNamespace as L
+    >>> contended_line(L(contention="3 runnable tasks on 2 cores", load_avg=2.0, cpu_p50_ms=0.5, threads=2))
+    'warning: contended (3 runnable tasks on 2 cores): wall times include waiting for a core (CPU time p50 0.500 ms); measure with 1 thread (threads=1; CLI --threads 1) or on a quieter machine'
+    """
+    advice = ("measure with 1 thread (threads=1; CLI --threads 1) or on a quieter machine" if la.threads > 1 else
+              "measure on a quieter machine")
+    return (f"warning: contended ({la.contention or f'load average {la.load_avg}'}): wall times include waiting "
+            f"for a core (CPU time p50 {la.cpu_p50_ms:.3f} ms); {advice}")

@@ -12,10 +12,10 @@ channel removal with a dependency graph, latency-aware allocation, and a savings
 from effai.prune.core import apply_masks, make_permanent, prunable, prune_, register_handler, sparsity
 from effai.prune.layers import LayerHandler, register_layer
 from effai.prune.savings import SavingsReport, savings
-from effai.prune.structured import ChannelConfig
+from effai.prune.structured import ChannelConfig, recalibrate_batchnorm
 from effai.prune.transformer import HeadFFNConfig, register_block
 from effai.prune.unstructured import MagnitudeConfig, OBDConfig, PolynomialSchedule, TaylorConfig, gradual
 
 __all__ = ["ChannelConfig", "HeadFFNConfig", "register_block", "LayerHandler", "MagnitudeConfig", "OBDConfig", "PolynomialSchedule", "SavingsReport",
-           "TaylorConfig", "apply_masks", "gradual", "make_permanent", "prunable", "prune_", "register_handler",
-           "register_layer", "savings", "sparsity"]
+           "TaylorConfig", "apply_masks", "gradual", "make_permanent", "prunable", "prune_", "recalibrate_batchnorm",
+           "register_handler", "register_layer", "savings", "sparsity"]

@@ -46,10 +46,12 @@ def ort_session(model: nn.Module, example: torch.Tensor, path: Path, threads: in
 
 
 def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int = 1, rounds: int = 5,
-                   runs: int = 10, statistic: str = "median") -> list[float]:
+                   runs: int = 10, statistic: str = "median", min_round_ms: float = 0.0,
+                   clock: str | None = None) -> list[float]:
     """ONNX Runtime latency (ms, batch of `example`) of several models, timed side by side in
-    `rounds` interleaved rounds of `runs` calls: each model's median round, or its fastest with
-    `statistic="min"` (effai.profile.latency.interleaved)."""
+    `rounds` interleaved rounds of `runs` calls (more for a model faster than `min_round_ms` a
+    round): each model's median round, or its fastest with `statistic="min"`, by `clock`
+    (default `clock_for(threads)`; effai.profile.latency.interleaved)."""
     from effai.profile.latency import interleaved
 
     feed = example.numpy()
@@ -57,8 +59,17 @@ def measure_models(models: list[nn.Module], example: torch.Tensor, threads: int 
         sessions = [ort_session(m, example, Path(tmp) / f"m{i}.onnx", threads) for i, m in enumerate(models)]
         calls = {str(i): (lambda s=s, n=s.get_inputs()[0].name: s.run(None, {n: feed}))
                  for i, s in enumerate(sessions)}
-        ms = interleaved(calls, rounds=rounds, inner=runs, warmup=3, statistic=statistic)
+        ms = interleaved(calls, rounds=rounds, inner=runs, warmup=3, statistic=statistic, min_round_ms=min_round_ms,
+                         clock=clock or clock_for(threads))
     return [ms[str(i)] for i in range(len(models))]
+
+
+def clock_for(threads: int) -> str:
+    """The clock pruning decisions time with: at 1 thread ONNX Runtime computes on the calling
+    thread, whose CPU time is the call's cost on a core of its own even while other processes
+    share the machine (wall time there swung 3x at load 16, CPU time stayed within 4%); with
+    more threads the work is spread over workers, so only wall time measures it."""
+    return "thread_cpu" if threads == 1 else "wall"
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,9 @@ class Layer:
         groups = cin if self.depthwise else self.groups  # a depthwise conv keeps one filter per channel
         return Layer((self.in_shape[0], cin, *self.in_shape[2:]), cout, self.kernel, self.stride, self.pads,
                      self.dilation, groups)
+
+    def onnx(self) -> bytes:
+        return _onnx_bytes(self)
 
     def macs(self) -> int:
         if not self.kernel:
@@ -163,9 +177,102 @@ def _onnx_bytes(layer: Layer) -> bytes:
     return model.SerializeToString()
 
 
+@dataclass(frozen=True)
+class AttentionLayer:
+    """One self-attention layer as the runtime sees it: `heads` heads of `head_dim` over `seq`
+    tokens of width `d` (batch 1): Q/K/V projections, scaled dot-product softmax, O projection."""
+
+    seq: int
+    d: int
+    heads: int
+    head_dim: int
+
+    @property
+    def in_shape(self) -> tuple:
+        return (1, self.seq, self.d)
+
+    def macs(self) -> int:
+        inner = self.heads * self.head_dim
+        return 4 * self.seq * self.d * inner + 2 * self.seq * self.seq * inner
+
+    def onnx(self) -> bytes:
+        from onnx import helper
+
+        h, hd, t = self.heads, self.head_dim, self.seq
+        split = [helper.make_node("Reshape", [f"{z}p", "split"], [f"{z}s"]) for z in "qkv"]
+        nodes = [*_projection("x", "q", self.d, h * hd), *_projection("x", "k", self.d, h * hd),
+                 *_projection("x", "v", self.d, h * hd), *split,
+                 helper.make_node("Transpose", ["qs"], ["qt"], perm=[0, 2, 1, 3]),
+                 helper.make_node("Transpose", ["ks"], ["kt"], perm=[0, 2, 3, 1]),
+                 helper.make_node("Transpose", ["vs"], ["vt"], perm=[0, 2, 1, 3]),
+                 helper.make_node("MatMul", ["qt", "kt"], ["qk"]), helper.make_node("Mul", ["qk", "scale"], ["qks"]),
+                 helper.make_node("Softmax", ["qks"], ["att"], axis=-1), helper.make_node("MatMul", ["att", "vt"], ["ctx"]),
+                 helper.make_node("Transpose", ["ctx"], ["ctxt"], perm=[0, 2, 1, 3]),
+                 helper.make_node("Reshape", ["ctxt", "merge"], ["ctxm"]), *_projection("ctxm", "y", h * hd, self.d)]
+        consts = {"split": np.array([1, t, h, hd], np.int64), "merge": np.array([1, t, h * hd], np.int64),
+                  "scale": np.array(hd ** -0.5, np.float32)}
+        return _graph(nodes, self.in_shape, consts)
+
+
+@dataclass(frozen=True)
+class FFNLayer:
+    """One transformer feed-forward layer (batch 1, `seq` tokens of width `d`): Linear to
+    `neurons`, GELU, Linear back to `d`."""
+
+    seq: int
+    d: int
+    neurons: int
+
+    @property
+    def in_shape(self) -> tuple:
+        return (1, self.seq, self.d)
+
+    def macs(self) -> int:
+        return 2 * self.seq * self.d * self.neurons
+
+    def onnx(self) -> bytes:
+        from onnx import helper
+
+        gelu = [helper.make_node("Mul", ["up", "rsqrt2"], ["u1"]), helper.make_node("Erf", ["u1"], ["u2"]),
+                helper.make_node("Add", ["u2", "one"], ["u3"]), helper.make_node("Mul", ["up", "u3"], ["u4"]),
+                helper.make_node("Mul", ["u4", "half"], ["act"])]
+        nodes = [*_projection("x", "up", self.d, self.neurons), *gelu, *_projection("act", "y", self.neurons, self.d)]
+        consts = {"rsqrt2": np.array(0.5 ** 0.5, np.float32), "one": np.array(1.0, np.float32),
+                  "half": np.array(0.5, np.float32)}
+        return _graph(nodes, self.in_shape, consts)
+
+
+def _projection(x: str, out: str, n_in: int, n_out: int) -> list:
+    """MatMul + bias nodes of a Linear `n_in -> n_out` (weights `out`_w, `out`_b), output `out` ("p"
+    appended for the q/k/v projections, which are reshaped afterwards)."""
+    from onnx import helper
+
+    y = out + "p" if out in ("q", "k", "v") else out
+    return [helper.make_node("MatMul", [x, f"{out}_w:{n_in}x{n_out}"], [f"{out}_mm"]),
+            helper.make_node("Add", [f"{out}_mm", f"{out}_b:{n_out}"], [y])]
+
+
+def _graph(nodes: list, in_shape: tuple, consts: dict) -> bytes:
+    """An ONNX model of `nodes` with input "x" of `in_shape` and output "y": constants from
+    `consts`, and random weights for every input named `NAME:AxB` (a matrix) or `NAME:N` (a bias)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
+    for name in dict.fromkeys(i for n in nodes for i in n.input if ":" in i):
+        shape = [int(s) for s in name.split(":")[1].split("x")]
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape, dtype=np.float32) * 0.05, name))
+    graph = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def time_layers(layers: list[Layer], threads: int = 1, rounds: int = 5) -> dict[Layer, float]:
     """ONNX Runtime milliseconds per call of each distinct layer, timed side by side
-    (interleaved rounds of at least 2 ms each, the quietest round kept: load only adds time)."""
+    (interleaved rounds of at least 2 ms each, the quietest round kept: load only adds time;
+    clock: `clock_for(threads)`)."""
     from effai.profile.latency import interleaved
     from effai.profile.latency import ort_session as open_session
 
@@ -173,10 +280,11 @@ def time_layers(layers: list[Layer], threads: int = 1, rounds: int = 5) -> dict[
     calls = {}
     rng = np.random.default_rng(0)
     for i, layer in enumerate(distinct):
-        sess = open_session(_onnx_bytes(layer), threads)
+        sess = open_session(layer.onnx(), threads)
         feed = {"x": rng.standard_normal(layer.in_shape, dtype=np.float32)}
         calls[str(i)] = lambda s=sess, f=feed: s.run(None, f)
-    ms = interleaved(calls, rounds=rounds, inner=1, warmup=2, min_round_ms=2.0, statistic="min")
+    ms = interleaved(calls, rounds=rounds, inner=1, warmup=2, min_round_ms=2.0, statistic="min",
+                     clock=clock_for(threads))
     return {layer: ms[str(i)] for i, layer in enumerate(distinct)}
 
 

@@ -66,7 +66,7 @@ def handles(model: nn.Module, example_inputs, dtype: str | None, mode: str | Non
     if not single_tensor(example_inputs) or any(
             isinstance(m, QuantLayer) and isinstance(m.layer, nn.Embedding) for m in model.modules()):
         return True
-    if not example_inputs.is_floating_point() and (is_quantized(model) or dtype in (None, "int8")):
+    if not example_inputs.is_floating_point() and (is_quantized(model) or dtype in (None, "int8", "int4")):
         return True  # token ids: ORT's quantize_static feeds float calibration data; effai calibrates in torch
     return has_attention(model) and (dtype == "int4" or is_quantized(model))
 

@@ -22,6 +22,7 @@ from effai.results import (
     fmt_joules,
     fmt_ms,
 )
+from effai.results.units import fmt_usd
 
 
 def render_html(result: StudyResult) -> str:
@@ -51,6 +52,7 @@ def context(result: StudyResult) -> dict:
         "version": __version__,
         "written": time.strftime("%Y-%m-%d %H:%M"),
         "selection": result.selection,
+        "uncertainty": uncertainty(result),
         "constraints_text": result.constraints.describe(),
         "notes": list(result.notes),
         "rows": _rows(result),
@@ -72,6 +74,37 @@ def context(result: StudyResult) -> dict:
         "config_json": json.dumps(result.config, indent=2, default=str),
         "environment_json": json.dumps(result.environment.to_dict(), indent=2, default=str),
     }
+
+
+def uncertainty(result: StudyResult) -> str:
+    """How sure the recommendation is, in one sentence: the chosen variant's accuracy interval
+    on the test set and the variants its accuracy is statistically tied with ("" when none is chosen).
+
+    >>> from effai.results import AccuracyInterval, BaseModelInfo, DatasetInfo, Selection
+    >>> a = VariantRecord("a", accuracy=0.9, accuracy_ci=AccuracyInterval(0.85, 0.94))
+    >>> r = StudyResult("s", BaseModelInfo("m"), DatasetInfo("d", n_test=200), (a,), selection=Selection("a", "why", ("a",)))
+    >>> uncertainty(r)
+    'Uncertainty: on 200 test examples its accuracy is known to ±4.5 pp (95% CI 85.00-94.00%, Wilson); no other variant meets the constraints.'
+    """
+    sel = result.selection
+    best = result.variant(sel.best) if sel.best else None
+    if best is None:
+        return ""
+    ci = best.accuracy_ci
+    how_sure = (f"on {result.dataset.n_test} test examples its accuracy is known to "
+                f"±{(ci.high - ci.low) * 50:.1f} pp ({ci.describe()}, Wilson)" if ci else
+                f"accuracy {fmt_fraction(best.accuracy)} (no interval recorded)")
+    tied = [v.name for v in sel.rejected if v.kind == "tie"]
+    others = [n for n in sel.feasible if n != best.name]
+    if tied:
+        ties = (f"statistically tied with {', '.join(tied)} (paired McNemar test, p >= 0.05): the pick among them is "
+                "made on cost, not accuracy")
+    elif others:
+        ties = (f"the other {len(others)} variant(s) meeting the constraints are less accurate beyond noise "
+                "(paired McNemar test, p < 0.05)")
+    else:
+        ties = "no other variant meets the constraints"
+    return f"Uncertainty: {how_sure}; {ties}."
 
 
 def _lat_flags(r: VariantRecord) -> list[str]:
@@ -267,7 +300,7 @@ def _fit_row(r: VariantRecord, targets: list[str]) -> dict:
                       "bg": "#dff0d8" if f.fits else "#f2dede", "title": f.reason})
         usd, co2 = f.cost_usd_per_million, f.co2_g_per_million
         cost.append({
-            "text": f"{'-' if usd is None else f'{usd:.3g}'} · {'-' if co2 is None else f'{co2:.3g}'}",
+            "text": f"{fmt_usd(usd)} · {'-' if co2 is None else f'{co2:.3g}'}",
             "title": f.cost_note or "estimate",
         })
     return {"name": r.name, "cells": cells, "cost": cost}

@@ -236,7 +236,7 @@ def select(records: Sequence[VariantRecord], c: Constraints = Constraints(), on:
         reason = (f"most accurate of the {len(ok)} variant(s) meeting the constraints ({_acc(best, on)}, "
                   f"{fmt_bytes(best.size_bytes)}, {fmt_ms(best.latency_ms)})")
     else:
-        reason = f"ties {lead.name} on accuracy ({_p(best)}), {why}; {_acc(best, on)}"
+        reason = f"ties {lead.name} on accuracy ({_p(best)}); {_against_lead(best, lead)}{why}; {_acc(best, on)}"
     for r in ok:
         if r is best:
             continue
@@ -272,28 +272,41 @@ def _clearly_faster(a: VariantRecord, b: VariantRecord) -> bool:
 
 
 def _break_tie(tied: list[VariantRecord]) -> tuple[VariantRecord, str]:
-    """The tied record to recommend, and why it beats the others (in words)."""
+    """The tied record to recommend, and (when size alone did not decide) why it beats the ones as small."""
     pool = sorted(tied, key=lambda r: _num(r.size_bytes))
-    if len(pool) == 1:
+    if len(pool) == 1 or _num(pool[0].size_bytes) < _num(pool[1].size_bytes):
         return pool[0], ""
-    first, second = pool[0], pool[1]
-    if _num(first.size_bytes) < _num(second.size_bytes):
-        return first, f"smaller ({fmt_bytes(first.size_bytes)} vs {fmt_bytes(second.size_bytes)})"
-    pool = [r for r in pool if r.size_bytes == first.size_bytes]
+    pool = [r for r in pool if r.size_bytes == pool[0].size_bytes]
     fast = min(pool, key=_latency)
     if all(_clearly_faster(fast, r) for r in pool if r is not fast):
-        others = min((_latency(r) for r in pool if r is not fast), default=float("inf"))
-        return fast, f"as small, faster ({fmt_ms(fast.latency_ms)} vs {fmt_ms(others)})"
+        other = min((r for r in pool if r is not fast), key=_latency)
+        return fast, f"; as small as {other.name}, faster ({fmt_ms(fast.latency_ms)} vs {fmt_ms(other.latency_ms)})"
     pool = [r for r in pool if not _clearly_faster(fast, r)]
     key = lambda r: (_num_neg(r.robustness), -sum(t.fits for t in r.targets.values()), _num_neg(r.accuracy))  # noqa: E731
     pool.sort(key=key)
-    best = pool[0]
-    if len(pool) > 1 and (best.robustness or 0) > (pool[1].robustness or 0):
-        return best, (f"as small and fast, more robust (mean corrupted accuracy {fmt_fraction(best.robustness)} "
-                      f"vs {fmt_fraction(pool[1].robustness)})")
-    if len(pool) > 1 and key(best)[1] < key(pool[1])[1]:
-        return best, f"as small and fast, fits more hardware targets ({-key(best)[1]} vs {-key(pool[1])[1]})"
-    return best, "as small and fast"
+    best, other = pool[0], pool[1] if len(pool) > 1 else None
+    if other is None:
+        return best, ""
+    if (best.robustness or 0) > (other.robustness or 0):
+        return best, (f"; as small as {other.name} and no slower, more robust (mean corrupted accuracy "
+                      f"{fmt_fraction(best.robustness)} vs {fmt_fraction(other.robustness)})")
+    if key(best)[1] < key(other)[1]:
+        return best, (f"; as small as {other.name} and no slower, fits more hardware targets "
+                      f"({-key(best)[1]} vs {-key(other)[1]})")
+    return best, f"; as small as {other.name} and no slower"
+
+
+def _against_lead(best: VariantRecord, lead: VariantRecord) -> str:
+    """How the recommended variant's size and latency compare with the leader's, in words, trade-offs included."""
+    parts = []
+    if _num(best.size_bytes) < _num(lead.size_bytes):
+        parts.append(f"smaller than {lead.name} ({fmt_bytes(best.size_bytes)} vs {fmt_bytes(lead.size_bytes)})")
+    if _clearly_faster(best, lead):
+        parts.append(f"faster ({fmt_ms(best.latency_ms)} vs {fmt_ms(lead.latency_ms)})")
+    elif _clearly_faster(lead, best) or (best.cost.latency is not None and best.cost.latency.slower_than_fp32):
+        flag = "; slower than fp32 on its runtime" if best.cost.latency and best.cost.latency.slower_than_fp32 else ""
+        parts.append(f"but slower ({fmt_ms(best.latency_ms)} vs {fmt_ms(lead.latency_ms)}{flag})")
+    return ", ".join(parts) if parts else f"as small and fast as {lead.name}"
 
 
 def _tie_reason(r: VariantRecord, best: VariantRecord, lead: VariantRecord) -> str:

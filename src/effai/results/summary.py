@@ -57,6 +57,15 @@ class DatasetInfo(Record):
     input_shape: tuple[int, ...] = ()
     slices: str = ""  # where the subgroup labels came from
 
+    @property
+    def examples(self) -> str:
+        """What one test example is, for the reports: token sequences have a shape (L,).
+
+        >>> DatasetInfo("keywords", input_shape=(32,)).examples, DatasetInfo("digits", input_shape=(1, 8, 8)).examples
+        ('sequences', 'images')
+        """
+        return "sequences" if len(self.input_shape) == 1 else "images"
+
 
 @dataclass(frozen=True)
 class Environment(Record):

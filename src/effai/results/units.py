@@ -139,6 +139,40 @@ def fmt_bytes(n: float | None) -> str:
     return f"{int(n)} B"
 
 
+def fmt_capacity(n: float | None) -> str:
+    """A memory capacity (RAM, flash) in binary units, as datasheets and `effai fit` give them;
+    up to three significant digits.
+
+    >>> fmt_capacity(524288), fmt_capacity(8 * 2**20), fmt_capacity(40e9), fmt_capacity(512), fmt_capacity(None)
+    ('512 KiB', '8 MiB', '37.3 GiB', '512 B', '-')
+    """
+    if n is None:
+        return "-"
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_usd(usd: float | None) -> str:
+    """US dollars in plain decimals (never "9.24e-06"): cents for amounts of a cent or more,
+    else three significant digits.
+
+    >>> fmt_usd(9.24e-06), fmt_usd(0.0512), fmt_usd(12.3456), fmt_usd(0), fmt_usd(None)
+    ('$0.00000924', '$0.05', '$12.35', '$0', '-')
+    """
+    import math
+
+    if usd is None:
+        return "-"
+    if usd == 0:
+        return "$0"
+    if abs(usd) >= 0.01:
+        return f"${usd:,.2f}"
+    digits = 2 - math.floor(math.log10(abs(usd)))
+    return f"${usd:.{digits}f}"
+
+
 def fmt_ms(ms: float | None) -> str:
     """A duration given in milliseconds, three significant digits, in s, ms, µs or ns.
 

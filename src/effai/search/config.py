@@ -184,6 +184,10 @@ class SearchConfig(_Frozen):
     storage: str | None = None  # default sqlite:///OUT/search.db
     ray_address: str | None = None
     out: str = "runs/search"
+    # A family may be the user's own path/to/file.py:ClassName, built with `model_args`; loading
+    # the file runs it, so the search refuses it unless trust_code is set (the CLI's --trust-code).
+    model_args: dict[str, Any] = {}
+    trust_code: bool = False
 
     @field_validator("objectives")
     @classmethod
@@ -239,7 +243,7 @@ class SearchConfig(_Frozen):
     def fingerprint(self) -> str:
         """Hash of what defines the trials (not how they run), to refuse resuming a different search."""
         what = self.model_dump(exclude={"backend", "workers", "storage", "ray_address", "out", "n_trials",
-                                        "max_failures"})
+                                        "max_failures", "trust_code"})
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

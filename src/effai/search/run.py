@@ -261,13 +261,27 @@ def _measured(study) -> dict[str, tuple[int, dict]]:
 
 
 def _check_inputs(cfg: SearchConfig) -> None:
-    """Fail before any trial on what would fail every trial: unknown families, unreadable data."""
+    """Fail before any trial on what would fail every trial: unknown families (a user's .py family
+    untrusted, failing to build, or without the width_mult the space varies), unreadable data."""
     from effai import zoo
-    from effai.search.trial import dataset
+    from effai.search.trial import build_family, dataset
+    from effai.zoo import usercode
+    from effai.zoo.loading import check_compatible
 
+    ds = dataset(cfg.dataset, cfg.seed)  # InputError naming the data set; cached for in-process trials
+    widths = set(cfg.space.width_mult.values())
     for family in cfg.space.family.values():
-        zoo.info(family)  # InputError with the closest names
-    dataset(cfg.dataset, cfg.seed)  # InputError naming the data set; cached for in-process trials
+        if not usercode.is_code_spec(family):
+            zoo.info(family)  # InputError with the closest names
+            continue
+        if cfg.space.per_layer_bits:
+            raise InputError(f"space.family {family}: per_layer_bits needs a zoo family (its layer names are "
+                             "read without running code); use one bit-width for the whole model")
+        model = build_family(family, cfg, ds, width_mult=1.0, resolution=ds.input_shape[-1])
+        check_compatible(model, ds, family)
+        if widths != {1.0} and "width_mult" not in model.effai_code["args"]:
+            raise InputError(f"space.family {family}: its class takes no width_mult, but space.width_mult varies "
+                             f"({sorted(widths)}); set width_mult: [1.0] or add a width_mult argument")
 
 
 def _finish(study, trial, res: dict, cfg: SearchConfig, limits: Constraints) -> str:

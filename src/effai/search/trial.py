@@ -62,8 +62,10 @@ def resolution_for(family: str, base: int, mult: float) -> int:
     (14, 12)
     """
     from effai import zoo
+    from effai.zoo import usercode
 
-    return max(int(round(base * mult)), zoo.info(family).min_resolution)
+    smallest = 1 if usercode.is_code_spec(family) else zoo.info(family).min_resolution
+    return max(int(round(base * mult)), smallest)
 
 
 def describe(v: dict) -> str:
@@ -91,15 +93,24 @@ def describe(v: dict) -> str:
 
 def build(variant: dict, cfg: SearchConfig) -> tuple[nn.Module, DataSplits]:
     """(untrained model, data) for a variant."""
-    from effai import zoo
-
     base = dataset(cfg.dataset, cfg.seed)
     r = resolution_for(variant["family"], base.input_shape[-1], variant["resolution_mult"])
     ds = dataset(cfg.dataset, cfg.seed, r)
     torch.manual_seed(cfg.seed)
-    model = zoo.create(variant["family"], num_classes=ds.num_classes, in_channels=ds.input_shape[0],
-                       width_mult=variant["width_mult"], resolution=r)
-    return model, ds
+    return build_family(variant["family"], cfg, ds, variant["width_mult"], r), ds
+
+
+def build_family(family: str, cfg: SearchConfig, ds: DataSplits, width_mult: float, resolution: int) -> nn.Module:
+    """Family `family` sized for `ds`: a zoo model, or the user's `file.py:ClassName` (with
+    `cfg.model_args`; it gets those of the zoo options its __init__ names)."""
+    from effai import zoo
+    from effai.zoo import usercode
+
+    opts = {"num_classes": ds.num_classes, "in_channels": ds.input_shape[0], "width_mult": width_mult,
+            "resolution": resolution}
+    if usercode.is_code_spec(family):
+        return usercode.build(family, cfg.model_args, trust_code=cfg.trust_code, **opts)
+    return zoo.create(family, **opts)
 
 
 def quant_layers(model: nn.Module) -> list[str]:

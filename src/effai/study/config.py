@@ -14,8 +14,10 @@ from effai.results import Constraints, parse_bytes, parse_ms
 class StudyConfig:
     """One study: a base model, a data set, the variants to build and the constraints to meet.
 
-    `model` is a zoo name (trained here, once, and cached in the run folder) or a checkpoint
-    folder written by `effai train`. `variants=None` builds every registered variant (in
+    `model` is a zoo name or the user's own `path/to/file.py:ClassName` (built with
+    `model_args`; running the file needs `trust_code=True`), trained here once and cached in the
+    run folder; or a checkpoint folder written by `effai train`, or a state dict with `arch`
+    (a zoo name or a `file.py:ClassName`). `variants=None` builds every registered variant (in
     `quick` mode, the quick subset). `max_size` / `max_latency` accept "250KB" / "5ms" or
     numbers (bytes / milliseconds). `target` is a hardware target the chosen variant must fit.
 
@@ -42,6 +44,9 @@ class StudyConfig:
     slices: str | None = None  # a text file with one subgroup label per test example
     force: bool = False  # start over in a folder holding a different study
     threads: int = 1  # latency is measured single-threaded unless asked
+    arch: str | None = None  # the architecture of a bare state dict `model`
+    model_args: dict | None = None  # keyword arguments of a user's file.py:ClassName
+    trust_code: bool = False  # let a .py model (or a pickle / TorchScript file) run its code
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -56,6 +61,19 @@ class StudyConfig:
             raise InputError(f"epochs={self.epochs}: expected >= 1")
         if self.threads < 1:
             raise InputError(f"threads={self.threads}: expected >= 1")
+        from effai.zoo import usercode
+
+        for spec in (self.model, self.arch):
+            if usercode.is_code_spec(spec):
+                usercode.split_spec(spec)
+                usercode.check_trusted(spec, self.trust_code)  # refused before anything runs
+        if self.model_args and not (usercode.is_code_spec(self.model) or usercode.is_code_spec(self.arch)):
+            raise InputError(f"model_args: keyword arguments of a user's model (path/to/file.py:ClassName); "
+                             f"{self.model} is not one")
+        if self.target is not None:  # an alias ("jetson") is recorded as the device it names
+            from effai.hardware import load_catalogue
+
+            object.__setattr__(self, "target", load_catalogue().canonical(self.target))
         self.constraints()  # parse sizes and latencies now, so bad values fail before any work
 
     def constraints(self) -> Constraints:
@@ -74,8 +92,16 @@ class StudyConfig:
         """The settings that change what a variant's record holds. Two runs with the same
         identity can share finished variants; constraints and the variant list do not count
         (selection is recomputed, missing variants are built)."""
-        return {"dataset": self.dataset, "model": self.model, "quick": self.quick, "seed": self.seed,
-                "epochs": self.base_epochs, "slices": self.slices, "threads": self.threads}
+        from effai.zoo import usercode
+
+        ident = {"dataset": self.dataset, "model": self.model, "quick": self.quick, "seed": self.seed,
+                 "epochs": self.base_epochs, "slices": self.slices, "threads": self.threads}
+        if self.arch or self.model_args:
+            ident.update(arch=self.arch, model_args=self.model_args)
+        code = next((s for s in (self.model, self.arch) if usercode.is_code_spec(s)), None)
+        if code:  # an edited file is a different study
+            ident["code_sha256"] = usercode.fingerprint(code)
+        return ident
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]

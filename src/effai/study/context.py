@@ -84,43 +84,44 @@ class Context:
         return model.eval()
 
 
-def load_base(cfg: StudyConfig, data: DataSplits, out: Path) -> tuple[nn.Module, BaseModelInfo]:
-    """The study's base model and its facts: a zoo name is trained once and cached in `out/base/`
-    (reused from there), anything else is loaded with `effai.zoo.loading.load_model` and checked
-    against the data set."""
+def load_base(cfg: StudyConfig, data: DataSplits, folder: Path) -> tuple[nn.Module, BaseModelInfo]:
+    """The study's base model and its facts: an architecture (a zoo name or the user's
+    `file.py:ClassName`) is trained once and cached in `folder` (OUT/base/, reused from there), anything
+    else is loaded with `effai.zoo.loading.load_for_data` and checked against the data set."""
     from effai import zoo
+    from effai.zoo import usercode
 
-    if cfg.model in zoo.names():
-        return _zoo_base(cfg, data, out / "base")
-    from effai.zoo.loading import load_model
+    if cfg.model in zoo.names() or usercode.is_code_spec(cfg.model):
+        return _trained_base(cfg, data, folder)
+    from effai.zoo.loading import load_for_data
 
     spec = cfg.model
-    lm = load_model(spec)
-    if lm.model is None:
-        raise InputError(f"--model {spec}: an ONNX file cannot be compressed by the study; give a checkpoint folder")
+    lm = load_for_data(spec, data, arch=cfg.arch, trust_pickle=cfg.trust_code, model_args=cfg.model_args,
+                       onnx_refusal="cannot be compressed by the study")
+    assert lm.model is not None  # load_for_data refuses ONNX files
     shape = tuple(data.input_shape)
     if lm.input_shape and tuple(lm.input_shape) != shape:
         raise InputError(f"--model {spec}: expects inputs {tuple(lm.input_shape)}, the data set has {shape}")
-    with torch.no_grad():
-        out_ = lm.model.eval()(torch.zeros(1, *shape))
-    if out_.shape[-1] != data.num_classes:
-        raise InputError(f"--model {spec}: has {out_.shape[-1]} outputs, the data set has {data.num_classes} classes")
-    arch = lm.meta.get("arch") or (lm.name if lm.name in zoo.names() else None)
-    return lm.model, BaseModelInfo(name=str(spec), arch=arch, source=str(spec),
-                                   test_accuracy=lm.meta.get("test_accuracy"))
+    arch = lm.meta.get("arch") or cfg.arch or (lm.name if lm.name in zoo.names() else None)
+    return lm.model.eval(), BaseModelInfo(name=str(spec), arch=arch if arch in zoo.names() else None,
+                                          source=str(spec), test_accuracy=lm.meta.get("test_accuracy"))
 
 
-def _zoo_base(cfg: StudyConfig, data: DataSplits, folder: Path) -> tuple[nn.Module, BaseModelInfo]:
+def _trained_base(cfg: StudyConfig, data: DataSplits, folder: Path) -> tuple[nn.Module, BaseModelInfo]:
     from effai import zoo
     from effai.train import TrainConfig, fit, load_checkpoint
+    from effai.zoo.loading import load_for_data
 
     name = cfg.model
+    arch = name if name in zoo.names() else None  # new-architecture variants need a zoo name
     if (folder / "model.pt").exists() and (folder / "model.json").exists():
-        model, meta = load_checkpoint(folder)
-        return model.eval(), BaseModelInfo(name=name, arch=name, source="cached",
+        model, meta = load_checkpoint(folder, trust_pickle=cfg.trust_code)
+        return model.eval(), BaseModelInfo(name=name, arch=arch, source="cached",
                                            test_accuracy=meta.get("test_accuracy"))
-    model = zoo.create(name, **zoo.options_for(name, data))
+    torch.manual_seed(cfg.seed)  # the initial weights: the same command trains the same base
+    model = load_for_data(name, data, trust_pickle=cfg.trust_code, model_args=cfg.model_args).model
+    assert model is not None
     train = TrainConfig(epochs=cfg.base_epochs, lr=3e-3, batch_size=64, seed=cfg.seed)
     r = fit(model, data, train, out_dir=folder, resume=True, progress=False)
-    return model.eval(), BaseModelInfo(name=name, arch=name, source="trained", epochs=r.epochs_run,
+    return model.eval(), BaseModelInfo(name=name, arch=arch, source="trained", epochs=r.epochs_run,
                                        train_seconds=r.train_seconds, test_accuracy=r.test_accuracy)

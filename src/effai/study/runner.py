@@ -11,6 +11,7 @@ Finished variants are read back from results.jsonl instead of being rebuilt.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -59,7 +60,7 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
     >>> r = run(cfg)  # doctest: +SKIP
     """
     start = time.perf_counter()
-    names = variants.resolve(cfg.variants, cfg.quick)
+    variants.resolve(cfg.variants, cfg.quick)  # unknown names fail before the data is loaded
     out = Path(cfg.out or Path("runs") / (cfg.name or f"{cfg.model}-{cfg.dataset}".replace("/", "_")))
     name = cfg.name or out.name
     extra_targets = [cfg.target] if cfg.target else []
@@ -72,6 +73,7 @@ def run(cfg: StudyConfig, progress: bool = False, command: str | None = None) ->
 
             raise suggest(cfg.target, hardware.load_catalogue().names(), "target")
     data = _load_data(cfg)
+    names = variants.resolve(cfg.variants, cfg.quick, variants.input_kind(data))
     _check_model_fits(cfg, data)  # before the folder is claimed: a misfit leaves nothing behind
     with RunDir(out, cfg.identity(), cfg.key(), cfg.force) as rd:
         slices = _slices(cfg, data)
@@ -169,15 +171,22 @@ def _summary(rec: VariantRecord) -> str:
 
 
 def _check_model_fits(cfg: StudyConfig, data) -> None:
-    """A zoo model that cannot take the data set's inputs is refused up front, naming those that can."""
+    """A zoo model that cannot take the data set's inputs is refused up front, naming those that can;
+    any other model (the user's class, a checkpoint, a state dict) is loaded and run on one sample."""
     from effai import zoo
     from effai.zoo.registry import _resolve  # create's own option checks, without building the model
 
     if cfg.model not in zoo.names():
-        return  # a checkpoint is checked against the data set when it is loaded
+        from effai.zoo.loading import load_for_data
+
+        load_for_data(cfg.model, data, arch=cfg.arch, trust_pickle=cfg.trust_code, model_args=cfg.model_args,
+                      onnx_refusal="cannot be compressed by the study")
+        return
     shape = tuple(data.input_shape)
 
     def fits(name: str) -> bool:
+        if (zoo.info(name).input_dtype == "int64") != data.is_tokens:  # token models take token data only
+            return False
         opts = zoo.options_for(name, data)
         try:
             _resolve(name, opts["num_classes"], opts["in_channels"], None, opts.get("resolution"))
@@ -205,8 +214,8 @@ def _load_data(cfg: StudyConfig):
 
 def _slices(cfg: StudyConfig, ds) -> list[str]:
     """Subgroup labels for the test set: the user's file, else the data set's own (e.g. the SNR of
-    a kws clip), else ink-density terciles (how much of the image is stroke), a property of the
-    input that per-class accuracy does not show."""
+    a kws clip), else terciles of a property of the input that per-class accuracy does not show:
+    ink density (how much of the image is stroke) or sequence length (`_terciles`)."""
     n = len(ds.test)
     if cfg.slices:
         path = Path(cfg.slices)
@@ -218,9 +227,22 @@ def _slices(cfg: StudyConfig, ds) -> list[str]:
         return labels
     if ds.meta.get("slices"):
         return list(ds.meta["slices"])
-    ink = ds.test.tensors[0].flatten(1).mean(1)
-    lo, hi = torch.quantile(ink, torch.tensor([1 / 3, 2 / 3])).tolist()
-    return ["thin strokes" if v < lo else ("bold strokes" if v > hi else "medium strokes") for v in ink.tolist()]
+    return _terciles(ds)[1]
+
+
+def _terciles(ds) -> tuple[str, list[str]]:
+    """(what, one label per test example): terciles of the sequence length (real tokens: the
+    mask, else the non-zero ids) for token data, of the ink density for images."""
+    x = ds.test.tensors[0]
+    if ds.is_tokens:
+        mask = ds.masks["test"] if ds.masks else (x != 0)
+        value, what = mask.sum(1).float(), "sequence-length terciles"
+        words = ("short sequences", "medium sequences", "long sequences")
+    else:
+        value, what = x.flatten(1).mean(1), "ink-density terciles"
+        words = ("thin strokes", "medium strokes", "bold strokes")
+    lo, hi = torch.quantile(value, torch.tensor([1 / 3, 2 / 3])).tolist()
+    return what, [words[0] if v < lo else (words[2] if v > hi else words[1]) for v in value.tolist()]
 
 
 def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], data, base: BaseModelInfo,
@@ -241,7 +263,7 @@ def _result(cfg: StudyConfig, name: str, out: Path, recs: list[VariantRecord], d
     return StudyResult(
         name=name, base=base, reference="fp32",
         dataset=DatasetInfo(data.name, tuple(data.class_names), len(data.test), tuple(data.input_shape),
-                            "user file" if cfg.slices else data.meta.get("slices_name", "ink-density terciles")),
+                            "user file" if cfg.slices else data.meta.get("slices_name") or _terciles(data)[0]),
         variants=tuple(recs), pareto={axis: tuple(r.name for r in pareto_front(recs, [axis])) for axis in AXES},
         constraints=c, selection=select(recs, c), config=cfg.to_dict(),
         command=command or _command(cfg),
@@ -315,12 +337,23 @@ def _environment() -> Environment:
 
 
 def _command(cfg: StudyConfig) -> str:
-    parts = ["effai", "study", "--dataset", cfg.dataset, "--model", cfg.model]
+    """The CLI command that reruns `cfg` (a study started from Python): a model registered in
+    Python is named by its file (`file.py:builder` with --trust-code), which a fresh process can load."""
+    from effai.zoo import usercode
+
+    model, arch, trust = cfg.model, cfg.arch, cfg.trust_code
+    model, arch = _cli_name(model), _cli_name(arch)
+    trust = trust or usercode.is_code_spec(model) or usercode.is_code_spec(arch)
+    parts = ["effai", "study", "--dataset", cfg.dataset, "--model", model]
     if cfg.quick:
         parts.append("--quick")
-    for flag, v in (("--max-size", cfg.max_size), ("--max-latency", cfg.max_latency),
+    if trust:
+        parts.append("--trust-code")
+    for flag, v in (("--arch", arch), ("--model-args", json.dumps(cfg.model_args) if cfg.model_args else None),
+                    ("--max-size", cfg.max_size), ("--max-latency", cfg.max_latency),
                     ("--min-accuracy", cfg.min_accuracy), ("--target", cfg.target), ("--out", cfg.out),
-                    ("--slices", cfg.slices)):
+                    ("--slices", cfg.slices), ("--epochs", cfg.epochs),
+                    ("--threads", cfg.threads if cfg.threads != 1 else None)):
         if v is not None:
             parts += [flag, str(v)]
     if cfg.variants:
@@ -328,6 +361,18 @@ def _command(cfg: StudyConfig) -> str:
     if cfg.seed:
         parts += ["--seed", str(cfg.seed)]
     return shlex.join(parts)
+
+
+def _cli_name(name: str | None) -> str | None:
+    """A zoo name registered outside effai becomes `/abs/file.py:builder` (the CLI process does
+    not run the user's registration); every other name is kept."""
+    from effai import zoo
+    from effai.zoo import usercode
+    from effai.zoo.registry import _BUILDERS
+
+    if name is None or name not in zoo.names():
+        return name
+    return usercode.source_spec(_BUILDERS[name]) or name
 
 
 def _reproduce(cfg: StudyConfig, result: StudyResult) -> str:

@@ -45,51 +45,75 @@ class Built:
     extra: dict = field(default_factory=dict)
 
 
+INPUT_KINDS = ("images", "tokens")  # what a data set holds (`input_kind`); a builder says which it takes
+
+
 @dataclass(frozen=True)
 class VariantSpec:
     name: str
     family: str
     build: Callable
-    quick: bool  # part of the --quick subset
+    quick: bool | tuple[str, ...]  # part of the --quick subset (for every input kind, or for those named)
     description: str
+    inputs: tuple[str, ...] = INPUT_KINDS  # the input kinds it can be built for
+
+    def is_quick(self, kind: str | None = None) -> bool:
+        return self.quick is True or (isinstance(self.quick, tuple) and (kind is None or kind in self.quick))
 
 
 VARIANTS: Registry[str, VariantSpec] = Registry("variant")
 
 
-def variant(name: str, family: str, quick: bool = False):
+def variant(name: str, family: str, quick: bool | tuple[str, ...] = False, inputs: tuple[str, ...] = INPUT_KINDS):
     """Register `fn(ctx) -> Built` as the builder of variant `name` (a name registered twice raises
-    `effai.registry.DuplicateRegistration`)."""
+    `effai.registry.DuplicateRegistration`). `inputs` names the input kinds it takes ("images",
+    "tokens"); `quick` puts it in the --quick subset, for every kind or only those named."""
 
     def deco(fn):
         doc = (fn.__doc__ or name).strip().splitlines()[0]
-        VARIANTS.add(name, VariantSpec(name, family, fn, quick, doc))
+        VARIANTS.add(name, VariantSpec(name, family, fn, quick, doc, tuple(inputs)))
         return fn
 
     return deco
 
 
-def names(quick: bool = False) -> list[str]:
-    """Registered variant names in registration order (the quick subset with `quick`).
+def input_kind(data) -> str:
+    """"tokens" for a data set of token sequences, else "images"."""
+    return "tokens" if getattr(data, "is_tokens", False) else "images"
+
+
+def names(quick: bool = False, kind: str | None = None) -> list[str]:
+    """Registered variant names in registration order (the quick subset with `quick`), only those
+    that take input `kind` when given.
 
     >>> names()[:3]
     ['fp32', 'fp16', 'bf16']
     >>> set(names(quick=True)) <= set(names())
     True
+    >>> "mobilenet_tiny" in names(kind="tokens"), "heads_ffn_50" in names(quick=True, kind="tokens")
+    (False, True)
     """
-    return [n for n, s in VARIANTS.items() if s.quick or not quick]
+    return [n for n, s in VARIANTS.items() if (kind is None or kind in s.inputs) and (s.is_quick(kind) or not quick)]
 
 
-def resolve(requested, quick: bool) -> list[str]:
-    """The variants to build: all (or the quick subset) when None; fp32, the reference that
-    harm is measured against, always first.
+def resolve(requested, quick: bool, kind: str | None = None) -> list[str]:
+    """The variants to build: all (or the quick subset) that take input `kind` when None; fp32,
+    the reference that harm is measured against, always first. A requested variant that cannot
+    take `kind` is refused.
 
     >>> resolve(["int8_ptq"], quick=False)
     ['fp32', 'int8_ptq']
+    >>> resolve(["squeezenet_tiny"], quick=False, kind="tokens")
+    Traceback (most recent call last):
+    effai.errors.InputError: variant squeezenet_tiny takes images only; the data set holds tokens
     """
-    chosen = list(requested) if requested else names(quick)
+    from effai.errors import InputError
+
+    chosen = list(requested) if requested else names(quick, kind)
     for n in chosen:
-        VARIANTS.lookup(n)
+        spec = VARIANTS.lookup(n)
+        if kind is not None and kind not in spec.inputs:
+            raise InputError(f"variant {n} takes {' and '.join(spec.inputs)} only; the data set holds {kind}")
     return ["fp32"] + [n for n in dict.fromkeys(chosen) if n != "fp32"]
 
 
@@ -146,6 +170,16 @@ def int8_ptq(ctx):
 
     m = quantize_(ctx.base_copy(), Int8StaticConfig(calibration=ctx.calibration))
     return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, structure=ctx.base)
+
+
+@variant("int8_dynamic", family="quantization", quick=("tokens",))
+def int8_dynamic(ctx):
+    """Dynamic INT8: per-channel weights, activations quantized per call (the CPU recipe for BERT)."""
+    from effai.quantize import Int8DynamicConfig, quantize_
+
+    m = quantize_(ctx.base_copy(), Int8DynamicConfig())
+    return Built(m, _qbytes(m), "int8 weights + fp32 per-channel scales", dtype="int8", bits=8, structure=ctx.base,
+                 notes=["activations quantized at run time (DynamicQuantizeLinear): no calibration"])
 
 
 @variant("int8_qat", family="quantization")
@@ -216,13 +250,25 @@ def magnitude_90(ctx):
     return _magnitude(ctx, 0.9)
 
 
-@variant("channel_50", family="pruning")
+@variant("channel_50", family="pruning", inputs=("images",))
 def channel_50(ctx):
-    """Structured pruning: remove half the channels/units (L1 importance), then fine-tune."""
+    """Structured pruning: remove half the channels/units (L1 importance), then fine-tune.
+
+    Images only: a transformer's structured pruning is `heads_ffn_50` (its residual width stays)."""
     from effai.prune import ChannelConfig, prune_
 
     m = prune_(ctx.base_copy(), ChannelConfig(ratio=0.5, input_shape=(1, *ctx.input_shape)))
     ctx.finetune(m)
+    return Built(m, _qbytes(m), "fp32 state dict of the smaller dense model")
+
+
+@variant("heads_ffn_50", family="pruning", quick=True, inputs=("tokens",))
+def heads_ffn_50(ctx):
+    """Transformer pruning: remove half the attention heads and FFN neurons (Taylor importance), then fine-tune."""
+    from effai.prune import HeadFFNConfig, prune_
+
+    m = prune_(ctx.base_copy(), HeadFFNConfig(head_ratio=0.5, ffn_ratio=0.5, importance="taylor", data=ctx.data))
+    ctx.finetune(m, lr=1e-3)
     return Built(m, _qbytes(m), "fp32 state dict of the smaller dense model")
 
 
@@ -237,6 +283,46 @@ def kd_student(ctx):
     distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs + 1, lr=5e-3,
                                                    batch_size=64, seed=ctx.cfg.seed))
     return Built(student, _qbytes(student), "fp32 state dict (half-width student)")
+
+
+@variant("kd_fewer_layers", family="distillation", quick=True, inputs=("tokens",))
+def kd_fewer_layers(ctx):
+    """A student with half the transformer layers, started from every other teacher layer (DistilBERT), KD (T=4)."""
+    from effai.distill import KDConfig, distill
+
+    teacher = ctx.base_copy()
+    layers = len(getattr(teacher, "blocks", ()))
+    if layers < 2:  # a ValueError: this variant fails, saying why; the study goes on
+        raise ValueError(f"kd_fewer_layers needs a zoo transformer with 2 or more layers in .blocks, got {layers}")
+    student = _same_arch(ctx, layers=layers // 2)
+    state = teacher.state_dict()
+    student.load_state_dict({k: state[_every_other_block(k)] for k in student.state_dict()})
+    distill(teacher, student, ctx.data, KDConfig(temperature=4, alpha=0.9, epochs=ctx.arch_epochs + 1, lr=1e-3,
+                                                   batch_size=64, seed=ctx.cfg.seed))
+    return Built(student.eval(), _qbytes(student), f"fp32 state dict ({layers // 2} of {layers} layers)")
+
+
+def _every_other_block(key: str) -> str:
+    """DistilBERT's initialisation: the student's block i is the teacher's block 2i; the
+    embeddings and the head are the teacher's own.
+
+    >>> _every_other_block("blocks.1.ff1.weight"), _every_other_block("head.bias")
+    ('blocks.2.ff1.weight', 'head.bias')
+    """
+    parts = key.split(".")
+    if parts[0] == "blocks":
+        parts[1] = str(2 * int(parts[1]))
+    return ".".join(parts)
+
+
+def _same_arch(ctx, **changes) -> nn.Module:
+    """A fresh model of the base's zoo architecture and options, with `changes` applied."""
+    from effai import zoo
+
+    arch = getattr(ctx.base, "effai_arch", None)
+    if not arch:
+        return ctx.arch(ctx.base_info.arch, **changes)
+    return zoo.create(arch["name"], **{**arch["options"], **changes})
 
 
 @variant("deep_compression", family="pipeline")
@@ -267,19 +353,19 @@ def _alternative(ctx, name: str) -> Built:
     return Built(m, _qbytes(m), "fp32 state dict", extra={"arch": name})
 
 
-@variant("mobilenet_tiny", family="architecture")
+@variant("mobilenet_tiny", family="architecture", inputs=("images",))
 def mobilenet_tiny(ctx):
     """A small MobileNet v1-style network (depthwise-separable blocks), trained from scratch."""
     return _alternative(ctx, "mobilenet_tiny")
 
 
-@variant("mobilenetv2_tiny", family="architecture")
+@variant("mobilenetv2_tiny", family="architecture", inputs=("images",))
 def mobilenetv2_tiny(ctx):
     """A small MobileNet v2-style network (inverted residuals, linear bottlenecks), trained from scratch."""
     return _alternative(ctx, "mobilenetv2_tiny")
 
 
-@variant("squeezenet_tiny", family="architecture")
+@variant("squeezenet_tiny", family="architecture", inputs=("images",))
 def squeezenet_tiny(ctx):
     """A small SqueezeNet-style network (Fire modules, no fully connected layer), trained from scratch."""
     return _alternative(ctx, "squeezenet_tiny")

@@ -1,7 +1,9 @@
 """Checkpoint directories: `model.pt` (a plain state dict) + `model.json` (how to rebuild it).
 
 A state dict holds only tensors, so it loads with `torch.load(weights_only=True)`; the
-architecture is rebuilt from the zoo by the name and options recorded in the JSON.
+architecture is rebuilt from the zoo by the name and options recorded in the JSON, or, for a
+model from the user's own .py file (`"code": true`), from that file by its absolute
+`path.py:Name` and arguments, which runs the file and so needs the trust flag.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, data=None, result=Non
     """Write `model.pt` and `model.json` into `out_dir` (atomically) and return the folder."""
     out = Path(out_dir)
     arch = getattr(model, "effai_arch", None)
+    code = getattr(model, "effai_code", None)
+    if code:  # the user's class: rebuilt from its file (absolute path) and arguments
+        arch = {"name": code["spec"], "options": code["args"]}
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     write_atomic(out / "model.pt", buf.getvalue())
@@ -34,6 +39,7 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, data=None, result=Non
         "dataset": data.name if data is not None else None,
         "test_accuracy": result.test_accuracy if result is not None else None,
         "train_config": train_config.__dict__ if train_config is not None else None,
+        **({"code": True} if code else {}),
         **extra,
     }
     write_json(out / "model.json", meta)
@@ -54,7 +60,14 @@ def load_checkpoint(path: str | Path, trust_pickle: bool = False) -> tuple[nn.Mo
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{meta_path}: not valid JSON ({e})") from None
     _check_meta(meta, meta_path)
-    model = zoo.create(meta["arch"], **meta["options"])
+    if meta.get("code"):
+        from effai.zoo import usercode
+
+        if not trust_pickle:
+            raise InputError(f"{folder}: its architecture {meta['arch']} {usercode.TRUST_REFUSAL}")
+        model = usercode.build(meta["arch"], meta["options"], trust_code=True)
+    else:
+        model = zoo.create(meta["arch"], **meta["options"])
     state = load_torch_file(folder / "model.pt", trust_pickle=trust_pickle)
     load_state_dict_checked(model, state, folder / "model.pt")
     return model, meta

@@ -55,6 +55,8 @@ class TrainResult:
     train_seconds: float
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    checkpoint: str | None = None  # with out_dir: the folder (model.pt + model.json) every command loads
+    last: str | None = None  # with out_dir: last.pt, the resumable state after the last epoch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +153,8 @@ def fit(  # noqa: C901 - the one training loop: resume, early stopping and check
         train_seconds=time.perf_counter() - start,
         history=state["history"],
         resumed_from_epoch=resumed,
+        checkpoint=str(out_dir) if out_dir else None,
+        last=str(last) if last else None,
     )
     if out_dir:
         from effai.train.checkpoint import save_checkpoint

@@ -1,5 +1,6 @@
 """Resolve a CLI MODEL argument into a model: a zoo name, a checkpoint folder, a state dict
-plus --arch, a TorchScript file, or an ONNX file (kept as a path: ONNX runs in ONNX Runtime)."""
+plus --arch, the user's own `file.py:ClassName` (with --trust-code; `effai.zoo.usercode`), a
+TorchScript file, or an ONNX file (kept as a path: ONNX runs in ONNX Runtime)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch.nn as nn
 
 from effai.errors import InputError
 from effai.limits import check_tensor
+from effai.zoo import usercode
 
 
 @dataclass
@@ -22,22 +24,33 @@ class LoadedModel:
     meta: dict = field(default_factory=dict)
 
 
-def load_model(spec: str, arch: str | None = None, options: dict | None = None, trust_pickle: bool = False) -> LoadedModel:
-    """Load what the user named. Options (num_classes, width_mult, ...) apply to zoo models.
+def load_model(spec: str, arch: str | None = None, options: dict | None = None, trust_pickle: bool = False,
+               model_args: dict | None = None) -> LoadedModel:
+    """Load what the user named. Options (num_classes, width_mult, ...) apply to zoo models
+    (and to a user's class whose __init__ names them); `model_args` are the keyword arguments
+    of a user's `file.py:ClassName` (as MODEL or as `arch` of a bare state dict).
 
     `trust_pickle` (the CLI's --trust-code, alias --trust-pickle) lets a file run code: a
-    pickle may construct any Python object, and a TorchScript file, a program, is loaded
-    and run. Without it both are refused with one line, and nothing from the file runs.
+    pickle may construct any Python object, a TorchScript file is a program, and a .py file
+    runs when it is loaded. Without it all three are refused with one line, and nothing runs.
 
     >>> lm = load_model("lenet5")
     >>> lm.name, lm.input_shape
     ('lenet5', (1, 28, 28))
     """
     from effai import zoo
-    from effai.train.checkpoint import check_finite, load_checkpoint, load_state_dict_checked
+    from effai.train.checkpoint import check_finite, load_checkpoint
 
     options = {k: v for k, v in (options or {}).items() if v is not None}
     path = Path(spec)
+    if model_args and not (usercode.is_code_spec(spec) or usercode.is_code_spec(arch)):
+        raise InputError(f"--model-args: keyword arguments of a user's model (path/to/file.py:ClassName); {spec} "
+                         "is not one (zoo options have their own flags)")
+    if usercode.is_code_spec(spec):
+        model = usercode.build(spec, model_args, trust_code=trust_pickle, **options)
+        check_finite(model, spec)
+        return LoadedModel(spec.rpartition(":")[2], model, input_shape=usercode.input_shape_of(model),
+                           meta={"code": model.effai_code})
     if spec in zoo.names():
         model = zoo.create(spec, **options)
         return LoadedModel(spec, model, input_shape=zoo.input_shape(spec, **options))
@@ -47,7 +60,8 @@ def load_model(spec: str, arch: str | None = None, options: dict | None = None, 
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir() or (path.name == "model.pt" and (path.parent / "model.json").exists()):
         model, meta = load_checkpoint(path, trust_pickle=trust_pickle)
-        shape = tuple(meta["input_shape"]) if meta.get("input_shape") else zoo.input_shape(meta["arch"], **meta["options"])
+        shape = (tuple(meta["input_shape"]) if meta.get("input_shape") else usercode.input_shape_of(model)
+                 if meta.get("code") else zoo.input_shape(meta["arch"], **meta["options"]))
         return LoadedModel(meta["arch"], model, input_shape=shape, meta=meta)
     if path.suffix == ".onnx":
         return LoadedModel(path.stem, onnx_path=check_onnx_file(path), input_shape=onnx_input_shape(path))
@@ -63,15 +77,27 @@ def load_model(spec: str, arch: str | None = None, options: dict | None = None, 
             raise InputError(f"{path}: unreadable TorchScript file ({str(e).splitlines()[0][:160]})") from None
         check_finite(model, path)
         return LoadedModel(path.stem, model)
-    # A bare state dict: the architecture must be named.
+    return _from_state_dict(path, arch, options, trust_pickle, model_args)
+
+
+def _from_state_dict(path: Path, arch: str | None, options: dict, trust_pickle: bool,
+                     model_args: dict | None) -> LoadedModel:
+    """A bare state dict (or, trusted, a whole pickled model): the architecture must be named."""
+    from effai import zoo
     from effai.fileio import load_torch_file
+    from effai.train.checkpoint import check_finite, load_state_dict_checked
 
     state = load_torch_file(path, trust_pickle=trust_pickle)
     if isinstance(state, nn.Module):  # only reachable with --trust-pickle
         check_finite(state, path)
         return LoadedModel(path.stem, state)
     if arch is None:
-        raise InputError(f"{path}: a state dict holds no architecture; name it with --arch (see `effai zoo list`)")
+        raise InputError(f"{path}: a state dict holds no architecture; name it with --arch (a zoo name, see "
+                         "`effai zoo list`, or path/to/file.py:ClassName with --trust-code)")
+    if usercode.is_code_spec(arch):
+        model = usercode.build(arch, model_args, trust_code=trust_pickle, **options)
+        load_state_dict_checked(model, state, path)
+        return LoadedModel(arch.rpartition(":")[2], model, input_shape=usercode.input_shape_of(model))
     model = zoo.create(arch, **options)
     load_state_dict_checked(model, state, path)
     return LoadedModel(arch, model, input_shape=zoo.input_shape(arch, **options))
@@ -108,20 +134,42 @@ def check_compatible(model: nn.Module, data, where: str) -> None:
 
 
 def load_for_data(spec: str, data, arch: str | None = None, trust_pickle: bool = False,
-                  onnx_refusal: str = "is not a PyTorch model") -> LoadedModel:
-    """Load MODEL to work on data set `data` (a DataSplits): a zoo name, or a bare state dict
-    with `arch`, is built for the data set's classes, channels and resolution
-    (`effai.zoo.options_for`); an ONNX file is refused (`onnx_refusal` says why); the model must
-    run on one sample and output the data set's classes (`check_compatible`)."""
+                  onnx_refusal: str = "is not a PyTorch model", model_args: dict | None = None,
+                  **options) -> LoadedModel:
+    """Load MODEL to work on data set `data` (a DataSplits): a zoo name, a user's class, or a
+    bare state dict with `arch`, is built for the data set's classes, channels and resolution
+    (`data_options`; `options` are added); an ONNX file is refused (`onnx_refusal` says why);
+    the model must run on one sample and output the data set's classes (`check_compatible`)."""
     from effai import zoo
 
-    options = zoo.options_for(spec, data) if (spec in zoo.names() or arch) else None
-    lm = load_model(spec, arch=arch, options=options, trust_pickle=trust_pickle)
+    if arch is not None and not usercode.is_code_spec(arch):  # a zoo arch of a state dict: classes and channels
+        opts = zoo.options_for(spec, data, **options)
+    else:
+        opts = data_options(arch or spec, data, **options)
+    lm = load_model(spec, arch=arch, options=opts, trust_pickle=trust_pickle,
+                    model_args=model_args)
     if lm.model is None:
         raise InputError(f"{spec}: an ONNX file {onnx_refusal}; give a zoo name, checkpoint folder, state dict "
                          "(with --arch) or TorchScript file")
     check_compatible(lm.model, data, spec)
     return lm
+
+
+def data_options(spec: str, data, **options) -> dict | None:
+    """Options that size architecture `spec` (a zoo name or a user's `file.py:Name`) for data
+    set `data`: classes, channels and (images) resolution; None for anything else (a
+    checkpoint or a file keeps the shapes it holds).
+
+    >>> from effai import data as d
+    >>> data_options("my.py:Net", d.load("digits"))
+    {'num_classes': 10, 'in_channels': 1, 'resolution': 8}
+    """
+    from effai import zoo
+
+    if usercode.is_code_spec(spec):
+        image = len(data.input_shape) == 3
+        return {**zoo.options_for(spec, data), **({"resolution": data.input_shape[-1]} if image else {}), **options}
+    return zoo.options_for(spec, data, **options) if spec in zoo.names() else (options or None)
 
 
 def zoo_suggestion(name: str) -> InputError:

@@ -172,15 +172,22 @@ def input_shape(name: str, **opts) -> tuple[int, ...]:
 def options_for(name: str, data, **options) -> dict:
     """`create` options that fit zoo model `name` to data set `data` (a DataSplits): its number
     of classes and input channels and, where it differs from the model's default, its
-    resolution (not for a name outside the zoo). `options` are added as given.
+    resolution (not for a name outside the zoo); a token model (`input_dtype` "int64") also gets
+    the data's `vocab_size`, and its sequence length as `in_channels`. `options` are added as given.
 
     >>> from effai import data as d
     >>> options_for("lenet5", d.load("digits"))
     {'num_classes': 10, 'in_channels': 1, 'resolution': 8}
+    >>> options_for("text_transformer", d.load("keywords:seq_len=24"))
+    {'num_classes': 4, 'in_channels': 24, 'vocab_size': 64}
     """
-    opts = {"num_classes": data.num_classes, "in_channels": data.input_shape[0], **options}
-    if name in _INFOS and data.input_shape[-1] != info(name).input_shape[-1]:
-        opts["resolution"] = data.input_shape[-1]
+    mi = _INFOS.get(name)
+    opts = {"num_classes": data.num_classes, "in_channels": data.input_shape[0]}
+    if mi is not None and mi.input_dtype == "int64" and getattr(data, "vocab_size", None):
+        opts["vocab_size"] = data.vocab_size  # a token model's embedding covers every id of the data
+    opts.update(options)
+    if mi is not None and len(mi.input_shape) > 1 and data.input_shape[-1] != mi.input_shape[-1]:
+        opts["resolution"] = data.input_shape[-1]  # a vector model's only size is in_channels
     return opts
 
 
