@@ -1,6 +1,6 @@
 """The demo study's variants as the files they ship as: for every variant, the torch model's test
 accuracy next to the deployed file's (ONNX Runtime, or the .effdc decoded), with the file's 95%
-interval; and the winner in runs/demo/best/, loaded in ONNX Runtime directly (no effai) and
+interval; and the winner in runs/demo/best/, loaded in its runtime directly (ONNX Runtime, or effai.compress for an .effdc) and
 evaluated on the test split, against the accuracy the study reported.
 
 Runs the study `make demo` runs (`effai study --dataset mnist5k --out runs/demo`, the CLI's
@@ -35,22 +35,33 @@ from effai.results.serial import unversioned  # noqa: E402
 DEMO = "effai study --dataset mnist5k --out runs/demo"
 
 
-def best_in_onnxruntime(out: Path, result) -> dict:
-    """The winner's file from best/, checked against its manifest and run by ONNX Runtime itself."""
+def best_in_its_runtime(out: Path, result) -> dict:
+    """The winner's file from best/, checked against its manifest and run in its runtime directly:
+    ONNX Runtime for an .onnx file, `effai.compress.load_compressed` (decoded, torch) for an .effdc."""
     folder = out / "best"
     m = Manifest.from_dict(unversioned(json.loads((folder / "manifest.json").read_text()), "best"))
     f = folder / m.artifact.file
     row = {"variant": m.variant, "file": f"best/{f.name}", "sha256_matches": hashlib.sha256(f.read_bytes()).hexdigest()
-           == m.artifact.sha256, "reported_accuracy": result.best.accuracy, "reproduce": m.reproduce}
-    if f.suffix != ".onnx":
-        return {**row, "runtime_accuracy": None, "exact": None}
-    import onnxruntime as ort
-
+           == m.artifact.sha256, "reported_accuracy": result.best.accuracy, "reproduce": m.reproduce,
+           "runtime": m.artifact.runtime}
     ds = data.load(result.dataset.name, seed=0)
     x, y = ds.test.tensors
-    sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    preds = np.array([sess.run(None, {name: x[i:i + 1].numpy()})[0].argmax(1)[0] for i in range(len(x))])
+    if f.suffix == ".onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(f), providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        preds = np.array([sess.run(None, {name: x[i:i + 1].numpy()})[0].argmax(1)[0] for i in range(len(x))])
+    elif f.suffix == ".effdc":
+        import torch
+
+        from effai.compress import load_compressed
+
+        model = load_compressed(f).eval()
+        with torch.no_grad():
+            preds = np.array([int(model(x[i:i + 1]).argmax(1)[0]) for i in range(len(x))])
+    else:
+        return {**row, "runtime_accuracy": None, "exact": None}
     correct = int((preds == y.numpy()).sum())
     return {**row, "runtime_accuracy": correct / len(y),
             "exact": correct == round(result.best.accuracy * len(y)) and preds.tolist() == result.best.evaluation.predictions}
@@ -74,7 +85,7 @@ def main():
                      "ci": [ci.low, ci.high], "within_ci": ci.low <= a.torch_accuracy <= ci.high,
                      "file": a.file, "bytes": a.bytes, "runtime": a.runtime, "measured_on": a.measured_on,
                      "timing": a.timing, "sha256": a.sha256})
-    best = best_in_onnxruntime(out, result) if result.best_dir else None
+    best = best_in_its_runtime(out, result) if result.best_dir else None
     mach = machine()
 
     def pct(v):
@@ -94,7 +105,8 @@ def main():
                  "measured on", "latency means"], shown), ""]
     if best:
         md += [f"Winner shipped in `runs/{out.name}/best/`: **{best['variant']}** (`{best['file']}`, sha256 matches "
-               f"its manifest: {'yes' if best['sha256_matches'] else '**NO**'}). Loaded by ONNX Runtime alone and run "
+               f"its manifest: {'yes' if best['sha256_matches'] else '**NO**'}). Loaded in its runtime ({best['runtime']}) "
+               "alone and run "
                f"on the test split: {pct(best['runtime_accuracy'])} against {pct(best['reported_accuracy'])} "
                f"reported ({'identical predictions' if best['exact'] else '**differs**'}). Rebuild: "
                f"`{best['reproduce']}`.", ""]
