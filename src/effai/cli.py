@@ -179,6 +179,7 @@ def train_cmd(
     ds = data_mod.load(dataset, seed=seed)
     net = load_for_data(model, ds, arch=arch, trust_pickle=trust_code, model_args=args, onnx_refusal="cannot be trained",
                         **({} if width_mult is None else {"width_mult": width_mult})).model
+    assert net is not None  # load_for_data refuses ONNX files
     cfg = train.TrainConfig(
         epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, seed=seed, augment=augment, threads=threads,
         label_smoothing=label_smoothing,
@@ -367,12 +368,13 @@ def export_cmd(
         raise InputError(f"--out {out}: expected a file name ending in .onnx")
     ensure_dir(out.parent, "--out ")
     if artifacts.is_variant_folder(model):
-        info = artifacts.export_variant(Path(model), out, dtype)
+        shipped = artifacts.export_variant(Path(model), out, dtype)
         if as_json:
-            print_json(info)
+            print_json(shipped)
         else:
-            console.print(f"wrote {out}: study variant {info['variant']} ({info['dtype']}), {info['bytes']:,} bytes, "
-                          f"test accuracy {info['accuracy']:.2%} as measured; {info['source']}", highlight=False)
+            console.print(f"wrote {out}: study variant {shipped['variant']} ({shipped['dtype']}), "
+                          f"{shipped['bytes']:,} bytes, test accuracy {shipped['accuracy']:.2%} as measured; "
+                          f"{shipped['source']}", highlight=False)
         return
     dtype = dtype or "int8"
     ds = data_mod.load(dataset, seed=seed)

@@ -119,7 +119,7 @@ def _layer(graph: Graph, op: Op, i: int, plan: Plan, blob: _Blob, kernels: str) 
     if op.kind in ("conv", "dwconv"):
         (kh, kw), (sh, sw), (pt, pl) = op.attrs["kernel"], op.attrs["stride"], op.attrs["pad"]
         geo = {"k_h": kh, "k_w": kw, "s_h": sh, "s_w": sw, "pad_t": pt, "pad_l": pl, "in_zp": x.zp}
-        arrays = {"bias": blob.add(op.bias, "int32_t"), "mult": blob.add(op.mult, "int32_t"),
+        arrays: dict[str, str | int] = {"bias": blob.add(op.bias, "int32_t"), "mult": blob.add(op.mult, "int32_t"),
                   "shift": blob.add(op.shift, "int32_t")}
         if kernels != "portable":  # DSP and Helium: zero point folded into the bias, fast requantization
             w_sum = op.weights.astype(np.int64).sum(axis=1 if op.kind == "conv" else 0)

@@ -156,7 +156,7 @@ def _group_l1(group: Group, dg: DepGraph | None) -> torch.Tensor:
                 cols = w.detach().transpose(0, 1)[offset:offset + size * m]  # (size * m, out, ...)
                 terms.append(cols.reshape(size, -1).abs().sum(1))
             offset += size * m
-    return sum(terms) if terms else torch.zeros(group.size)
+    return torch.stack(terms).sum(0) if terms else torch.zeros(group.size)
 
 
 def _rows(group: Group, mem, t: torch.Tensor | None) -> torch.Tensor | None:

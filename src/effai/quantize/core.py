@@ -67,7 +67,7 @@ def quantize_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     handler = _HANDLERS.lookup(type(config))
     chosen = select(model, filter_fn or default_filter)
     check_finite(chosen)
-    targets = []
+    targets: list[tuple[str, nn.Module]] = []
     if _embeddings_only(config):  # the other layers are not its business: no warning for them
         targets = [(fqn, mod) for fqn, mod in chosen if isinstance(mod, nn.Embedding)]
         chosen = []
@@ -389,7 +389,8 @@ class QuantLayer(nn.Module):
                 and nx.get(self.fmt).kind != "float")
 
     def _kernel_bias(self, bias: torch.Tensor) -> torch.Tensor:
-        codes, scale = int32_bias(bias.detach().double().numpy(), float(self.act.scale),
+        assert self.act is not None and self._buffers["w_scale"] is not None  # _int32_bias() held
+        codes, scale = int32_bias(bias.detach().double().numpy(), float(self.act.scale),  # type: ignore[arg-type]
                                   self._buffers["w_scale"].numpy())
         return torch.from_numpy(codes.astype(np.float32) * scale)
 

@@ -20,6 +20,7 @@ Q(op(x)) = op(Q(x)) on a grid that holds 0. So, per-tensor static pairs only:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -91,15 +92,19 @@ def _grid_range(key: tuple) -> tuple[float, float]:
     return (qmin - zp) * scale, (qmax - zp) * scale
 
 
-def _within(bounds: tuple[float, float], key: tuple) -> bool:
+def _within(bounds: tuple[float, float], key: tuple | None) -> bool:
     """The grid lies inside the clamp's bounds: rounding to it clamps as the op does."""
+    if key is None:
+        return False
     lo_g, hi_g = _grid_range(key)
     tol = 1e-3 * key[0]
     return bounds[0] <= lo_g + tol and bounds[1] >= hi_g - tol
 
 
-def _respects(ix: _Index, node, key: tuple) -> bool:
+def _respects(ix: _Index, node, key: tuple | None) -> bool:
     """Rounding to grid `key` commutes with `node`."""
+    if key is None:
+        return False
     if node.op_type == "AveragePool":  # an average over one value (AdaptiveAvgPool2d at its input size)
         return set(attr(node, "kernel_shape", [0])) == {1} and set(attr(node, "pads", [0])) <= {0}
     if node.op_type not in _COMMUTING:
@@ -198,7 +203,7 @@ def _propagate(graph, ix: _Index) -> None:
 
 def _merge(graph, ix: _Index) -> bool:
     """Rule 3 once; True when the graph changed."""
-    seen: dict[tuple, object] = {}
+    seen: dict[tuple, Any] = {}
     for n in list(graph.node):
         key = ix.key(n)
         if key is None:

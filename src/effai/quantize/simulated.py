@@ -80,7 +80,7 @@ class _Marked(nn.Module):
 
     def __init__(self, ql: QuantLayer, name: str, calls: list):
         super().__init__()
-        layer = copy.deepcopy(ql.layer)
+        layer: Any = copy.deepcopy(ql.layer)
         layer.weight = nn.Parameter(ql.dequantized_weight().reshape(ql.weight_shape))
         if layer.bias is not None:
             bias = layer.bias.detach().float()
@@ -121,7 +121,7 @@ def _placeholder(x, name: str, calls: list):
     return torch.fake_quantize_per_tensor_affine(x, float(len(calls)), 0, 0, 255)
 
 
-def _traceable_copy(model: nn.Module) -> tuple[nn.Module, dict[str, nn.Module], list[str]]:
+def _traceable_copy(model: nn.Module) -> tuple[nn.Module, dict[str, Any], list[str]]:
     """The float twin, and by marker name: the QuantLayers, and the ActQuants rounding module
     outputs (named "MODULE:output")."""
     from effai.quantize.core import set_module
@@ -129,7 +129,7 @@ def _traceable_copy(model: nn.Module) -> tuple[nn.Module, dict[str, nn.Module], 
 
     twin = convert_(copy.deepcopy(model)).eval()  # QAT layers frozen into their codes
     calls: list[str] = []
-    layers: dict[str, nn.Module] = {n: m for n, m in twin.named_modules() if isinstance(m, QuantLayer)}
+    layers: dict[str, Any] = {n: m for n, m in twin.named_modules() if isinstance(m, QuantLayer)}
     for name, ql in list(layers.items()):
         set_module(twin, name, _Marked(ql, name, calls))
     for name, m in list(twin.named_modules()):

@@ -77,7 +77,7 @@ def has_attention(model: nn.Module) -> bool:
                for m in model.modules())
 
 
-def _width(module: nn.Module) -> int | None:
+def _width(module: Any) -> int | None:
     """The input width of a Linear or a Hugging Face Conv1D (GPT-2), None for other modules."""
     from effai.quantize.core import _is_hf_conv1d
 
@@ -90,7 +90,7 @@ def _plain_twin(model: nn.Module) -> nn.Module:
     """The model with every QuantLayer replaced by its float layer holding the dequantized weight."""
     twin = convert_(copy.deepcopy(model)).eval()
     for name, ql in [(n, m) for n, m in twin.named_modules() if isinstance(m, QuantLayer)]:
-        layer = copy.deepcopy(ql.layer)
+        layer: Any = copy.deepcopy(ql.layer)
         layer.weight = nn.Parameter(ql.dequantized_weight().reshape(ql.weight_shape))
         if getattr(layer, "bias", None) is not None:
             bias = layer.bias.detach().float()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ def rows(inputs, batch: int = 1) -> list[Row]:
         raise InputError(f"verify_inputs: every input needs the same number of rows, got {[len(t) for t in ts]}")
     if len(ts[0]) < batch:
         ts = [t.repeat(-(-batch // len(t)), *([1] * (t.dim() - 1)))[:batch] for t in ts]
-    out = [tuple(t[i:i + batch].numpy() for t in ts) for i in range(0, len(ts[0]) - batch + 1, batch)]
+    out: list[Any] = [tuple(t[i:i + batch].numpy() for t in ts) for i in range(0, len(ts[0]) - batch + 1, batch)]
     return [r[0] for r in out] if len(ts) == 1 else out
 
 

@@ -284,16 +284,17 @@ def _break_tie(tied: list[VariantRecord]) -> tuple[VariantRecord, str]:
     pool = [r for r in pool if not _clearly_faster(fast, r)]
     key = lambda r: (_num_neg(r.robustness), -sum(t.fits for t in r.targets.values()), _num_neg(r.accuracy))  # noqa: E731
     pool.sort(key=key)
-    best, other = pool[0], pool[1] if len(pool) > 1 else None
-    if other is None:
+    best = pool[0]
+    runner_up: VariantRecord | None = pool[1] if len(pool) > 1 else None
+    if runner_up is None:
         return best, ""
-    if (best.robustness or 0) > (other.robustness or 0):
-        return best, (f"; as small as {other.name} and no slower, more robust (mean corrupted accuracy "
-                      f"{fmt_fraction(best.robustness)} vs {fmt_fraction(other.robustness)})")
-    if key(best)[1] < key(other)[1]:
-        return best, (f"; as small as {other.name} and no slower, fits more hardware targets "
-                      f"({-key(best)[1]} vs {-key(other)[1]})")
-    return best, f"; as small as {other.name} and no slower"
+    if (best.robustness or 0) > (runner_up.robustness or 0):
+        return best, (f"; as small as {runner_up.name} and no slower, more robust (mean corrupted accuracy "
+                      f"{fmt_fraction(best.robustness)} vs {fmt_fraction(runner_up.robustness)})")
+    if key(best)[1] < key(runner_up)[1]:
+        return best, (f"; as small as {runner_up.name} and no slower, fits more hardware targets "
+                      f"({-key(best)[1]} vs {-key(runner_up)[1]})")
+    return best, f"; as small as {runner_up.name} and no slower"
 
 
 def _against_lead(best: VariantRecord, lead: VariantRecord) -> str:

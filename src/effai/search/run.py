@@ -279,7 +279,8 @@ def _check_inputs(cfg: SearchConfig) -> None:
                              "read without running code); use one bit-width for the whole model")
         model = build_family(family, cfg, ds, width_mult=1.0, resolution=ds.input_shape[-1])
         check_compatible(model, ds, family)
-        if widths != {1.0} and "width_mult" not in model.effai_code["args"]:
+        code: dict[str, Any] = model.effai_code  # type: ignore[assignment]  # set by usercode on .py models
+        if widths != {1.0} and "width_mult" not in code["args"]:
             raise InputError(f"space.family {family}: its class takes no width_mult, but space.width_mult varies "
                              f"({sorted(widths)}); set width_mult: [1.0] or add a width_mult argument")
 

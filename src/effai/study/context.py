@@ -119,8 +119,9 @@ def _trained_base(cfg: StudyConfig, data: DataSplits, folder: Path) -> tuple[nn.
         return model.eval(), BaseModelInfo(name=name, arch=arch, source="cached",
                                            test_accuracy=meta.get("test_accuracy"))
     torch.manual_seed(cfg.seed)  # the initial weights: the same command trains the same base
-    model = load_for_data(name, data, trust_pickle=cfg.trust_code, model_args=cfg.model_args).model
-    assert model is not None
+    built = load_for_data(name, data, trust_pickle=cfg.trust_code, model_args=cfg.model_args).model
+    assert built is not None
+    model = built
     train = TrainConfig(epochs=cfg.base_epochs, lr=3e-3, batch_size=64, seed=cfg.seed)
     r = fit(model, data, train, out_dir=folder, resume=True, progress=False)
     return model.eval(), BaseModelInfo(name=name, arch=arch, source="trained", epochs=r.epochs_run,

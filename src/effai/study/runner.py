@@ -342,7 +342,7 @@ def _command(cfg: StudyConfig) -> str:
     from effai.zoo import usercode
 
     model, arch, trust = cfg.model, cfg.arch, cfg.trust_code
-    model, arch = _cli_name(model), _cli_name(arch)
+    model, arch = _cli_name(model) or model, _cli_name(arch)
     trust = trust or usercode.is_code_spec(model) or usercode.is_code_spec(arch)
     parts = ["effai", "study", "--dataset", cfg.dataset, "--model", model]
     if cfg.quick:

@@ -142,6 +142,7 @@ def load_for_data(spec: str, data, arch: str | None = None, trust_pickle: bool =
     the model must run on one sample and output the data set's classes (`check_compatible`)."""
     from effai import zoo
 
+    opts: dict | None
     if arch is not None and not usercode.is_code_spec(arch):  # a zoo arch of a state dict: classes and channels
         opts = zoo.options_for(spec, data, **options)
     else:

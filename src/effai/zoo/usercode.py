@@ -19,6 +19,7 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch.nn as nn
 
@@ -173,7 +174,7 @@ def _run_file(path: Path) -> ModuleType:
 
 
 def _lookup(module: ModuleType, name: str, path: Path):
-    obj = module
+    obj: Any = module
     for part in name.split("."):
         obj = getattr(obj, part, None)
         if obj is None:
