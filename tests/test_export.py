@@ -294,3 +294,17 @@ def test_a_model_with_two_inputs_exports_both(tmp_path, config):
             quantize_(copy.deepcopy(m), Int8StaticConfig(calibration={"a": a[:3], "b": b[:2]}))
     with pytest.raises(InputError, match="same number of rows"):
         export_onnx(q, tmp_path / "bad.onnx", (a[:1], b[:1]), verify_inputs=(a[:3], b[:2]))
+
+
+def test_float_model_with_a_batch_of_examples_exports_at_batch_1(tmp_path):
+    # A batch of 64 example images fixed the file's batch at 64, and ONNX Runtime refused the
+    # calibration rows (batch 1) with a raw INVALID_ARGUMENT error.
+    import onnx
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 8 * 8, 10)).eval()
+    x = torch.rand(64, 1, 8, 8)
+    info = export_onnx(net, tmp_path / "m.onnx", x, dtype="int8", calibration=x, min_agreement=0.0)
+    dims = onnx.load(str(info["path"])).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_value == 1 and info["verification"]["samples"] == 64

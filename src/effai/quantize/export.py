@@ -422,6 +422,9 @@ def _export_float(model, path: Path, ex, dtype, calibration, method, settings, r
 
     rows: list[CandidateRow] | None = None
     float_ms: float | None = None
+    # Exported at batch 1, as deployed and as calibration feeds it: a larger example batch fixed
+    # the file's batch, and ONNX Runtime then refused the calibration rows (a raw ORT error).
+    ex = ex[:1]
     with tempfile.TemporaryDirectory() as tmp:
         fp = export_float(model, Path(tmp) / "float.onnx", ex)
         float_bytes = os.path.getsize(fp)
