@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -26,8 +27,10 @@ _PRELUDE = textwrap.dedent("""
 
 
 def _run(body: str) -> subprocess.CompletedProcess:
+    # SIGINT back to its default in the child: a suite started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and an ignored SIGINT is one Python (rightly) never raises.
     return subprocess.run([sys.executable, "-c", _PRELUDE + textwrap.dedent(body)], capture_output=True, text=True,
-                          env=ENV, timeout=60)
+                          env=ENV, timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_interrupt_inside_a_finalizer_is_delivered_again():
