@@ -72,6 +72,16 @@ def test_the_reason_states_the_trade_off_against_the_leader_and_names_the_tie_pa
     assert "as small as binary and no slower, more robust" in s.reason
 
 
+def test_a_slower_winner_is_never_called_faster_than_a_leader_marked_slower_than_fp32():
+    # The demo's case: the leader's INT8 file is marked slower than fp32; the smaller winner is slower still.
+    recs = [_record("fp32", BASE_WRONG | {1, 3}, 250_000, 0.020),
+            _record("int8_qat", BASE_WRONG, 70_000, 0.0346, slower_than_fp32=True),
+            _record("deep_compression", BASE_WRONG | {5}, 8_900, 0.118)]
+    s = select(with_statistics(recs, Constraints()))
+    assert s.leader == "int8_qat" and s.best == "deep_compression"
+    assert "faster" not in s.reason and "but slower (118 µs vs 34.6 µs)" in s.reason, s.reason
+
+
 def test_robustness_constraint_and_tie_break():
     recs = with_statistics([_record("fp32", BASE_WRONG, 100_000, 0.3),
                             _record("int8", BASE_WRONG | {7}, 65_000, 0.2)], Constraints())

@@ -298,15 +298,19 @@ def _break_tie(tied: list[VariantRecord]) -> tuple[VariantRecord, str]:
 
 
 def _against_lead(best: VariantRecord, lead: VariantRecord) -> str:
-    """How the recommended variant's size and latency compare with the leader's, in words, trade-offs included."""
+    """How the recommended variant's size and latency compare with the leader's, in words, trade-offs
+    included (latencies as measured, each in its own runtime; a gap within either's spread is no gap)."""
     parts = []
     if _num(best.size_bytes) < _num(lead.size_bytes):
         parts.append(f"smaller than {lead.name} ({fmt_bytes(best.size_bytes)} vs {fmt_bytes(lead.size_bytes)})")
-    if _clearly_faster(best, lead):
-        parts.append(f"faster ({fmt_ms(best.latency_ms)} vs {fmt_ms(lead.latency_ms)})")
-    elif _clearly_faster(lead, best) or (best.cost.latency is not None and best.cost.latency.slower_than_fp32):
-        flag = "; slower than fp32 on its runtime" if best.cost.latency and best.cost.latency.slower_than_fp32 else ""
-        parts.append(f"but slower ({fmt_ms(best.latency_ms)} vs {fmt_ms(lead.latency_ms)}{flag})")
+    b, a = best.cost.latency, lead.cost.latency
+    if b is not None and a is not None:
+        spread = max(b.iqr_ms or 0.0, a.iqr_ms or 0.0)
+        flag = "; slower than fp32 on its runtime" if b.slower_than_fp32 else ""
+        if b.p50_ms < a.p50_ms - spread and not b.slower_than_fp32:
+            parts.append(f"faster ({fmt_ms(b.p50_ms)} vs {fmt_ms(a.p50_ms)})")
+        elif b.p50_ms > a.p50_ms + spread or b.slower_than_fp32:
+            parts.append(f"but slower ({fmt_ms(b.p50_ms)} vs {fmt_ms(a.p50_ms)}{flag})")
     return ", ".join(parts) if parts else f"as small and fast as {lead.name}"
 
 
